@@ -1,0 +1,85 @@
+"""Finding and reading the package's YAML configuration, in one place.
+
+Config files live in the repository's `config/` folder; a colcon install puts them in
+`share/depth_any_view/config`. Every YAML read of the package goes through `load_yaml`, so
+a malformed file gives one clear error naming the file and how to fix it.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+PACKAGE_NAME = "depth_any_view"
+
+
+class ConfigError(ValueError):
+    """A configuration file is missing or malformed; the message names the file and key."""
+
+
+def config_dirs() -> list[Path]:
+    """Candidate `config/` folders, most specific first.
+
+    `DEPTH_ANY_VIEW_CONFIG_DIR` overrides; then the source checkout beside the package;
+    then the ament share directory of an installed package (colcon or pip prefix).
+    """
+    dirs: list[Path] = []
+    env = os.environ.get("DEPTH_ANY_VIEW_CONFIG_DIR")
+    if env:
+        dirs.append(Path(env))
+    dirs.append(Path(__file__).resolve().parent.parent / "config")
+    for prefix in (sys.prefix, *os.environ.get("AMENT_PREFIX_PATH", "").split(os.pathsep)):
+        if prefix:
+            dirs.append(Path(prefix) / "share" / PACKAGE_NAME / "config")
+    return dirs
+
+
+def config_path(name: str) -> Path:
+    """Path of a packaged config file such as `rig_surround6.yaml`.
+
+    An existing path (absolute or relative to the working directory) is returned as is.
+    Raises ConfigError listing where it looked when the file is not found.
+    """
+    direct = Path(name).expanduser()
+    if direct.is_file():
+        return direct
+    for d in config_dirs():
+        candidate = d / name
+        if candidate.is_file():
+            return candidate
+    looked = ", ".join(str(d) for d in config_dirs())
+    raise ConfigError(f"config file '{name}' not found (looked in: {looked}); "
+                      "pass an existing path or set DEPTH_ANY_VIEW_CONFIG_DIR")
+
+
+def load_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read a YAML mapping, raising ConfigError that names the file on any problem."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file '{p}': {exc.strerror or exc}") from exc
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError(f"malformed YAML in '{p}'{where}: "
+                          f"{getattr(exc, 'problem', None) or exc}; fix the syntax") from exc
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file '{p}' must hold a mapping at the top level, "
+                          f"found {type(data).__name__}")
+    return data
+
+
+def require(mapping: dict[str, Any], key: str, source: str) -> Any:
+    """`mapping[key]`, or ConfigError naming the missing key and its source file."""
+    if key not in mapping:
+        raise ConfigError(f"'{source}' is missing the key '{key}'")
+    return mapping[key]
