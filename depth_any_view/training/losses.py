@@ -1,0 +1,390 @@
+"""Training losses: supervised depth, multi-view self-supervision and occupancy (torch).
+
+`compute_losses(outputs, batch, cfg)` returns every enabled term unweighted plus 'total',
+their weighted sum. A term whose weight is 0 is neither computed nor returned, so an
+ablation is a weight of 0 (e.g. `cos_weight: 0` for "no depth consistency").
+
+Inputs (B = batch, V = views, H x W = image size, X x Y x Z = voxels):
+    outputs['depth']               (B, V, H, W) predicted depth, metres
+    outputs['occupancy_logits']    (B, X, Y, Z) occupancy logits
+    outputs['occupancy_observed']  (B, X, Y, Z) bool, optional (see LossConfig)
+    batch['images']                (B, V, 3, H, W) float in [0, 1]
+    batch['depth']                 (B, V, H, W) ground-truth depth, metres, NaN (or 0) invalid
+    batch['K']                     (B, V, 3, 3) intrinsics
+    batch['T_base_cam']            (B, V, 4, 4) camera -> base_link
+    batch['occupancy']             (B, X, Y, Z) uint8: 0 free, 1 occupied, 255 unknown
+Images (and their intrinsics) are resized to the predicted depth's resolution for the
+photometric and smoothness terms; the prediction is upsampled to the ground truth's
+resolution for the depth term.
+
+Terms:
+    depth      L1 between predicted and valid ground-truth depth (metres).
+    photo      per pair (target t, source s): reconstruct image t by sampling image s at
+               the projection of t's predicted depth; error alpha*(1-SSIM)/2 + (1-alpha)*L1
+               averaged over pixels that land inside s and are not occluded there (the
+               projected depth exceeds s's own predicted depth by less than a relative
+               tolerance).
+    cos        cross-view depth consistency: |log z_s - log D_s(u_s)| where z_s is the depth
+               of t's back-projected point in camera s and D_s(u_s) is s's predicted depth
+               sampled at its projection, over the same visibility mask.
+    smooth     edge-aware smoothness of the mean-normalised inverse depth (monodepth2).
+    occupancy  BCE (or focal) + occupancy_iou_weight * (1 - soft IoU of the occupied
+               class) over known voxels (label != 255).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from depth_any_view.config import ConfigError
+from depth_any_view.training.warp import (
+    SSIM,
+    ViewWarp,
+    WarpResult,
+    neighbour_pairs,
+    relative_transform,
+)
+
+UNKNOWN_LABEL = 255
+OCCUPIED_LABEL = 1
+
+
+@dataclass
+class LossConfig:
+    """Loss weights and options; load from YAML with `LossConfig.from_dict`."""
+
+    depth_weight: float = 1.0  # L_depth: L1 to valid ground-truth depth (metres)
+    photo_weight: float = 1.0  # L_photo: SSIM + L1 of each view vs neighbours warped into it
+    cos_weight: float = 0.5  # L_cos: cross-view consistency of predicted depths (log ratio)
+    smooth_weight: float = 0.1  # L_smooth: edge-aware smoothness of normalised inverse depth
+    occupancy_weight: float = 1.0  # occupancy: BCE/focal + soft IoU over known voxels
+    ssim_alpha: float = 0.85  # photo error = alpha * (1 - SSIM) / 2 + (1 - alpha) * L1
+    occlusion_tolerance: float = 0.1  # relative depth slack before a point counts as occluded
+    neighbour_pairs: list[tuple[int, int]] | None = None  # (target, source) views; None: auto
+    neighbour_max_angle_deg: float = 100.0  # auto pairs: max angle between optical axes, deg
+    min_depth: float = 1e-3  # metres; floor on predicted depth for logs and inverse depth
+    occupancy_loss: str = "bce"  # classification term: 'bce' or 'focal'
+    focal_gamma: float = 2.0  # focal loss exponent (only for occupancy_loss 'focal')
+    occupancy_pos_weight: float = 1.0  # weight of occupied voxels in the classification term
+    occupancy_iou_weight: float = 1.0  # weight of (1 - soft IoU) inside the occupancy term
+    occupancy_observed_only: bool = False  # also ignore voxels outputs mark as unobserved
+
+    def __post_init__(self) -> None:
+        """Validate values, raising ConfigError that names the field."""
+        for name in ("depth_weight", "photo_weight", "cos_weight", "smooth_weight",
+                     "occupancy_weight", "occlusion_tolerance", "focal_gamma",
+                     "occupancy_pos_weight", "occupancy_iou_weight"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or not value >= 0:
+                raise ConfigError(f"loss '{name}' must be a number >= 0, got {value!r}")
+        if not 0.0 <= self.ssim_alpha <= 1.0:
+            raise ConfigError(f"loss 'ssim_alpha' must be in [0, 1], got {self.ssim_alpha}")
+        if self.occupancy_loss not in ("bce", "focal"):
+            raise ConfigError(f"loss 'occupancy_loss' must be 'bce' or 'focal', "
+                              f"got {self.occupancy_loss!r}")
+        if not self.min_depth > 0:
+            raise ConfigError(f"loss 'min_depth' must be > 0 metres, got {self.min_depth}")
+        if self.neighbour_pairs is not None:
+            pairs = []
+            for pair in self.neighbour_pairs:
+                if len(pair) != 2 or int(pair[0]) == int(pair[1]):
+                    raise ConfigError(f"loss 'neighbour_pairs' entries must be [target, source]"
+                                      f" with two different view indices, got {pair!r}")
+                pairs.append((int(pair[0]), int(pair[1])))
+            self.neighbour_pairs = pairs
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> LossConfig:
+        """Config from a mapping (e.g. the `loss:` section of a YAML file); unknown keys fail."""
+        data = dict(data or {})
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(f"unknown loss option(s) {unknown}; valid: {sorted(known)}")
+        return cls(**data)
+
+
+def _zero(ref: torch.Tensor) -> torch.Tensor:
+    """A zero scalar still attached to `ref`'s graph, so backward() works."""
+    return ref.sum() * 0.0
+
+
+def _masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean of `values` where `mask`; zero (with a graph) when the mask is empty."""
+    mask_f = mask.to(values.dtype)
+    filled = torch.where(mask, values, torch.zeros_like(values))
+    return filled.sum() / mask_f.sum().clamp_min(1.0)
+
+
+def scale_intrinsics(K: torch.Tensor, sx: float, sy: float) -> torch.Tensor:
+    """Intrinsics (..., 3, 3) of an image resized by (sx, sy), pixel centres at integers."""
+    K = K.clone()
+    K[..., 0, 0] = K[..., 0, 0] * sx
+    K[..., 0, 1] = K[..., 0, 1] * sx
+    K[..., 1, 1] = K[..., 1, 1] * sy
+    K[..., 0, 2] = (K[..., 0, 2] + 0.5) * sx - 0.5
+    K[..., 1, 2] = (K[..., 1, 2] + 0.5) * sy - 0.5
+    return K
+
+
+def _images_at(images: torch.Tensor, K: torch.Tensor, height: int,
+               width: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Images (B, V, 3, h, w) and K resized to (height, width)."""
+    b, v, c, h, w = images.shape
+    if (h, w) == (height, width):
+        return images, K
+    flat = images.reshape(b * v, c, h, w)  # (B*V, 3, h, w)
+    flat = F.interpolate(flat, size=(height, width), mode="bilinear", align_corners=False,
+                         antialias=True)
+    return flat.reshape(b, v, c, height, width), scale_intrinsics(K, width / w, height / h)
+
+
+def depth_l1_loss(pred: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
+    """Mean |pred - gt| in metres over valid ground truth (finite and > 0).
+
+    pred (B, V, H, W) is bilinearly resized to gt's size when they differ. NaN ground truth
+    never reaches the graph, so gradients stay finite.
+    """
+    if pred.shape[-2:] != gt.shape[-2:]:
+        lead = pred.shape[:-2]
+        flat = pred.reshape(-1, 1, *pred.shape[-2:])  # (B*V, 1, h, w)
+        flat = F.interpolate(flat, size=gt.shape[-2:], mode="bilinear", align_corners=False)
+        pred = flat.reshape(*lead, *gt.shape[-2:])
+    gt = gt.to(pred.dtype)
+    valid = torch.isfinite(gt) & (gt > 0)
+    gt_clean = torch.where(valid, gt, torch.zeros_like(gt))
+    return _masked_mean((pred - gt_clean).abs(), valid)
+
+
+def _resolve_pairs(cfg: LossConfig, T_base_cam: torch.Tensor) -> list[tuple[int, int]]:
+    """The configured (target, source) pairs, or the automatic ones from the extrinsics."""
+    n_views = T_base_cam.shape[1]
+    if cfg.neighbour_pairs is None:
+        return neighbour_pairs(T_base_cam, cfg.neighbour_max_angle_deg)
+    for t, s in cfg.neighbour_pairs:
+        if not (0 <= t < n_views and 0 <= s < n_views):
+            raise ConfigError(f"loss 'neighbour_pairs' has ({t}, {s}) but the batch has "
+                              f"{n_views} views; use indices 0..{n_views - 1}")
+    return list(cfg.neighbour_pairs)
+
+
+def _pair_warp(depth: torch.Tensor, K: torch.Tensor, T_base_cam: torch.Tensor,
+               pairs: list[tuple[int, int]], min_depth: float
+               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, WarpResult,
+                          torch.Tensor]:
+    """Warp every target view of `pairs` into its source; tensors flattened to (B*P, ...).
+
+    Returns (target indices (P,), source indices (P,), target depth, source depth,
+    the warp, target-depth validity (B*P, H, W)).
+    """
+    b, _, h, w = depth.shape
+    tgt = torch.tensor([p[0] for p in pairs], device=depth.device)
+    src = torch.tensor([p[1] for p in pairs], device=depth.device)
+    n = b * len(pairs)
+    d_t = depth[:, tgt].reshape(n, h, w)  # (B*P, H, W)
+    d_s = depth[:, src].reshape(n, h, w)  # (B*P, H, W)
+    K_t = K[:, tgt].reshape(n, 3, 3)
+    K_s = K[:, src].reshape(n, 3, 3)
+    T_s_t = relative_transform(T_base_cam[:, tgt], T_base_cam[:, src]).reshape(n, 4, 4)
+    warp = ViewWarp(h, w, min_depth=min_depth).to(depth.device)(d_t, K_t, K_s, T_s_t)
+    valid_t = torch.isfinite(d_t) & (d_t > min_depth)
+    return tgt, src, d_t, d_s, warp, valid_t
+
+
+def photometric_loss(depth: torch.Tensor, images: torch.Tensor, K: torch.Tensor,
+                     T_base_cam: torch.Tensor, pairs: list[tuple[int, int]], *,
+                     ssim_alpha: float = 0.85, occlusion_tolerance: float = 0.1,
+                     min_depth: float = 1e-3) -> torch.Tensor:
+    """Photometric reconstruction error of target views from their source neighbours.
+
+    Args:
+        depth: predicted depth (B, V, H, W), metres.
+        images: (B, V, 3, H, W) in [0, 1], same size as depth.
+        K: intrinsics (B, V, 3, 3) of those images; T_base_cam: (B, V, 4, 4).
+        pairs: (target, source) view indices.
+        ssim_alpha: weight of (1 - SSIM) / 2 against the L1 term.
+        occlusion_tolerance: a target point is visible in the source when its projected
+            depth is at most (1 + tolerance) times the source's predicted depth there.
+        min_depth: metres; predicted depths below are ignored.
+
+    Returns:
+        Scalar mean error over visible pixels of all pairs (0 when nothing is visible).
+    """
+    if not pairs:
+        return _zero(depth)
+    b, _, h, w = depth.shape
+    tgt, src, _, d_s, warp, valid_t = _pair_warp(depth.float(), K, T_base_cam, pairs,
+                                                 min_depth)
+    n = b * len(pairs)
+    img = images.float()
+    img_t = img[:, tgt].reshape(n, 3, h, w)  # (B*P, 3, H, W)
+    img_s = img[:, src].reshape(n, 3, h, w)  # (B*P, 3, H, W)
+    warped = F.grid_sample(img_s, warp.grid, mode="bilinear", padding_mode="border",
+                           align_corners=True)  # (B*P, 3, H, W)
+    with torch.no_grad():
+        d_s_at = F.grid_sample(d_s.detach()[:, None], warp.grid, mode="nearest",
+                               padding_mode="border", align_corners=True)[:, 0]  # (B*P, H, W)
+        visible = (warp.in_view & valid_t
+                   & (warp.depth <= d_s_at * (1.0 + occlusion_tolerance)))
+    ssim = SSIM().to(depth.device)
+    err = (ssim_alpha * ssim(warped, img_t).mean(1)
+           + (1.0 - ssim_alpha) * (warped - img_t).abs().mean(1))  # (B*P, H, W)
+    return _masked_mean(err, visible)
+
+
+def depth_consistency_loss(depth: torch.Tensor, K: torch.Tensor, T_base_cam: torch.Tensor,
+                           pairs: list[tuple[int, int]], *, occlusion_tolerance: float = 0.1,
+                           min_depth: float = 1e-3) -> torch.Tensor:
+    """Cross-view depth consistency: mean |log z_s - log D_s(u_s)| over visible pixels.
+
+    For each (target t, source s) pair, t's predicted depth is back-projected, moved into
+    camera s (depth z_s at pixel u_s) and compared with s's own prediction D_s sampled
+    bilinearly at u_s. Pixels outside s, or occluded there (z_s > (1 + tolerance) * D_s),
+    are ignored. Both views receive gradients. Shapes as in `photometric_loss`.
+    """
+    if not pairs:
+        return _zero(depth)
+    _, _, _, d_s, warp, valid_t = _pair_warp(depth.float(), K, T_base_cam, pairs, min_depth)
+    d_s_at = F.grid_sample(d_s[:, None], warp.grid, mode="bilinear", padding_mode="border",
+                           align_corners=True)[:, 0]  # (B*P, H, W)
+    visible = (warp.in_view & valid_t & torch.isfinite(d_s_at) & (d_s_at > min_depth)
+               & (warp.depth <= d_s_at.detach() * (1.0 + occlusion_tolerance)))
+    z = torch.where(visible, warp.depth, torch.ones_like(warp.depth))
+    d = torch.where(visible, d_s_at, torch.ones_like(d_s_at))
+    diff = (torch.log(z.clamp_min(min_depth)) - torch.log(d.clamp_min(min_depth))).abs()
+    return _masked_mean(diff, visible)
+
+
+def smoothness_loss(depth: torch.Tensor, images: torch.Tensor,
+                    min_depth: float = 1e-3) -> torch.Tensor:
+    """Edge-aware smoothness of mean-normalised inverse depth (monodepth2).
+
+    depth (B, V, H, W) metres, images (B, V, 3, H, W) of the same size. Inverse-depth
+    gradients are down-weighted by exp(-|image gradient|); constant depth gives 0.
+    """
+    b, v, h, w = depth.shape
+    disp = 1.0 / depth.float().clamp_min(min_depth).reshape(b * v, 1, h, w)  # (B*V, 1, H, W)
+    disp = disp / disp.mean(dim=(2, 3), keepdim=True).clamp_min(1e-7)
+    img = images.float().reshape(b * v, 3, h, w)  # (B*V, 3, H, W)
+    grad_disp_x = (disp[..., :, :-1] - disp[..., :, 1:]).abs()
+    grad_disp_y = (disp[..., :-1, :] - disp[..., 1:, :]).abs()
+    grad_img_x = (img[..., :, :-1] - img[..., :, 1:]).abs().mean(1, keepdim=True)
+    grad_img_y = (img[..., :-1, :] - img[..., 1:, :]).abs().mean(1, keepdim=True)
+    return ((grad_disp_x * torch.exp(-grad_img_x)).mean()
+            + (grad_disp_y * torch.exp(-grad_img_y)).mean())
+
+
+def occupancy_loss(logits: torch.Tensor, labels: torch.Tensor,
+                   observed: torch.Tensor | None = None, *, kind: str = "bce",
+                   focal_gamma: float = 2.0, pos_weight: float = 1.0,
+                   iou_weight: float = 1.0) -> dict[str, torch.Tensor]:
+    """Occupancy classification + soft-IoU loss over known voxels.
+
+    Args:
+        logits: (B, X, Y, Z) occupancy logits.
+        labels: (B, X, Y, Z) uint8, 0 free / 1 occupied / 255 unknown (ignored).
+        observed: optional (B, X, Y, Z) bool; when given, only observed voxels count.
+        kind: 'bce' or 'focal' (binary focal loss with exponent `focal_gamma`).
+        pos_weight: weight on occupied voxels in the classification term.
+        iou_weight: weight of 1 - soft IoU (sum(p*y) / sum(p + y - p*y), occupied class).
+
+    Returns:
+        {'occupancy': ce + iou_weight * iou, 'occupancy_ce': ce, 'occupancy_iou': iou}.
+    """
+    if logits.shape != labels.shape:
+        raise ValueError(f"occupancy logits {tuple(logits.shape)} and labels "
+                         f"{tuple(labels.shape)} must have the same (B, X, Y, Z) shape")
+    logits = logits.float()
+    known = labels != UNKNOWN_LABEL
+    if observed is not None:
+        known = known & observed.bool()
+    y = (labels == OCCUPIED_LABEL).float()
+    ce = F.binary_cross_entropy_with_logits(logits, y, reduction="none")
+    if kind == "focal":
+        p = torch.sigmoid(logits)
+        p_t = p * y + (1 - p) * (1 - y)
+        ce = ce * (1 - p_t).pow(focal_gamma)
+    elif kind != "bce":
+        raise ValueError(f"occupancy loss kind must be 'bce' or 'focal', got {kind!r}")
+    weight = torch.where(y > 0, torch.full_like(y, pos_weight), torch.ones_like(y))
+    ce = _masked_mean(ce * weight, known)
+    p = torch.sigmoid(logits) * known.float()
+    yk = y * known.float()
+    eps = 1.0
+    inter = (p * yk).sum()
+    union = (p + yk - p * yk).sum()
+    iou = 1.0 - (inter + eps) / (union + eps)
+    return {"occupancy": ce + iou_weight * iou, "occupancy_ce": ce, "occupancy_iou": iou}
+
+
+def _need(mapping: dict[str, Any], key: str, what: str, weight_name: str) -> torch.Tensor:
+    """mapping[key], or a KeyError naming the key and the weight that disables its term."""
+    if key not in mapping or mapping[key] is None:
+        raise KeyError(f"{what} has no '{key}', which the loss needs; provide it or set "
+                       f"'{weight_name}: 0' in the loss config")
+    return mapping[key]
+
+
+def compute_losses(outputs: dict[str, torch.Tensor], batch: dict[str, Any],
+                   cfg: LossConfig | None = None) -> dict[str, torch.Tensor]:
+    """All enabled loss terms (unweighted) and 'total' = sum of weight * term.
+
+    Keys: 'depth', 'photo', 'cos', 'smooth', 'occupancy' (plus its parts 'occupancy_ce'
+    and 'occupancy_iou', for logging only) for each term with a weight > 0, and 'total'.
+    See the module docstring for the expected keys and shapes.
+    """
+    cfg = cfg or LossConfig()
+    out: dict[str, torch.Tensor] = {}
+    weights = {"depth": cfg.depth_weight, "photo": cfg.photo_weight, "cos": cfg.cos_weight,
+               "smooth": cfg.smooth_weight, "occupancy": cfg.occupancy_weight}
+    need_depth = any(weights[k] > 0 for k in ("depth", "photo", "cos", "smooth"))
+    pred = _need(outputs, "depth", "outputs", "depth_weight") if need_depth else None
+
+    if cfg.depth_weight > 0:
+        gt = _need(batch, "depth", "batch", "depth_weight")
+        out["depth"] = depth_l1_loss(pred, gt.to(pred.device))
+
+    if cfg.photo_weight > 0 or cfg.cos_weight > 0 or cfg.smooth_weight > 0:
+        name = "photo_weight" if cfg.photo_weight > 0 else "cos_weight"
+        h, w = pred.shape[-2:]
+        K = _need(batch, "K", "batch", name).to(pred.device)
+        T = _need(batch, "T_base_cam", "batch", name).to(pred.device)
+        images = None
+        if cfg.photo_weight > 0 or cfg.smooth_weight > 0:
+            name = "photo_weight" if cfg.photo_weight > 0 else "smooth_weight"
+            images = _need(batch, "images", "batch", name).to(pred.device)
+            images, K = _images_at(images.float(), K, h, w)
+        pairs = _resolve_pairs(cfg, T) if (cfg.photo_weight > 0 or cfg.cos_weight > 0) else []
+        if cfg.photo_weight > 0:
+            out["photo"] = photometric_loss(pred, images, K, T, pairs,
+                                            ssim_alpha=cfg.ssim_alpha,
+                                            occlusion_tolerance=cfg.occlusion_tolerance,
+                                            min_depth=cfg.min_depth)
+        if cfg.cos_weight > 0:
+            out["cos"] = depth_consistency_loss(pred, K, T, pairs,
+                                                occlusion_tolerance=cfg.occlusion_tolerance,
+                                                min_depth=cfg.min_depth)
+        if cfg.smooth_weight > 0:
+            out["smooth"] = smoothness_loss(pred, images, cfg.min_depth)
+
+    if cfg.occupancy_weight > 0:
+        logits = _need(outputs, "occupancy_logits", "outputs", "occupancy_weight")
+        labels = _need(batch, "occupancy", "batch", "occupancy_weight").to(logits.device)
+        observed = outputs.get("occupancy_observed") if cfg.occupancy_observed_only else None
+        out.update(occupancy_loss(logits, labels, observed, kind=cfg.occupancy_loss,
+                                  focal_gamma=cfg.focal_gamma,
+                                  pos_weight=cfg.occupancy_pos_weight,
+                                  iou_weight=cfg.occupancy_iou_weight))
+
+    terms = [weights[k] * out[k] for k in weights if k in out]
+    if terms:
+        out["total"] = torch.stack([t.float() for t in terms]).sum()
+    else:
+        ref = next((v for v in outputs.values() if isinstance(v, torch.Tensor)
+                    and v.is_floating_point()), None)
+        out["total"] = _zero(ref) if ref is not None else torch.zeros(())
+    return out
