@@ -1,0 +1,547 @@
+"""Temporal log-odds occupancy fusion in a rolling voxel map that moves with the robot.
+
+The map is an axis-aligned voxel grid in `odom` whose voxel boundaries lie on a fixed
+odom lattice (multiples of the voxel size). It is centred on base_link: its bounds are
+`lower`..`upper` metres around the robot, rounded to whole voxels, and when the robot
+moves the map shifts by whole voxels; cells that leave it are forgotten, cells that enter
+are unknown. Each network occupancy volume (probabilities and an observed mask on a
+`VoxelGrid` in base_link) is resampled at the map's voxel centres through `T_odom_base`
+(trilinear or nearest, one vectorised `grid_sample`): for every observed voxel the
+increment logit(clamp(p, p_min, p_max)) is added to the voxel's log-odds, which is then
+clamped (the nvblox `log_odds.h` recipe, with octomap-style clamping of the sum). Unobserved
+voxels are untouched. An optional decay moves every voxel's log-odds toward 0 (p = 0.5)
+by a rate per second, as nvblox's occupancy decay integrator does, so moving obstacles
+fade; a voxel decayed all the way to 0.5 is unknown again.
+
+Resets: `reset(reason)`, a stamp going backwards, odometry jumping faster than the
+configured speeds, or odometry appearing/disappearing. A pose with NaN/inf, a quaternion
+that is not unit length or a matrix that is not a rigid transform is rejected (the map
+is untouched) and the returned `UpdateStatus` says why. Without odometry the map is the
+latest single frame in base_link (`frame == 'base_link'`).
+
+Storage is torch (CPU or CUDA, `device`); queries return numpy. Arrays are indexed
+[i, j, k] = [x, y, z]; voxel (i, j, k) has its centre at origin + (index + 0.5) * size.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from depth_any_view.geometry.grid import FREE, OCCUPIED, UNKNOWN, VoxelGrid
+
+P_MIN_OBSERVATION = 0.05  # one observation never says "free" more surely than this
+P_MAX_OBSERVATION = 0.95  # ... nor "occupied" more surely than this (nvblox: 1e-3 / 0.999)
+P_CLAMP_MIN = 0.02  # accumulated belief is kept within [P_CLAMP_MIN, P_CLAMP_MAX] so a
+P_CLAMP_MAX = 0.98  # voxel can change its mind after about two contrary observations
+ODOM_FRAME = "odom"
+BASE_FRAME = "base_link"
+
+
+def logit(p: float) -> float:
+    """Log-odds of a probability in (0, 1)."""
+    return math.log(p / (1.0 - p))
+
+
+@dataclass(frozen=True)
+class FusionConfig:
+    """Rolling map geometry, log-odds constants, thresholds, decay and jump limits."""
+
+    voxel_size: tuple[float, float, float] = (0.2, 0.2, 0.2)  # metres per voxel (x, y, z)
+    lower: tuple[float, float, float] = (-12.8, -12.8, -0.8)  # metres, map min corner re base
+    upper: tuple[float, float, float] = (12.8, 12.8, 3.2)  # metres, map max corner re base
+    p_min: float = P_MIN_OBSERVATION  # network probabilities are clamped to [p_min, p_max]
+    p_max: float = P_MAX_OBSERVATION  # ... before the logit
+    clamp_min: float = P_CLAMP_MIN  # accumulated belief lower bound (probability)
+    clamp_max: float = P_CLAMP_MAX  # accumulated belief upper bound (probability)
+    occupied_threshold: float = 0.6  # p >= this is occupied (queries, 2D grid)
+    free_threshold: float = 0.4  # p <= this is free; in between is uncertain
+    decay_occupied_per_s: float = 0.0  # log-odds per second occupied voxels lose; 0 = off
+    decay_free_per_s: float = 0.0  # log-odds per second free voxels lose; 0 = off
+    max_linear_speed: float = 5.0  # m/s; odometry moving faster is a jump (reset)
+    max_angular_speed: float = 3.0  # rad/s; odometry turning faster is a jump (reset)
+    jump_tolerance_m: float = 0.5  # metres allowed on top of max_linear_speed * dt
+    jump_tolerance_rad: float = 0.35  # radians allowed on top of max_angular_speed * dt
+    quaternion_tolerance: float = 1e-3  # reject quaternions with | |q| - 1 | above this
+    interpolation: str = "trilinear"  # network grid -> map: "trilinear" or "nearest"
+    observed_fraction: float = 0.5  # trilinear weight on observed voxels to count as seen
+    grid_z_min: float = 0.1  # metres above base_link: lowest voxel centre in the 2D grid
+    grid_z_max: float = 1.5  # metres above base_link: highest voxel centre in the 2D grid
+
+    def __post_init__(self) -> None:
+        """Validate every field; ValueError names the field and the allowed range."""
+        vs = tuple(float(v) for v in self.voxel_size)
+        lo = tuple(float(v) for v in self.lower)
+        up = tuple(float(v) for v in self.upper)
+        if len(vs) != 3 or not all(v > 0 and math.isfinite(v) for v in vs):
+            raise ValueError(f"FusionConfig.voxel_size must be 3 positive metres, got {vs}")
+        if abs(vs[0] - vs[1]) > 1e-9:
+            raise ValueError(f"FusionConfig.voxel_size x and y must be equal (square "
+                             f"OccupancyGrid cells), got {vs}")
+        if len(lo) != 3 or len(up) != 3 or not all(u > v for v, u in zip(lo, up)):
+            raise ValueError(f"FusionConfig.lower/upper must be 3 values each with upper > "
+                             f"lower (metres around base_link), got {lo} / {up}")
+        object.__setattr__(self, "voxel_size", vs)
+        object.__setattr__(self, "lower", lo)
+        object.__setattr__(self, "upper", up)
+        for name in ("p_min", "p_max", "clamp_min", "clamp_max", "occupied_threshold",
+                     "free_threshold", "observed_fraction"):
+            value = getattr(self, name)
+            if not 0.0 < float(value) < 1.0:
+                raise ValueError(f"FusionConfig.{name} must be in (0, 1), got {value}")
+        if not self.p_min < self.p_max:
+            raise ValueError(f"FusionConfig.p_min ({self.p_min}) must be < p_max "
+                             f"({self.p_max})")
+        if not self.clamp_min < 0.5 < self.clamp_max:
+            raise ValueError(f"FusionConfig.clamp_min < 0.5 < clamp_max is required, got "
+                             f"{self.clamp_min}, {self.clamp_max}")
+        if not self.free_threshold <= 0.5 <= self.occupied_threshold:
+            raise ValueError(f"FusionConfig.free_threshold <= 0.5 <= occupied_threshold is "
+                             f"required, got {self.free_threshold}, {self.occupied_threshold}")
+        for name in ("decay_occupied_per_s", "decay_free_per_s", "max_linear_speed",
+                     "max_angular_speed", "jump_tolerance_m", "jump_tolerance_rad",
+                     "quaternion_tolerance"):
+            value = float(getattr(self, name))
+            if not (value >= 0 and math.isfinite(value)):
+                raise ValueError(f"FusionConfig.{name} must be a finite number >= 0, "
+                                 f"got {getattr(self, name)}")
+        if self.interpolation not in ("trilinear", "nearest"):
+            raise ValueError(f"FusionConfig.interpolation must be 'trilinear' or 'nearest', "
+                             f"got {self.interpolation!r}")
+        if not self.grid_z_min <= self.grid_z_max:
+            raise ValueError(f"FusionConfig.grid_z_min ({self.grid_z_min}) must be <= "
+                             f"grid_z_max ({self.grid_z_max})")
+
+    @property
+    def dims(self) -> tuple[int, int, int]:
+        """Map size in voxels (nx, ny, nz): the extent rounded to whole voxels."""
+        return tuple(max(1, round((u - lo) / v))
+                     for lo, u, v in zip(self.lower, self.upper, self.voxel_size))
+
+    @classmethod
+    def matching(cls, grid: VoxelGrid, **overrides: Any) -> FusionConfig:
+        """A config whose map has the network grid's bounds and voxel size."""
+        base = {"voxel_size": tuple(float(v) for v in grid.voxel_size),
+                "lower": grid.lower, "upper": grid.upper}
+        names = {f.name for f in fields(cls)}
+        unknown = set(overrides) - names
+        if unknown:
+            raise ValueError(f"unknown FusionConfig fields {sorted(unknown)}; "
+                             f"known: {sorted(names)}")
+        return cls(**{**base, **overrides})
+
+
+@dataclass(frozen=True)
+class UpdateStatus:
+    """What one `update` did, for the node's log and diagnostics."""
+
+    accepted: bool  # the volume was integrated
+    frame: str  # 'odom' (fusing) or 'base_link' (single-frame fallback, no odometry)
+    reset_reason: str | None = None  # the map was cleared first, and why
+    rejected_reason: str | None = None  # why the update was refused (map untouched)
+    shift_voxels: tuple[int, int, int] = (0, 0, 0)  # how far the map moved this update
+    observed_voxels: int = 0  # map voxels that received an observation
+
+    @property
+    def message(self) -> str:
+        """One line describing the update (for logs)."""
+        if not self.accepted:
+            return f"occupancy update rejected: {self.rejected_reason}"
+        text = f"occupancy fused in {self.frame} ({self.observed_voxels} voxels observed)"
+        return text if self.reset_reason is None else f"{text}; map reset: {self.reset_reason}"
+
+
+@dataclass(frozen=True)
+class ProbabilityGrid:
+    """The whole map as arrays: probabilities with NaN where unknown."""
+
+    probability: np.ndarray  # (nx, ny, nz) float32, NaN = unknown
+    known: np.ndarray  # (nx, ny, nz) bool
+    origin: np.ndarray  # (3,) float64 metres: minimum corner of voxel (0, 0, 0) in `frame`
+    voxel_size: np.ndarray  # (3,) float64 metres
+    frame: str  # 'odom' or 'base_link'
+    stamp_ns: int | None  # stamp of the last integrated volume
+
+
+@dataclass(frozen=True)
+class OccupancyGrid2D:
+    """A nav_msgs/OccupancyGrid-like projection: 100 occupied, 0 free, -1 unknown."""
+
+    data: np.ndarray  # (height=ny, width=nx) int8, row-major as OccupancyGrid.data
+    resolution: float  # metres per cell
+    origin: np.ndarray  # (3,) float64 metres: corner of cell (0, 0) in `frame`, z = band low
+    frame: str  # 'odom' or 'base_link'
+    stamp_ns: int | None  # stamp of the last integrated volume
+
+
+def _rotation_angle(R: np.ndarray) -> float:
+    """Angle in radians of a rotation matrix (3, 3)."""
+    return float(np.arccos(np.clip((np.trace(R) - 1.0) / 2.0, -1.0, 1.0)))
+
+
+def pose_to_transform(pose: Any, quaternion_tolerance: float = 1e-3) -> np.ndarray:
+    """T_odom_base (4, 4) from a 4x4 matrix or a (position (3,), quaternion xyzw (4,)) pair.
+
+    Raises ValueError saying what is wrong: NaN/inf values, a quaternion whose norm is
+    off 1 by more than `quaternion_tolerance`, or a matrix that is not rigid.
+    """
+    if isinstance(pose, (tuple, list)) and len(pose) == 2:
+        p = np.asarray(pose[0], dtype=np.float64).reshape(-1)
+        q = np.asarray(pose[1], dtype=np.float64).reshape(-1)
+        if p.shape != (3,) or q.shape != (4,):
+            raise ValueError(f"pose (position, quaternion) needs 3 + 4 values, got "
+                             f"{p.size} + {q.size}")
+        if not (np.all(np.isfinite(p)) and np.all(np.isfinite(q))):
+            raise ValueError(f"pose has NaN or inf: position {p.tolist()}, "
+                             f"quaternion {q.tolist()}")
+        n = float(np.linalg.norm(q))
+        if abs(n - 1.0) > quaternion_tolerance:
+            raise ValueError(f"pose quaternion {q.tolist()} is not normalised "
+                             f"(norm {n:.6f}, tolerance {quaternion_tolerance})")
+        x, y, z, w = q / n
+        T = np.eye(4)
+        T[:3, :3] = [[1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
+                     [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
+                     [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)]]
+        T[:3, 3] = p
+        return T
+    T = np.asarray(pose, dtype=np.float64)
+    if T.shape != (4, 4):
+        raise ValueError(f"pose must be a (4, 4) T_odom_base or (position, quaternion), "
+                         f"got an array of shape {T.shape}")
+    if not np.all(np.isfinite(T)):
+        raise ValueError("pose T_odom_base has NaN or inf")
+    R = T[:3, :3]
+    tol = max(quaternion_tolerance, 1e-9) * 4
+    if (not np.allclose(R @ R.T, np.eye(3), atol=tol) or abs(np.linalg.det(R) - 1.0) > tol
+            or not np.allclose(T[3], [0.0, 0.0, 0.0, 1.0])):
+        raise ValueError("pose T_odom_base is not a rigid transform (rotation not "
+                         "orthonormal or last row not [0, 0, 0, 1])")
+    return T.copy()
+
+
+class OccupancyFusion:
+    """Rolling log-odds voxel map in odom, fed with network occupancy volumes."""
+
+    def __init__(self, config: FusionConfig | None = None,
+                 device: str | torch.device = "cpu") -> None:
+        """Create an empty map (everything unknown) on `device`."""
+        self.config = config or FusionConfig()
+        self.device = torch.device(device)
+        self.dims = self.config.dims
+        self.voxel_size = np.asarray(self.config.voxel_size, dtype=np.float64)
+        self._log_odds = torch.zeros(self.dims, dtype=torch.float32, device=self.device)
+        self._known = torch.zeros(self.dims, dtype=torch.bool, device=self.device)
+        self._l_min = logit(self.config.clamp_min)
+        self._l_max = logit(self.config.clamp_max)
+        # Normalised output coordinates of map voxel centres along each axis, (n,) each.
+        self._axes = [((2 * torch.arange(n, device=self.device, dtype=torch.float32) + 1) / n
+                       - 1) for n in self.dims]
+        self._frame: str | None = None
+        self._origin_index = np.zeros(3, dtype=np.int64)  # odom lattice index of voxel 0
+        self._origin = np.asarray(self.config.lower, dtype=np.float64)  # metres in frame
+        self._last_stamp_ns: int | None = None
+        self._last_T: np.ndarray | None = None
+        self._counts = {"updates": 0, "rejected": 0, "resets": 0}
+        self._last_reset_reason: str | None = None
+
+    # ------------------------------------------------------------------ state
+    @property
+    def frame(self) -> str:
+        """'odom' while fusing with odometry, 'base_link' in the single-frame fallback."""
+        return self._frame or ODOM_FRAME
+
+    @property
+    def origin(self) -> np.ndarray:
+        """(3,) metres: minimum corner of voxel (0, 0, 0) in `frame`."""
+        return self._origin.copy()
+
+    @property
+    def stamp_ns(self) -> int | None:
+        """Stamp of the last integrated volume (None before the first or after a reset)."""
+        return self._last_stamp_ns
+
+    def stats(self) -> dict[str, Any]:
+        """Counters (updates, rejected, resets), the last reset reason and known voxels."""
+        return {**self._counts, "last_reset_reason": self._last_reset_reason,
+                "known_voxels": int(self._known.sum()), "frame": self.frame}
+
+    def reset(self, reason: str) -> None:
+        """Forget everything (all voxels unknown, no last stamp or pose) and count it."""
+        self._log_odds.zero_()
+        self._known.zero_()
+        self._frame = None
+        self._last_stamp_ns = None
+        self._last_T = None
+        self._counts["resets"] += 1
+        self._last_reset_reason = reason
+
+    # ------------------------------------------------------------------ update
+    def update(self, probability: np.ndarray | torch.Tensor, observed: np.ndarray | torch.Tensor,
+               grid: VoxelGrid, stamp_ns: int, pose: Any = None) -> UpdateStatus:
+        """Integrate one network occupancy volume.
+
+        Args:
+            probability: (nx, ny, nz) occupancy probabilities on `grid` (base_link); NaN
+                counts as unobserved.
+            observed: (nx, ny, nz) bool, True where the network saw the voxel.
+            grid: the network's VoxelGrid in base_link.
+            stamp_ns: stamp of the synchronized set, integer nanoseconds.
+            pose: T_odom_base as a (4, 4) matrix or (position (3,), quaternion xyzw (4,)),
+                or None without odometry (single-frame fallback in base_link).
+
+        Returns:
+            UpdateStatus: accepted or rejected (with the reason), any reset and its reason.
+        """
+        if isinstance(stamp_ns, bool) or not hasattr(stamp_ns, "__index__"):
+            raise TypeError(f"stamp_ns must be an integer number of nanoseconds, "
+                            f"got {stamp_ns!r}")
+        stamp_ns = int(stamp_ns)
+        prob = torch.as_tensor(probability, device=self.device).float()
+        obs = torch.as_tensor(observed, device=self.device).bool()
+        if tuple(prob.shape) != grid.dims or tuple(obs.shape) != grid.dims:
+            raise ValueError(f"probability {tuple(prob.shape)} and observed "
+                             f"{tuple(obs.shape)} must both match the grid dims {grid.dims}")
+        frame = BASE_FRAME if pose is None else ODOM_FRAME
+        if pose is None:
+            T = np.eye(4)
+        else:
+            try:
+                T = pose_to_transform(pose, self.config.quaternion_tolerance)
+            except ValueError as exc:
+                return self._reject(str(exc))
+        reset_reason = None
+        if self._last_stamp_ns is not None:
+            if stamp_ns == self._last_stamp_ns:
+                return self._reject(f"duplicate stamp {stamp_ns} ns (already integrated)")
+            if stamp_ns < self._last_stamp_ns:
+                reset_reason = (f"stamp went backwards by "
+                                f"{(self._last_stamp_ns - stamp_ns) / 1e9:.3f} s")
+        if reset_reason is None and self._frame is not None and frame != self._frame:
+            reset_reason = ("odometry lost: single-frame occupancy in base_link"
+                            if frame == BASE_FRAME else "odometry available: fusing in odom")
+        if reset_reason is None and frame == ODOM_FRAME and self._last_T is not None:
+            reset_reason = self._jump_reason(T, (stamp_ns - self._last_stamp_ns) / 1e9)
+        if reset_reason is not None:
+            self.reset(reset_reason)
+        elif frame == ODOM_FRAME and self._last_stamp_ns is not None:
+            self._decay((stamp_ns - self._last_stamp_ns) / 1e9)
+
+        shift = np.zeros(3, dtype=np.int64)
+        if frame == ODOM_FRAME:
+            new_index = np.rint((T[:3, 3] + np.asarray(self.config.lower)) /
+                                self.voxel_size).astype(np.int64)
+            if self._frame == ODOM_FRAME:
+                shift = new_index - self._origin_index
+                self._shift(shift)
+            self._origin_index = new_index
+            self._origin = new_index * self.voxel_size
+        else:
+            self._log_odds.zero_()  # single frame: no memory without odometry
+            self._known.zero_()
+            self._origin = np.asarray(self.config.lower, dtype=np.float64)
+        self._frame = frame
+        n_obs = self._integrate(prob, obs, grid, T)
+        self._last_stamp_ns = stamp_ns
+        self._last_T = T
+        self._counts["updates"] += 1
+        return UpdateStatus(True, frame, reset_reason, None,
+                            tuple(int(s) for s in shift), n_obs)
+
+    def _reject(self, reason: str) -> UpdateStatus:
+        """Count and describe a refused update."""
+        self._counts["rejected"] += 1
+        return UpdateStatus(False, self.frame, None, reason)
+
+    def _jump_reason(self, T: np.ndarray, dt: float) -> str | None:
+        """Why the odometry step from the last pose is a jump, or None if plausible."""
+        cfg = self.config
+        dist = float(np.linalg.norm(T[:3, 3] - self._last_T[:3, 3]))
+        angle = _rotation_angle(self._last_T[:3, :3].T @ T[:3, :3])
+        if dist > cfg.max_linear_speed * dt + cfg.jump_tolerance_m:
+            return f"odometry jumped {dist:.2f} m in {dt:.3f} s"
+        if angle > cfg.max_angular_speed * dt + cfg.jump_tolerance_rad:
+            return f"odometry turned {angle:.2f} rad in {dt:.3f} s"
+        return None
+
+    def _decay(self, dt: float) -> None:
+        """Move log-odds toward 0 (p = 0.5) by the configured rates times dt seconds."""
+        occ = self.config.decay_occupied_per_s * dt
+        free = self.config.decay_free_per_s * dt
+        if occ <= 0 and free <= 0:
+            return
+        L = self._log_odds
+        decayed = torch.where(L > 0, (L - occ).clamp_min(0.0), (L + free).clamp_max(0.0))
+        gone = self._known & (L != 0) & (decayed == 0)
+        self._log_odds = decayed
+        self._known &= ~gone  # fully decayed voxels are unknown again
+
+    def _shift(self, shift: np.ndarray) -> None:
+        """Move the map contents by `shift` voxels (the map moved +shift in odom)."""
+        if not np.any(shift):
+            return
+        new_L = torch.zeros_like(self._log_odds)
+        new_known = torch.zeros_like(self._known)
+        if np.all(np.abs(shift) < np.asarray(self.dims)):
+            dst, src = [], []
+            for d, n in zip(shift.tolist(), self.dims):
+                dst.append(slice(max(0, -d), min(n, n - d)))
+                src.append(slice(max(0, d), min(n, n + d)))
+            new_L[tuple(dst)] = self._log_odds[tuple(src)]
+            new_known[tuple(dst)] = self._known[tuple(src)]
+        self._log_odds, self._known = new_L, new_known
+
+    def _sampling_grid(self, T_src_dst: np.ndarray, src_lower: np.ndarray,
+                       src_extent: np.ndarray, dst_origin: np.ndarray,
+                       dst_extent: np.ndarray, axes: list[torch.Tensor]) -> torch.Tensor:
+        """grid_sample coordinates (1, X, Y, Z, 3) of destination voxel centres in a source.
+
+        A destination voxel at normalised coordinate n (per axis in [-1, 1]) sits at
+        c = dst_origin + (n + 1) * dst_extent / 2 in its frame, at T_src_dst @ c in the
+        source frame, and at 2 * (p - src_lower) / src_extent - 1 in source normalised
+        coordinates. That chain is affine, so it is built from three broadcast axes.
+        """
+        R = T_src_dst[:3, :3]
+        A = R * (dst_extent / 2.0)[None, :] / (src_extent / 2.0)[:, None]  # (3, 3)
+        c0 = dst_origin + dst_extent / 2.0
+        b = (R @ c0 + T_src_dst[:3, 3] - src_lower) / (src_extent / 2.0) - 1.0  # (3,)
+        # grid_sample wants the source coordinates in (z, y, x) = (W, H, D) order.
+        At = torch.as_tensor(A[::-1].copy(), dtype=torch.float32, device=self.device)
+        bt = torch.as_tensor(b[::-1].copy(), dtype=torch.float32, device=self.device)
+        ax, ay, az = axes
+        g = At[:, 0] * ax[:, None, None, None] + bt  # (X, 1, 1, 3)
+        g = g + At[:, 1] * ay[None, :, None, None]  # (X, Y, 1, 3)
+        g = g + At[:, 2] * az[None, None, :, None]  # (X, Y, Z, 3)
+        return g[None]  # (1, X, Y, Z, 3)
+
+    def _integrate(self, prob: torch.Tensor, obs: torch.Tensor, grid: VoxelGrid,
+                   T_frame_base: np.ndarray) -> int:
+        """Resample the volume's log-odds increments at map voxel centres and add them.
+
+        The increment logit(clamp(p, p_min, p_max)) is formed on the network grid, then
+        sampled with the observed mask; trilinear sampling normalises by the observed
+        weight, so unobserved neighbours never dilute an observation.
+        """
+        valid = obs & (prob >= 0) & (prob <= 1)  # NaN compares False: unobserved
+        if not torch.equal(valid, obs):
+            bad = obs & ~valid & ~torch.isnan(prob)
+            if bool(bad.any()):
+                raise ValueError(f"probability must lie in [0, 1] (pass sigmoid(logits)), got "
+                                 f"{float(prob[bad][0]):.4g} at an observed voxel")
+        inc = torch.logit(prob.clamp(self.config.p_min, self.config.p_max))
+        src = torch.stack([inc.masked_fill_(~valid, 0.0), valid.float()])[None]  # (1, 2, n..)
+        src_lower = np.asarray(grid.lower, dtype=np.float64)
+        src_extent = np.asarray(grid.upper, dtype=np.float64) - src_lower
+        g = self._sampling_grid(np.linalg.inv(T_frame_base), src_lower, src_extent,
+                                self._origin, np.asarray(self.dims) * self.voxel_size,
+                                self._axes)
+        if self.config.interpolation == "nearest":
+            sampled = F.grid_sample(src, g, mode="nearest", padding_mode="zeros",
+                                    align_corners=False)[0]  # (2, X, Y, Z)
+            seen = sampled[1] > 0.5
+            step = sampled[0]  # already 0 where unobserved
+        else:
+            sampled = F.grid_sample(src, g, mode="bilinear", padding_mode="zeros",
+                                    align_corners=False)[0]  # (2, X, Y, Z)
+            weight = sampled[1]
+            seen = weight >= self.config.observed_fraction
+            step = (sampled[0] / weight.clamp_min(self.config.observed_fraction))
+            step.masked_fill_(~seen, 0.0)
+        # The map's log-odds always lie in [l_min, l_max], so clamping every voxel only
+        # changes the ones that just received a step.
+        self._log_odds.add_(step).clamp_(self._l_min, self._l_max)
+        self._known |= seen
+        return int(seen.sum())
+
+    # ------------------------------------------------------------------ queries
+    def _probability(self) -> torch.Tensor:
+        """(X, Y, Z) probabilities of the map (0.5 where unknown)."""
+        return torch.sigmoid(self._log_odds)
+
+    def probability_grid(self) -> ProbabilityGrid:
+        """The full map: probabilities (NaN where unknown), known mask, origin, size."""
+        p = torch.where(self._known, self._probability(), torch.nan)
+        return ProbabilityGrid(p.cpu().numpy().astype(np.float32), self._known.cpu().numpy(),
+                               self._origin.copy(), self.voxel_size.copy(), self.frame,
+                               self._last_stamp_ns)
+
+    def occupied_voxels(self, threshold: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Centres (M, 3) float32 metres in `frame` and probabilities (M,) float32 of the
+        known voxels with p >= threshold (default: config.occupied_threshold)."""
+        thr = self.config.occupied_threshold if threshold is None else float(threshold)
+        mask = self._known & (self._log_odds >= logit(thr))
+        idx = torch.nonzero(mask).cpu().numpy()  # (M, 3)
+        probs = self._probability()[mask].cpu().numpy().astype(np.float32)  # (M,)
+        centres = (self._origin + (idx + 0.5) * self.voxel_size).astype(np.float32)
+        return centres, probs
+
+    def labels(self, occupied_threshold: float | None = None,
+               free_threshold: float | None = None) -> np.ndarray:
+        """(X, Y, Z) uint8 labels FREE / OCCUPIED / UNKNOWN (uncertain voxels: UNKNOWN)."""
+        occ = self.config.occupied_threshold if occupied_threshold is None else occupied_threshold
+        free = self.config.free_threshold if free_threshold is None else free_threshold
+        L = self._log_odds
+        out = torch.full(self.dims, UNKNOWN, dtype=torch.uint8, device=self.device)
+        out[self._known & (L >= logit(occ))] = OCCUPIED
+        out[self._known & (L <= logit(free))] = FREE
+        return out.cpu().numpy()
+
+    def occupancy_grid(self, z_min: float | None = None, z_max: float | None = None,
+                       occupied_threshold: float | None = None,
+                       free_threshold: float | None = None) -> OccupancyGrid2D:
+        """Project a height band to 2D: 100 occupied, 0 free, -1 unknown.
+
+        The band holds the voxels whose centres lie in [z_min, z_max] metres above
+        base_link (defaults: config.grid_z_min/max). A cell is occupied when any known
+        voxel of its column in the band has p >= occupied_threshold, free when it has
+        known voxels in the band and all of them have p <= free_threshold, else unknown.
+        """
+        cfg = self.config
+        z_lo = cfg.grid_z_min if z_min is None else float(z_min)
+        z_hi = cfg.grid_z_max if z_max is None else float(z_max)
+        occ = cfg.occupied_threshold if occupied_threshold is None else occupied_threshold
+        free = cfg.free_threshold if free_threshold is None else free_threshold
+        base_z = 0.0 if self._last_T is None else float(self._last_T[2, 3])
+        centres_z = self._origin[2] + (np.arange(self.dims[2]) + 0.5) * self.voxel_size[2]
+        band = np.nonzero((centres_z - base_z >= z_lo) & (centres_z - base_z <= z_hi))[0]
+        data = np.full((self.dims[1], self.dims[0]), -1, dtype=np.int8)  # (ny, nx)
+        if band.size:
+            sl = slice(int(band[0]), int(band[-1]) + 1)
+            L = self._log_odds[:, :, sl]
+            known = self._known[:, :, sl]
+            max_l = torch.where(known, L, torch.full_like(L, -torch.inf)).amax(dim=2)  # (X, Y)
+            any_known = known.any(dim=2)
+            cells = torch.full(max_l.shape, -1, dtype=torch.int8, device=self.device)
+            cells[any_known & (max_l <= logit(free))] = 0
+            cells[any_known & (max_l >= logit(occ))] = 100
+            data = cells.T.contiguous().cpu().numpy()  # (ny, nx): data[y, x]
+        origin = np.array([self._origin[0], self._origin[1], base_z + z_lo])
+        return OccupancyGrid2D(data, float(self.voxel_size[0]), origin, self.frame,
+                               self._last_stamp_ns)
+
+    def sample(self, grid: VoxelGrid, pose: Any = None) -> np.ndarray:
+        """Map probabilities at the centres of a base_link `grid` (nearest voxel).
+
+        `pose` is T_odom_base (as in `update`; None in the base_link fallback). Returns
+        (nx, ny, nz) float32 with NaN where the map is unknown or does not reach; used to
+        compare the fused map with a frame's ground truth.
+        """
+        T_frame_base = np.eye(4) if pose is None else pose_to_transform(
+            pose, self.config.quaternion_tolerance)
+        axes = [((2 * torch.arange(n, device=self.device, dtype=torch.float32) + 1) / n - 1)
+                for n in grid.dims]
+        g_lower = np.asarray(grid.lower, dtype=np.float64)
+        g_extent = np.asarray(grid.upper, dtype=np.float64) - g_lower
+        g = self._sampling_grid(T_frame_base, self._origin,
+                                np.asarray(self.dims) * self.voxel_size, g_lower, g_extent,
+                                axes)
+        src = torch.stack([self._probability(), self._known.float()])[None]  # (1, 2, X, Y, Z)
+        out = F.grid_sample(src, g, mode="nearest", padding_mode="zeros",
+                            align_corners=False)[0]  # (2, nx, ny, nz)
+        p = torch.where(out[1] > 0.5, out[0], torch.nan)
+        return p.cpu().numpy().astype(np.float32)

@@ -1,0 +1,330 @@
+"""Tests of depth_any_view.mapping.fusion on synthetic sequences with analytic truth."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from depth_any_view.geometry.grid import FREE, OCCUPIED, UNKNOWN, VoxelGrid
+from depth_any_view.geometry.transforms import make_transform, transform_points
+from depth_any_view.mapping.fusion import (
+    FusionConfig,
+    OccupancyFusion,
+    pose_to_transform,
+)
+
+S = 1_000_000_000  # one second in nanoseconds
+GRID = VoxelGrid((-6.4, -6.4, -0.4), (6.4, 6.4, 2.8), (64, 64, 16))  # 0.2 m voxels
+
+
+def rotz(a: float) -> np.ndarray:
+    c, s = np.cos(a), np.sin(a)
+    return np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
+
+
+def scene_truth(p: np.ndarray, box_x: float = 2.0) -> np.ndarray:
+    """Occupied in odom: a wall slab x in [6.0, 6.2) and a 1 m box at x in [box_x, +1]."""
+    x, y, z = p[..., 0], p[..., 1], p[..., 2]
+    wall = (x >= 6.0) & (x < 6.2) & (np.abs(y) <= 4.0) & (z >= 0.0) & (z <= 2.0)
+    box = ((x >= box_x) & (x <= box_x + 1.0) & (y >= -1.0) & (y <= 0.0) & (z >= 0.0)
+           & (z <= 1.0))
+    return wall | box
+
+
+def frame_volume(T_odom_base, rng=None, flip=0.0, visible=1.0, box_x=2.0):
+    """Network-like (probability, observed) on GRID at a pose: 0.8 / 0.2 with noise."""
+    truth = scene_truth(transform_points(T_odom_base, GRID.centers(np.float64)), box_x)
+    p = np.where(truth, 0.8, 0.2)
+    obs = np.ones(GRID.dims, dtype=bool)
+    if rng is not None:
+        p = np.where(rng.random(p.shape) < flip, 1.0 - p, p)
+        obs = rng.random(p.shape) < visible
+    return p.astype(np.float32), obs
+
+
+def map_truth(fusion: OccupancyFusion, box_x: float = 2.0) -> np.ndarray:
+    """Analytic occupancy at the centres of the fusion map's voxels (its frame = odom)."""
+    idx = np.stack(np.meshgrid(*[np.arange(n) for n in fusion.dims], indexing="ij"), -1)
+    return scene_truth(fusion.origin + (idx + 0.5) * fusion.voxel_size, box_x)
+
+
+def iou(pred: np.ndarray, truth: np.ndarray) -> float:
+    return float((pred & truth).sum() / max((pred | truth).sum(), 1))
+
+
+def pose(k: int) -> np.ndarray:
+    """Robot moving forward 0.1 m, sideways 0.03 m and turning 0.03 rad per frame."""
+    return make_transform(rotz(0.03 * k), [0.1 * k, 0.03 * k, 0.0])
+
+
+def test_fusion_beats_every_single_frame_on_noisy_partial_volumes():
+    rng = np.random.default_rng(0)
+    cfg = FusionConfig.matching(GRID)
+    fused = OccupancyFusion(cfg)
+    single_ious, fused_ious = [], []
+    for k in range(12):
+        p, obs = frame_volume(pose(k), rng, flip=0.25, visible=0.6)
+        single = OccupancyFusion(cfg)
+        assert single.update(p, obs, GRID, S + k * S // 10, pose(k)).accepted
+        single_ious.append(iou(single.labels() == OCCUPIED, map_truth(single)))
+        status = fused.update(p, obs, GRID, S + k * S // 10, pose(k))
+        assert status.accepted and status.reset_reason is None and status.frame == "odom"
+        fused_ious.append(iou(fused.labels() == OCCUPIED, map_truth(fused)))
+    assert fused_ious[-1] > 3.0 * max(single_ious)
+    assert fused_ious[-1] > fused_ious[3] > fused_ious[0]
+    # Free space gets the same benefit.
+    truth = map_truth(fused)
+    assert iou(fused.labels() == FREE, ~truth) > iou(single.labels() == FREE, ~map_truth(single))
+
+
+def test_static_voxels_stay_put_in_odom_while_the_robot_moves():
+    cfg = FusionConfig.matching(GRID, interpolation="nearest")
+    fusion = OccupancyFusion(cfg)
+    truth_box = None
+    for k, dx in enumerate([0.0, 0.2, 0.6, 1.0, 1.4]):  # whole voxels, no rotation
+        T = make_transform(np.eye(3), [dx, -0.4, 0.0])
+        p, obs = frame_volume(T)
+        status = fusion.update(p, obs, GRID, S + k * S // 10, T)
+        centres, probs = fusion.occupied_voxels()
+        assert (probs >= cfg.occupied_threshold).all()
+        # Exactly the analytic voxels inside the current map, at the same odom positions.
+        np.testing.assert_array_equal(fusion.labels() == OCCUPIED, map_truth(fusion))
+        box = {tuple(c) for c in np.round(centres, 3).tolist() if c[0] < 5.0}
+        truth_box = box if truth_box is None else truth_box
+        assert box == truth_box and len(box) == 5 * 5 * 5
+    assert status.shift_voxels == (2, 0, 0)
+    # Rotation and sub-voxel translation: still within a voxel of the box (trilinear).
+    fusion = OccupancyFusion(FusionConfig.matching(GRID))
+    for k in range(6):
+        T = make_transform(rotz(0.1 * k), [0.13 * k, 0.07 * k, 0.0])
+        fusion.update(*frame_volume(T), GRID, S + k * S // 10, T)
+    centres, _ = fusion.occupied_voxels()
+    near_box = centres[centres[:, 0] < 5.0]
+    assert len(near_box) > 100
+    assert (near_box[:, 0] > 1.8).all() and (near_box[:, 0] < 3.2).all()
+    assert (near_box[:, 1] > -1.2).all() and (near_box[:, 1] < 0.2).all()
+    assert iou(fusion.labels() == OCCUPIED, map_truth(fusion)) > 0.6
+
+
+def test_map_shift_keeps_cells_at_their_odom_position_and_drops_leavers():
+    fusion = OccupancyFusion(FusionConfig.matching(GRID, interpolation="nearest"))
+    T0 = np.eye(4)
+    fusion.update(*frame_volume(T0), GRID, S, T0)
+    before = fusion.probability_grid()
+    T1 = make_transform(np.eye(3), [1.0, -0.6, 0.2])  # +5, -3, +1 voxels in 1 s
+    status = fusion.update(np.zeros(GRID.dims, np.float32), np.zeros(GRID.dims, bool), GRID,
+                           2 * S, T1)
+    assert status.shift_voxels == (5, -3, 1) and status.observed_voxels == 0
+    after = fusion.probability_grid()
+    np.testing.assert_allclose(after.origin - before.origin, [1.0, -0.6, 0.2], atol=1e-9)
+    # Same odom cell: after[i, j, k] == before[i + 5, j - 3, k + 1].
+    np.testing.assert_array_equal(after.probability[:-5, 3:, :-1],
+                                  before.probability[5:, :-3, 1:])
+    assert np.isnan(after.probability[-5:]).all()  # entered the map: unknown
+    assert np.isnan(after.probability[:, :3]).all()
+
+
+def test_stamp_backwards_resets_and_duplicate_is_rejected():
+    fusion = OccupancyFusion(FusionConfig.matching(GRID))
+    for k in range(3):
+        fusion.update(*frame_volume(pose(k)), GRID, 10 * S + k * S // 10, pose(k))
+    dup = fusion.update(*frame_volume(pose(2)), GRID, 10 * S + 2 * S // 10, pose(2))
+    assert not dup.accepted and "duplicate stamp" in dup.rejected_reason
+    p, obs = frame_volume(pose(0))
+    obs[:, :, :] = False
+    obs[:10] = True  # a looped bag starts again: only a slab is seen
+    status = fusion.update(p, obs, GRID, 9 * S, pose(0))
+    assert status.accepted and "backwards by 1.200 s" in status.reset_reason
+    assert fusion.stats()["resets"] == 1 and fusion.stamp_ns == 9 * S
+    known = fusion.probability_grid().known
+    assert known.sum() == status.observed_voxels == 10 * 64 * 16  # nothing stale survived
+
+
+def test_invalid_poses_are_rejected_with_the_reason_and_leave_the_map_alone():
+    fusion = OccupancyFusion(FusionConfig.matching(GRID))
+    fusion.update(*frame_volume(np.eye(4)), GRID, S, np.eye(4))
+    known = fusion.probability_grid().known.sum()
+    vol = frame_volume(np.eye(4))
+    cases = [
+        (([0.0, np.nan, 0.0], [0, 0, 0, 1.0]), "NaN or inf"),
+        (([0.0, 0.0, 0.0], [0, 0, 0, 1.2]), "not normalised"),
+        (([0.0, 0.0, np.inf], [0, 0, 0, 1.0]), "NaN or inf"),
+        (np.diag([1.0, 2.0, 1.0, 1.0]), "not a rigid transform"),
+        (np.full((4, 4), np.nan), "NaN or inf"),
+    ]
+    for k, (bad, why) in enumerate(cases):
+        status = fusion.update(*vol, GRID, S + (k + 1) * S // 10, bad)
+        assert not status.accepted and why in status.rejected_reason
+        assert "rejected" in status.message
+    assert fusion.probability_grid().known.sum() == known
+    assert fusion.stats()["rejected"] == len(cases) and fusion.stats()["resets"] == 0
+    # A valid (position, quaternion) pose is accepted and equals the matrix form.
+    T = pose_to_transform(([1.0, 2.0, 0.0], [0.0, 0.0, np.sin(0.2), np.cos(0.2)]))
+    np.testing.assert_allclose(T[:3, :3], rotz(0.4), atol=1e-12)
+    assert fusion.update(*vol, GRID, 2 * S, ([0.1, 0.0, 0.0], [0, 0, 0, 1.0])).accepted
+
+
+def test_odometry_jumps_reset():
+    fusion = OccupancyFusion(FusionConfig.matching(GRID, max_linear_speed=2.0,
+                                                   max_angular_speed=1.0))
+    fusion.update(*frame_volume(np.eye(4)), GRID, S, np.eye(4))
+    ok = fusion.update(*frame_volume(pose(1)), GRID, S + S // 10, pose(1))
+    assert ok.reset_reason is None
+    far = make_transform(np.eye(3), [12.0, 0.0, 0.0])
+    status = fusion.update(*frame_volume(far), GRID, S + 2 * S // 10, far)
+    assert status.accepted and "jumped 11.90 m in 0.100 s" in status.reset_reason
+    turned = make_transform(rotz(1.5), [12.0, 0.0, 0.0])
+    status = fusion.update(*frame_volume(turned), GRID, S + 3 * S // 10, turned)
+    assert "turned 1.50 rad" in status.reset_reason
+    # The same turn spread over 2 s is plausible.
+    slow = make_transform(rotz(1.5 + 1.5), [12.0, 0.0, 0.0])
+    assert fusion.update(*frame_volume(slow), GRID, S + 23 * S // 10, slow).reset_reason is None
+    assert fusion.stats()["resets"] == 2
+
+
+def test_without_odometry_single_frame_in_base_link_then_odometry_returns():
+    fusion = OccupancyFusion(FusionConfig.matching(GRID))
+    p, obs = frame_volume(np.eye(4))
+    s1 = fusion.update(p, obs, GRID, S, None)
+    assert s1.frame == "base_link" and fusion.frame == "base_link"
+    np.testing.assert_allclose(fusion.origin, GRID.lower)
+    np.testing.assert_array_equal(fusion.labels() == OCCUPIED, scene_truth(GRID.centers()))
+    # A second frame replaces the first (no memory without odometry).
+    obs2 = np.zeros_like(obs)
+    obs2[:32] = True
+    fusion.update(p, obs2, GRID, S + S // 10, None)
+    assert fusion.probability_grid().known.sum() == obs2.sum()
+    # Odometry comes back: the map resets and fuses in odom.
+    s3 = fusion.update(p, obs, GRID, S + 2 * S // 10, np.eye(4))
+    assert s3.frame == "odom" and "odometry available" in s3.reset_reason
+    s4 = fusion.update(p, obs, GRID, S + 3 * S // 10, None)
+    assert s4.frame == "base_link" and "odometry lost" in s4.reset_reason
+
+
+def test_decay_clears_voxels_no_longer_seen_occupied():
+    cfg = FusionConfig.matching(GRID, interpolation="nearest", decay_occupied_per_s=2.0,
+                                decay_free_per_s=2.0)
+    fusion = OccupancyFusion(cfg)
+    still = OccupancyFusion(FusionConfig.matching(GRID, interpolation="nearest"))
+    T = np.eye(4)
+    for k in range(3):
+        for f in (fusion, still):
+            f.update(*frame_volume(T), GRID, S + k * S // 10, T)
+    box_cell = (45, 27, 3)  # odom centre (2.7, -0.9, 0.3): inside the box
+    assert fusion.labels()[box_cell] == OCCUPIED
+    # The box is no longer seen (out of view) for 2.5 s: decay forgets it, no decay keeps it.
+    p, obs = frame_volume(T)
+    obs[40:55] = False
+    for k in range(3, 28):
+        for f in (fusion, still):
+            f.update(p, obs, GRID, S + k * S // 10, T)
+    assert fusion.labels()[box_cell] == UNKNOWN and np.isnan(
+        fusion.probability_grid().probability[box_cell])
+    assert still.labels()[box_cell] == OCCUPIED
+    # Observed voxels are refreshed every frame and survive the decay.
+    assert fusion.labels()[62, 30, 3] == OCCUPIED  # the wall at x = 6.1 m
+    # A moving obstacle: the box moves 3 m; its old place is seen free and clears after
+    # four frames (three saturate the belief at logit(0.98) = 3.9, each free one is -1.39).
+    moving = OccupancyFusion(FusionConfig.matching(GRID, interpolation="nearest"))
+    for k in range(5):
+        moving.update(*frame_volume(T), GRID, S + k * S // 10, T)
+    for k in range(5, 9):
+        moving.update(*frame_volume(T, box_x=-1.0), GRID, S + k * S // 10, T)
+    assert moving.labels()[box_cell] == FREE
+    assert moving.labels()[30, 27, 3] == OCCUPIED  # odom (-0.3, -0.9, 0.3): new place
+
+
+def test_occupancy_grid_projection_cells_and_band():
+    cfg = FusionConfig.matching(GRID, interpolation="nearest", grid_z_min=0.1, grid_z_max=1.5)
+    fusion = OccupancyFusion(cfg)
+    T = make_transform(np.eye(3), [0.4, 0.2, 0.0])
+    p, obs = frame_volume(T)
+    obs[:20] = False  # x < -2.4 m relative to the robot: never seen
+    # An overhang at 2.4 m height (above the band) over the free cell at odom (0.9, 0.9).
+    overhang = tuple(GRID.points_to_index(np.array([[0.5, 0.7, 2.5]]))[0][0])
+    p[overhang] = 0.9
+    fusion.update(p, obs, GRID, S, T)
+    grid = fusion.occupancy_grid()
+    assert grid.data.dtype == np.int8 and grid.data.shape == (64, 64)  # (ny, nx)
+    assert grid.resolution == pytest.approx(0.2) and grid.frame == "odom"
+    np.testing.assert_allclose(grid.origin, [0.4 - 6.4, 0.2 - 6.4, 0.1])
+
+    def cell(x, y):
+        i = int(np.floor((x - grid.origin[0]) / grid.resolution))
+        j = int(np.floor((y - grid.origin[1]) / grid.resolution))
+        return grid.data[j, i]  # row = y, column = x
+
+    assert cell(2.5, -0.5) == 100  # the box
+    assert cell(6.1, 3.0) == 100  # the wall
+    assert cell(0.9, 0.9) == 0  # free floor band, overhang above the band ignored
+    assert cell(1.5, 2.5) == 0
+    assert cell(-3.0, 0.0) == -1  # never observed
+    assert set(np.unique(grid.data).tolist()) == {-1, 0, 100}
+    # Widening the band to include the overhang marks that cell occupied.
+    tall = fusion.occupancy_grid(z_max=2.6)
+    i = int(np.floor((0.9 - tall.origin[0]) / 0.2))
+    j = int(np.floor((0.9 - tall.origin[1]) / 0.2))
+    assert tall.data[j, i] == 100
+
+
+def test_probability_grid_and_sample_back_to_base_link():
+    fusion = OccupancyFusion(FusionConfig.matching(GRID, interpolation="nearest"))
+    T = make_transform(np.eye(3), [0.6, 0.0, 0.0])
+    p, obs = frame_volume(T)
+    obs[:, :, 8:] = False
+    fusion.update(p, obs, GRID, S, T)
+    pg = fusion.probability_grid()
+    assert pg.probability.dtype == np.float32 and pg.frame == "odom" and pg.stamp_ns == S
+    assert np.isnan(pg.probability[~pg.known]).all()
+    assert np.isfinite(pg.probability[pg.known]).all()
+    back = fusion.sample(GRID, T)  # same pose: the volume comes back exactly
+    np.testing.assert_allclose(back[obs], np.clip(p[obs], 0.05, 0.95), atol=1e-5)
+    assert np.isnan(back[~obs]).all()
+
+
+def test_config_and_input_validation():
+    with pytest.raises(ValueError, match="voxel_size x and y must be equal"):
+        FusionConfig(voxel_size=(0.2, 0.3, 0.2))
+    with pytest.raises(ValueError, match="p_min"):
+        FusionConfig(p_min=0.0)
+    with pytest.raises(ValueError, match="interpolation"):
+        FusionConfig(interpolation="cubic")
+    with pytest.raises(ValueError, match="clamp_min < 0.5 < clamp_max"):
+        FusionConfig(clamp_min=0.6)
+    with pytest.raises(ValueError, match="unknown FusionConfig fields"):
+        FusionConfig.matching(GRID, resolution=0.1)
+    assert FusionConfig().dims == (128, 128, 20)
+    fusion = OccupancyFusion(FusionConfig.matching(GRID))
+    with pytest.raises(ValueError, match="match the grid dims"):
+        fusion.update(np.zeros((4, 4, 4)), np.zeros((4, 4, 4), bool), GRID, S, np.eye(4))
+    p, obs = frame_volume(np.eye(4))
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        fusion.update(p * 3.0, obs, GRID, S, np.eye(4))
+    with pytest.raises(TypeError, match="stamp_ns"):
+        fusion.update(p, obs, GRID, 1.5, np.eye(4))
+    # NaN probabilities count as unobserved.
+    p[:10] = np.nan
+    status = fusion.update(p, obs, GRID, S, np.eye(4))
+    assert status.observed_voxels < obs.sum()
+    fusion.reset("test")
+    assert fusion.stats()["known_voxels"] == 0 and fusion.stats()["last_reset_reason"] == "test"
+
+
+def test_update_speed_64_cubed():
+    """A 64^3 update stays fast (measured figure in the report; loose bound here)."""
+    grid = VoxelGrid.cube(64)
+    rng = np.random.default_rng(0)
+    p = torch.from_numpy(rng.random(grid.dims).astype(np.float32))
+    obs = torch.from_numpy(rng.random(grid.dims) < 0.6)
+    for interp in ("nearest", "trilinear"):
+        fusion = OccupancyFusion(FusionConfig.matching(grid, interpolation=interp))
+        times = []
+        for k in range(8):
+            T = make_transform(rotz(0.01 * k), [0.05 * k, 0.01 * k, 0.0])
+            t0 = time.perf_counter()
+            fusion.update(p, obs, grid, S + k * S // 10, T)
+            times.append(time.perf_counter() - t0)
+        assert np.median(times[2:]) < 0.25, (interp, times)
