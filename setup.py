@@ -27,6 +27,7 @@ setup(
     tests_require=["pytest"],
     entry_points={
         "console_scripts": [
+            "depth_any_view_node = depth_any_view.ros.node:main",
             "depth-any-view = depth_any_view.cli:main",
         ],
     },

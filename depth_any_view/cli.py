@@ -48,6 +48,27 @@ def cmd_preview(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    """Train the network from a YAML config (single process or under torchrun)."""
+    from depth_any_view.training.config import load_train_config
+    from depth_any_view.training.trainer import Trainer
+
+    cfg = load_train_config(args.config, args.set)
+    trainer = Trainer(cfg, command="depth-any-view " + " ".join(sys.argv[1:]))
+    try:
+        if args.resume:
+            trainer.load(args.resume)
+        metrics = trainer.train()
+    finally:
+        trainer.close()
+    if trainer.env.is_main:
+        shown = {k: round(v, 4) for k, v in metrics.items()
+                 if "/" not in k or k.startswith("train/")}
+        print(f"trained {trainer.step} steps; checkpoint: {trainer.out_dir / 'last'}")
+        print(f"final metrics: {shown}")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     """The README's main job: a synthetic sequence as a bag and a picture of it."""
     from depth_any_view.demo import run_demo
@@ -87,6 +108,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--frame", type=int, default=0, help="which frame of the sequence")
     _add_world_args(p, frames=1)
     p.set_defaults(func=cmd_preview)
+
+    p = sub.add_parser("train", help="train the network (torchrun for several processes)")
+    p.add_argument("--config", default="lite",
+                   help="training config: lite, paper or a YAML path (config/train_*.yaml)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config option, e.g. --set max_steps=100 "
+                        "--set loss.cos_weight=0 (repeatable)")
+    p.add_argument("--resume", default=None, help="checkpoint directory to resume from")
+    p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("demo", help="the end-to-end demo of the README")
     p.add_argument("--out", default="output/demo", help="output directory")

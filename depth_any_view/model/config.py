@@ -1,0 +1,175 @@
+"""Configuration of the multi-view depth + occupancy network, and its YAML presets.
+
+`ModelConfig` holds every architecture choice; a preset is a YAML mapping of some of its
+fields (`config/model_lite.yaml`, `config/model_paper.yaml`), the rest keep their defaults.
+`load_model_config('lite')` resolves a preset name through `depth_any_view.config`; any other
+string is read as a path. Unknown keys and bad values raise ConfigError naming the key.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, fields
+from typing import Any
+
+from depth_any_view.config import ConfigError, config_path, load_yaml
+
+BACKBONES = ("resnet18", "resnet34", "resnet50")
+TOKEN_STRIDES = (8, 16, 32)
+PRESETS = ("lite", "paper")
+
+
+@dataclass
+class ModelConfig:
+    """Architecture of DepthAnyViewNet; lengths in metres, sizes in pixels or voxels."""
+
+    backbone: str = "resnet18"  # resnet18 | resnet34 | resnet50 (torchvision layout)
+    backbone_width: int = 64  # stem width (64 = torchvision; smaller for lite)
+    image_size: tuple[int, int] = (256, 256)  # network input (H, W) in pixels, multiples of 32
+    hidden: int = 256  # fusion transformer width
+    layers: int = 8  # fusion transformer blocks
+    heads: int = 4  # attention heads per block
+    token_stride: int = 16  # fusion token grid = image / stride (8, 16 or 32)
+    fusion: bool = True  # False = each view alone (ablation: no cross-view attention)
+    cross_view_every: int = 2  # every n-th block attends across views (others within a view)
+    mlp_ratio: float = 4.0  # transformer MLP width / hidden
+    plucker_frequencies: int = 6  # sinusoidal frequencies per ray coordinate
+    plucker_scale: float = 2.0  # metres: ray moments are divided by this before encoding
+    decoder_width: int = 128  # depth decoder channels at 1/8 (halved per 2x upsampling)
+    min_depth: float = 0.3  # metres, lower bound of the bounded log-depth
+    max_depth: float = 50.0  # metres, upper bound of the bounded log-depth
+    grid_lower: tuple[float, float, float] = (-12.8, -12.8, -0.8)  # metres, base_link
+    grid_upper: tuple[float, float, float] = (12.8, 12.8, 3.2)  # metres, base_link
+    grid_dims: tuple[int, int, int] = (64, 64, 64)  # voxels along x, y, z
+    occ_channels: int = 32  # image features gathered per voxel
+    occ_stride: int = 2  # the 3D decoder's coarse level is grid_dims / occ_stride
+    occ_hidden: int = 32  # 3D decoder channels at the coarse level
+    occ_blocks: int = 2  # residual 3D conv blocks at the coarse level
+    occ_fine_channels: int = 16  # 3D decoder channels at full grid resolution
+    occ_fine_kernel: int = 3  # kernel of the full-resolution 3D conv (1 = pointwise, cheap)
+
+    def __post_init__(self) -> None:
+        """Normalise sequences to tuples and check every field, naming the bad one."""
+        self.image_size = _int_tuple(self.image_size, 2, "image_size")
+        self.grid_dims = _int_tuple(self.grid_dims, 3, "grid_dims")
+        self.grid_lower = _float_tuple(self.grid_lower, 3, "grid_lower")
+        self.grid_upper = _float_tuple(self.grid_upper, 3, "grid_upper")
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise ConfigError naming the first inconsistent field and how to fix it."""
+        if self.backbone not in BACKBONES:
+            raise ConfigError(f"model 'backbone' must be one of {BACKBONES}, "
+                              f"got {self.backbone!r}")
+        if self.token_stride not in TOKEN_STRIDES:
+            raise ConfigError(f"model 'token_stride' must be one of {TOKEN_STRIDES}, "
+                              f"got {self.token_stride}")
+        if any(s <= 0 or s % 32 for s in self.image_size):
+            raise ConfigError(f"model 'image_size' must be positive multiples of 32 (the "
+                              f"backbone's stride), got {self.image_size}")
+        for name in ("backbone_width", "hidden", "layers", "heads", "cross_view_every",
+                     "plucker_frequencies", "decoder_width", "occ_channels", "occ_stride",
+                     "occ_hidden", "occ_fine_channels"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ConfigError(f"model '{name}' must be a positive integer, got {value!r}")
+        if self.occ_blocks < 0:
+            raise ConfigError(f"model 'occ_blocks' must be >= 0, got {self.occ_blocks}")
+        if self.decoder_width < 16 or self.decoder_width % 4:
+            raise ConfigError(f"model 'decoder_width' must be a multiple of 4 and >= 16, "
+                              f"got {self.decoder_width}")
+        if self.hidden % self.heads:
+            raise ConfigError(f"model 'hidden' ({self.hidden}) must be divisible by "
+                              f"'heads' ({self.heads})")
+        if self.occ_fine_kernel not in (1, 3):
+            raise ConfigError(f"model 'occ_fine_kernel' must be 1 or 3, "
+                              f"got {self.occ_fine_kernel}")
+        if not 0.0 < self.min_depth < self.max_depth:
+            raise ConfigError(f"model depth range needs 0 < min_depth < max_depth, got "
+                              f"min_depth={self.min_depth} max_depth={self.max_depth}")
+        if self.mlp_ratio <= 0 or self.plucker_scale <= 0:
+            raise ConfigError("model 'mlp_ratio' and 'plucker_scale' must be positive")
+        if any(u <= lo for lo, u in zip(self.grid_lower, self.grid_upper)):
+            raise ConfigError(f"model grid needs grid_upper > grid_lower on every axis, got "
+                              f"grid_lower={self.grid_lower} grid_upper={self.grid_upper}")
+        if any(d < 1 or d % self.occ_stride for d in self.grid_dims):
+            raise ConfigError(f"model 'grid_dims' {self.grid_dims} must be positive multiples "
+                              f"of 'occ_stride' ({self.occ_stride})")
+
+    @property
+    def voxel_size(self) -> tuple[float, float, float]:
+        """Edge lengths of one voxel along x, y, z, metres."""
+        return tuple((u - lo) / d for lo, u, d in  # type: ignore[return-value]
+                     zip(self.grid_lower, self.grid_upper, self.grid_dims))
+
+
+def _int_tuple(value: Any, n: int, name: str) -> tuple[int, ...]:
+    """`value` as a tuple of n ints, or ConfigError naming the field."""
+    try:
+        out = tuple(int(v) for v in value)
+        ok = len(out) == n and all(float(v) == int(v) for v in value)
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise ConfigError(f"model '{name}' must be a list of {n} integers, got {value!r}")
+    return out
+
+
+def _float_tuple(value: Any, n: int, name: str) -> tuple[float, ...]:
+    """`value` as a tuple of n floats, or ConfigError naming the field."""
+    try:
+        out = tuple(float(v) for v in value)
+    except (TypeError, ValueError):
+        out = ()
+    if len(out) != n:
+        raise ConfigError(f"model '{name}' must be a list of {n} numbers, got {value!r}")
+    return out
+
+
+def model_config_from_dict(data: dict[str, Any], source: str = "model config") -> ModelConfig:
+    """A ModelConfig from a mapping of some of its fields; unknown keys raise ConfigError.
+
+    Args:
+        data: field name -> value (YAML lists are accepted for tuple fields).
+        source: where the mapping came from, used in error messages.
+    """
+    known = {f.name: f for f in fields(ModelConfig)}
+    for key in data:
+        if key not in known:
+            raise ConfigError(f"unknown model option '{key}' in {source}; valid options: "
+                              f"{', '.join(sorted(known))}")
+    clean: dict[str, Any] = {}
+    for key, value in data.items():
+        default = known[key].default
+        if isinstance(default, bool):
+            if not isinstance(value, bool):
+                raise ConfigError(f"model option '{key}' in {source} must be true or false, "
+                                  f"got {value!r}")
+        elif isinstance(default, int):
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ConfigError(f"model option '{key}' in {source} must be an integer, "
+                                  f"got {value!r}")
+        elif isinstance(default, float):
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ConfigError(f"model option '{key}' in {source} must be a number, "
+                                  f"got {value!r}")
+            value = float(value)
+        elif isinstance(default, str) and not isinstance(value, str):
+            raise ConfigError(f"model option '{key}' in {source} must be a string, "
+                              f"got {value!r}")
+        clean[key] = value
+    try:
+        return ModelConfig(**clean)
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {exc}") from exc
+
+
+def load_model_config(name_or_path: str | os.PathLike[str]) -> ModelConfig:
+    """ModelConfig of a preset ('lite', 'paper') or of a YAML file of ModelConfig fields.
+
+    A preset name resolves to `config/model_<name>.yaml` through
+    `depth_any_view.config.config_path`; anything else is a path.
+    """
+    name = os.fspath(name_or_path)
+    path = config_path(f"model_{name}.yaml") if name in PRESETS else config_path(name)
+    return model_config_from_dict(load_yaml(path), source=f"'{path}'")

@@ -1,0 +1,169 @@
+"""DepthAnyViewNet: one fused network for depth in every view and a base_link occupancy grid.
+
+    images (B, V, 3, H, W) --ResNet (shared)--> features at 1/2 .. 1/32 per view
+    layer3/layer4 --1x1--> tokens at 1/token_stride  + Plücker ray embedding (K, T_base_cam)
+    tokens --alternating within-view / cross-view transformer--> fused tokens
+    fused tokens + encoder skips --DPT-like decoder--> bounded log-depth (B, V, H, W)
+    1/8 decoder features + depth --voxel projection, masked view mean, 3D convs--> occupancy
+
+Any number of views V >= 1 works; `view_mask` marks padding views, which are excluded from
+cross-view attention and from the occupancy gathering, so masking a view gives the same
+outputs for the others as removing it. Everything is batched on the input's device without
+host synchronisation; geometry runs in float32 under autocast.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from depth_any_view.model.camera_encoding import CameraRayEmbedding
+from depth_any_view.model.config import ModelConfig, load_model_config
+from depth_any_view.model.fusion import FusionTransformer
+from depth_any_view.model.heads import bounded_log_depth, head_factory
+from depth_any_view.model.resnet import ResNetEncoder
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+TOKEN_SOURCES = {8: 2, 16: 3, 32: 4}  # stride -> index in the encoder's feature list
+
+
+@dataclass
+class ModelOutput:
+    """Network outputs; all float tensors are float32."""
+
+    depth: Tensor  # (B, V, H, W) metres along the optical axis, at the input resolution
+    log_depth: Tensor  # (B, V, H, W) natural log of depth
+    occupancy_logits: Tensor  # (B, X, Y, Z) logits of P(occupied), grid in base_link
+    occupancy_observed: Tensor  # (B, X, Y, Z) bool: the voxel centre projects into >= 1
+    #                             valid view (in front, inside image); unobserved = unknown
+
+
+class DepthAnyViewNet(nn.Module):
+    """Multi-view depth + occupancy network (see the module docstring)."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        cfg.validate()
+        self.cfg = cfg
+        self.encoder = ResNetEncoder(cfg.backbone, cfg.backbone_width)
+        ch = self.encoder.channels
+        self.register_buffer("pixel_mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1),
+                             persistent=False)
+        self.register_buffer("pixel_std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1),
+                             persistent=False)
+        self.token_strides = [s for s in TOKEN_SOURCES if s >= cfg.token_stride]
+        self.token_proj = nn.ModuleDict({f"s{s}": nn.Conv2d(ch[TOKEN_SOURCES[s]], cfg.hidden, 1)
+                                         for s in self.token_strides})
+        self.camera = CameraRayEmbedding(cfg.hidden, cfg.plucker_frequencies, cfg.plucker_scale)
+        self.transformer = FusionTransformer(cfg.hidden, cfg.layers, cfg.heads,
+                                             mlp_ratio=cfg.mlp_ratio, fusion=cfg.fusion,
+                                             cross_view_every=cfg.cross_view_every)
+        self.depth_head = head_factory("depth", cfg, tuple(ch))
+        self.occupancy_head = head_factory("occupancy", cfg, self.depth_head.feature_channels)
+
+    def _check_inputs(self, images: Tensor, K: Tensor, T_base_cam: Tensor,
+                      view_mask: Tensor | None) -> None:
+        """Shape checks (no value checks: those would synchronise with the device)."""
+        if images.dim() != 5 or images.shape[2] != 3:
+            raise ValueError(f"images must be (B, V, 3, H, W) RGB in [0, 1], "
+                             f"got shape {tuple(images.shape)}")
+        B, V, _, H, W = images.shape
+        if H % 32 or W % 32:
+            raise ValueError(f"image size ({H}, {W}) must be a multiple of 32; resize to the "
+                             f"model's image_size {self.cfg.image_size} (and scale K)")
+        if tuple(K.shape) != (B, V, 3, 3):
+            raise ValueError(f"K must be (B, V, 3, 3) = ({B}, {V}, 3, 3) at the image "
+                             f"resolution, got {tuple(K.shape)}")
+        if tuple(T_base_cam.shape) != (B, V, 4, 4):
+            raise ValueError(f"T_base_cam must be (B, V, 4, 4) = ({B}, {V}, 4, 4), "
+                             f"got {tuple(T_base_cam.shape)}")
+        if view_mask is not None and tuple(view_mask.shape) != (B, V):
+            raise ValueError(f"view_mask must be (B, V) = ({B}, {V}) bool, "
+                             f"got {tuple(view_mask.shape)}")
+
+    def forward(self, images: Tensor, K: Tensor, T_base_cam: Tensor,
+                view_mask: Tensor | None = None) -> ModelOutput:
+        """Predict depth for every view and the occupancy grid.
+
+        Args:
+            images: (B, V, 3, H, W) RGB in [0, 1] (ImageNet normalisation is done here).
+            K: (B, V, 3, 3) pinhole intrinsics at (H, W), pixels.
+            T_base_cam: (B, V, 4, 4) camera (optical frame) -> base_link.
+            view_mask: (B, V) bool, False = missing (padding) view; None = all present.
+
+        Returns:
+            ModelOutput (depth and log-depth per view, occupancy logits and observed mask).
+        """
+        self._check_inputs(images, K, T_base_cam, view_mask)
+        B, V, _, H, W = images.shape
+        K = K.float()
+        T_base_cam = T_base_cam.float()
+        if view_mask is None:
+            valid = torch.ones(B, V, dtype=torch.bool, device=images.device)
+        else:
+            valid = view_mask.to(device=images.device, dtype=torch.bool)
+            # padding views may hold anything (zeros, NaN): make them finite and harmless
+            # (built on the device: a host tensor would need a blocking copy)
+            K = torch.where(valid[..., None, None], K, torch.eye(3, device=K.device))
+            T_base_cam = torch.where(valid[..., None, None], T_base_cam,
+                                     torch.eye(4, device=K.device))
+            images = torch.where(valid[..., None, None, None], images,
+                                 torch.zeros((), dtype=images.dtype, device=images.device))
+
+        x = (images.flatten(0, 1) - self.pixel_mean) / self.pixel_std  # (B*V, 3, H, W)
+        feats = self.encoder(x)  # [f2, f4, f8, f16, f32]
+        s = self.cfg.token_stride
+        h, w = H // s, W // s
+        tokens = None
+        for stride in self.token_strides:
+            t = self.token_proj[f"s{stride}"](feats[TOKEN_SOURCES[stride]])
+            if stride != s:
+                t = F.interpolate(t, size=(h, w), mode="bilinear", align_corners=False)
+            tokens = t if tokens is None else tokens + t  # (B*V, hidden, h, w)
+        C = tokens.shape[1]
+        tokens = tokens.flatten(2).transpose(1, 2).reshape(B, V, h * w, C)  # (B, V, T, C)
+        tokens = tokens + self.camera(K, T_base_cam, (h, w), (H, W)).to(tokens.dtype)
+        fused = self.transformer(tokens, None if view_mask is None else valid)  # (B,V,T,C)
+        fused = fused.reshape(B * V, h, w, C).permute(0, 3, 1, 2)  # (B*V, C, h, w)
+
+        logits, feat8 = self.depth_head(fused, feats, (H, W))  # (B*V, 1, H, W)
+        log_depth = bounded_log_depth(logits, self.cfg.min_depth,
+                                      self.cfg.max_depth).view(B, V, H, W)
+        depth = torch.exp(log_depth).clamp(self.cfg.min_depth, self.cfg.max_depth)
+        occ_logits, observed = self.occupancy_head(
+            feat8.view(B, V, *feat8.shape[1:]), depth, K, T_base_cam, valid)
+        return ModelOutput(depth=depth, log_depth=log_depth, occupancy_logits=occ_logits,
+                           occupancy_observed=observed)
+
+
+def build_model(cfg_or_name: ModelConfig | str) -> DepthAnyViewNet:
+    """A freshly initialised network from a ModelConfig, preset name or YAML path."""
+    cfg = cfg_or_name if isinstance(cfg_or_name, ModelConfig) else load_model_config(cfg_or_name)
+    return DepthAnyViewNet(cfg)
+
+
+def count_parameters(model: nn.Module, trainable_only: bool = True) -> int:
+    """Number of (trainable, by default) parameters of a module."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
+
+
+def describe(model: DepthAnyViewNet) -> str:
+    """One-paragraph summary: architecture, token grid and parameters per component."""
+    cfg = model.cfg
+    H, W = cfg.image_size
+    parts = {name: count_parameters(m, trainable_only=False)
+             for name, m in model.named_children()}
+    total = count_parameters(model, trainable_only=False)
+    per = ", ".join(f"{name} {n / 1e6:.2f}M" for name, n in parts.items() if n)
+    mode = (f"alternating within-view / cross-view every {cfg.cross_view_every}"
+            if cfg.fusion else "within-view only (fusion off)")
+    return (f"DepthAnyViewNet: {cfg.backbone} (width {cfg.backbone_width}) at {H}x{W}, "
+            f"{H // cfg.token_stride}x{W // cfg.token_stride} tokens per view, "
+            f"{cfg.layers} blocks x {cfg.heads} heads, hidden {cfg.hidden}, {mode}; "
+            f"depth {cfg.min_depth}-{cfg.max_depth} m; occupancy grid "
+            f"{'x'.join(map(str, cfg.grid_dims))} over {cfg.grid_lower}-{cfg.grid_upper} m; "
+            f"{total / 1e6:.2f}M parameters ({per})")

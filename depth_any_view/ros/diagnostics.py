@@ -1,0 +1,278 @@
+"""The node's health figures and their diagnostic_msgs/DiagnosticArray.
+
+`NodeDiagnostics` collects, thread-safely (image callbacks and the inference worker write,
+the diagnostics timer reads): per-camera input rates over a sliding window, bad inputs by
+camera and field, dropped sets by reason, inference and end-to-end latency windows, and
+the occupancy fusion state. `statuses()` turns them, with the synchronizer's counters,
+into plain `Status` records (level, name, message, key/values), and
+`to_diagnostic_array` into the message; the records are testable without ROS.
+
+Statuses (hardware_id = the node name):
+- `depth_any_view: cameras`: rate per camera (Hz), bad inputs; WARN naming the cameras
+  that sent nothing for `input_timeout` seconds or were missing from the last set.
+- `depth_any_view: synchronizer`: sets complete/partial, dropped images by reason, resets.
+- `depth_any_view: inference`: device, precision, weights, latency p50/p95 (inference and
+  end-to-end, seconds), sets processed and dropped by reason; ERROR after failures.
+- `depth_any_view: occupancy`: frame (odom, or base_link without odometry = WARN),
+  resets with the last reason, rejected updates.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter, deque
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+OK, WARN, ERROR, STALE = 0, 1, 2, 3
+LEVEL_NAMES = {OK: "OK", WARN: "WARN", ERROR: "ERROR", STALE: "STALE"}
+PREFIX = "depth_any_view"
+
+
+@dataclass
+class Status:
+    """One diagnostic status: level (OK, WARN, ERROR, STALE), name, message, key/values."""
+
+    level: int
+    name: str
+    message: str
+    values: dict[str, str] = field(default_factory=dict)
+
+
+class RateMeter:
+    """Arrival rate (Hz) over the last `window_s` seconds of a monotonic clock."""
+
+    def __init__(self, window_s: float = 5.0, max_events: int = 1000) -> None:
+        """Keep at most `max_events` arrival times within `window_s` seconds."""
+        self.window_s = float(window_s)
+        self._times: deque[float] = deque(maxlen=max_events)
+        self.count = 0  # arrivals ever
+        self.last: float | None = None  # monotonic seconds of the last arrival
+
+    def tick(self, t: float) -> None:
+        """Record one arrival at monotonic time t (seconds)."""
+        self._times.append(t)
+        self.count += 1
+        self.last = t
+
+    def rate(self, now: float) -> float:
+        """Arrivals per second in (now - window_s, now]; 0 with fewer than two."""
+        while self._times and self._times[0] <= now - self.window_s:
+            self._times.popleft()
+        if len(self._times) < 2:
+            return 0.0
+        span = self._times[-1] - self._times[0]
+        return (len(self._times) - 1) / span if span > 0 else 0.0
+
+
+def percentiles(values: Iterable[float], qs: tuple[float, ...] = (50.0, 95.0)) -> list[float]:
+    """Percentiles of `values` (NaN for an empty window)."""
+    arr = np.fromiter(values, dtype=np.float64)
+    if arr.size == 0:
+        return [float("nan")] * len(qs)
+    return [float(v) for v in np.percentile(arr, qs)]
+
+
+class NodeDiagnostics:
+    """Thread-safe counters and windows behind /diagnostics (see the module docstring)."""
+
+    def __init__(self, cameras: list[str], *, latency_window: int = 100,
+                 input_timeout: float = 1.0, rate_window: float = 5.0) -> None:
+        """Track `cameras` (configured order); windows of `latency_window` sets."""
+        self.cameras = list(cameras)
+        self.input_timeout = float(input_timeout)
+        self._lock = threading.Lock()
+        self._rates = {c: RateMeter(rate_window) for c in self.cameras}
+        self._bad = Counter()  # (camera, field) -> count
+        self._bad_last: dict[str, str] = {}  # camera -> last bad-input message
+        self._dropped = Counter()  # reason -> sets dropped after synchronization
+        self._inference = deque(maxlen=latency_window)  # seconds
+        self._end_to_end = deque(maxlen=latency_window)  # seconds
+        self._processed = 0
+        self._last_missing: list[str] = []
+        self._last_error: str | None = None
+        self._errors_since_success = 0
+        self._fusion: dict[str, Any] = {}
+        self._odometry_note: str | None = None
+        self._started = time.monotonic()
+
+    # ------------------------------------------------------------------ writers
+    def image_received(self, camera: str, t: float | None = None) -> None:
+        """An image of `camera` arrived (monotonic seconds; default now)."""
+        with self._lock:
+            self._rates[camera].tick(time.monotonic() if t is None else t)
+
+    def bad_input(self, camera: str, field_name: str, message: str) -> None:
+        """One input of `camera` was rejected because of `field_name`."""
+        with self._lock:
+            self._bad[(camera, field_name)] += 1
+            self._bad_last[camera] = message
+
+    def set_dropped(self, reason: str, error: str | None = None) -> None:
+        """A synchronized set was dropped before publication, for `reason`."""
+        with self._lock:
+            self._dropped[reason] += 1
+            if error is not None:
+                self._last_error = error
+                self._errors_since_success += 1
+
+    def set_processed(self, missing: list[str], inference_s: float, end_to_end_s: float,
+                      fusion: dict[str, Any] | None = None) -> None:
+        """A set was published: the cameras it lacked, its latencies, the fusion state."""
+        with self._lock:
+            self._processed += 1
+            self._last_missing = list(missing)
+            self._inference.append(float(inference_s))
+            self._end_to_end.append(float(end_to_end_s))
+            self._errors_since_success = 0
+            if fusion is not None:
+                self._fusion = dict(fusion)
+
+    def odometry_note(self, note: str | None) -> None:
+        """Why occupancy is not fused in odom right now (None = it is)."""
+        with self._lock:
+            self._odometry_note = note
+
+    # ------------------------------------------------------------------ readers
+    def rates(self, now: float | None = None) -> dict[str, float]:
+        """Input rate (Hz) per camera."""
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            return {c: m.rate(now) for c, m in self._rates.items()}
+
+    def missing_cameras(self, now: float | None = None) -> list[str]:
+        """Cameras silent for input_timeout seconds or absent from the last set."""
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            out = []
+            for c, m in self._rates.items():
+                last = self._started if m.last is None else m.last
+                if now - last > self.input_timeout or c in self._last_missing:
+                    out.append(c)
+            return out
+
+    def dropped(self) -> dict[str, int]:
+        """Sets dropped after synchronization, by reason."""
+        with self._lock:
+            return dict(self._dropped)
+
+    @property
+    def processed(self) -> int:
+        """Sets published so far."""
+        with self._lock:
+            return self._processed
+
+    def statuses(self, *, sync_stats: dict[str, Any] | None = None,
+                 engine: dict[str, Any] | None = None,
+                 now: float | None = None) -> list[Status]:
+        """The four statuses of the module docstring at monotonic time `now`."""
+        now = time.monotonic() if now is None else now
+        rates = self.rates(now)
+        missing = self.missing_cameras(now)
+        with self._lock:
+            bad = dict(self._bad)
+            bad_last = dict(self._bad_last)
+            dropped = dict(self._dropped)
+            inf = percentiles(self._inference)
+            e2e = percentiles(self._end_to_end)
+            processed = self._processed
+            last_error = self._last_error
+            failing = self._errors_since_success
+            fusion = dict(self._fusion)
+            odom_note = self._odometry_note
+        return [self._cameras_status(rates, missing, bad, bad_last),
+                self._sync_status(sync_stats),
+                self._inference_status(engine, inf, e2e, processed, dropped, last_error,
+                                       failing),
+                self._occupancy_status(fusion, odom_note)]
+
+    # ------------------------------------------------------------------ status builders
+    def _cameras_status(self, rates: dict[str, float], missing: list[str],
+                        bad: dict[tuple[str, str], int], bad_last: dict[str, str]) -> Status:
+        """Per-camera rates; WARN naming missing cameras."""
+        values = {f"{c} rate (Hz)": f"{rates[c]:.2f}" for c in self.cameras}
+        for (camera, field_name), n in sorted(bad.items()):
+            values[f"{camera} bad {field_name}"] = str(n)
+        for camera, msg in sorted(bad_last.items()):
+            values[f"{camera} last bad input"] = msg
+        if missing:
+            level = WARN
+            msg = f"missing cameras: {', '.join(missing)}"
+        else:
+            level = OK
+            msg = f"all {len(self.cameras)} cameras publishing"
+        return Status(level, f"{PREFIX}: cameras", msg, values)
+
+    def _sync_status(self, stats: dict[str, Any] | None) -> Status:
+        """Synchronizer counters: sets complete/partial, drops by reason, resets."""
+        if not stats:
+            return Status(STALE, f"{PREFIX}: synchronizer", "no synchronizer statistics")
+        values = {"sets complete": str(stats["sets_complete"]),
+                  "sets partial": str(stats["sets_partial"]),
+                  "resets": str(stats["resets"])}
+        for reason, n in stats["dropped"].items():
+            values[f"images dropped: {reason}"] = str(n)
+        without_info = [c for c, s in stats["cameras"].items() if not s["has_camera_info"]]
+        if stats.get("last_reset"):
+            values["last reset"] = str(stats["last_reset"])
+        if without_info:
+            return Status(WARN, f"{PREFIX}: synchronizer",
+                          f"waiting for CameraInfo of: {', '.join(without_info)}", values)
+        total = sum(stats["dropped"].values())
+        return Status(OK, f"{PREFIX}: synchronizer",
+                      f"{stats['sets_complete'] + stats['sets_partial']} sets, "
+                      f"{total} images dropped", values)
+
+    def _inference_status(self, engine: dict[str, Any] | None, inf: list[float],
+                          e2e: list[float], processed: int, dropped: dict[str, int],
+                          last_error: str | None, failing: int) -> Status:
+        """Device, latency percentiles and drops by reason."""
+        values = {k: str(v) for k, v in (engine or {}).items()}
+        values.update({"inference p50 (s)": f"{inf[0]:.4f}",
+                       "inference p95 (s)": f"{inf[1]:.4f}",
+                       "end-to-end p50 (s)": f"{e2e[0]:.4f}",
+                       "end-to-end p95 (s)": f"{e2e[1]:.4f}",
+                       "sets processed": str(processed)})
+        for reason, n in sorted(dropped.items()):
+            values[f"sets dropped: {reason}"] = str(n)
+        if last_error:
+            values["last error"] = last_error
+        device = (engine or {}).get("device", "?")
+        if failing:
+            return Status(ERROR, f"{PREFIX}: inference",
+                          f"{failing} set(s) failed in a row on {device}: {last_error}", values)
+        if processed == 0:
+            return Status(WARN, f"{PREFIX}: inference", f"no set processed yet on {device}",
+                          values)
+        return Status(OK, f"{PREFIX}: inference",
+                      f"{device}: p50 {inf[0] * 1e3:.1f} ms, end-to-end p95 "
+                      f"{e2e[1] * 1e3:.1f} ms", values)
+
+    def _occupancy_status(self, fusion: dict[str, Any], odom_note: str | None) -> Status:
+        """Fusion frame, resets and rejected updates; WARN without odometry."""
+        values = {k: str(v) for k, v in fusion.items()}
+        if odom_note:
+            values["odometry"] = odom_note
+            return Status(WARN, f"{PREFIX}: occupancy", odom_note, values)
+        if not fusion:
+            return Status(WARN, f"{PREFIX}: occupancy", "no occupancy update yet", values)
+        return Status(OK, f"{PREFIX}: occupancy",
+                      f"fusing in {fusion.get('frame', '?')}, "
+                      f"{fusion.get('known_voxels', 0)} known voxels", values)
+
+
+def to_diagnostic_array(statuses: list[Status], stamp: Any, hardware_id: str = PREFIX) -> Any:
+    """diagnostic_msgs/DiagnosticArray of `statuses` with header stamp `stamp`."""
+    from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+
+    msg = DiagnosticArray()
+    msg.header.stamp = stamp
+    for s in statuses:
+        msg.status.append(DiagnosticStatus(
+            level=bytes([s.level]), name=s.name, message=s.message, hardware_id=hardware_id,
+            values=[KeyValue(key=k, value=v) for k, v in s.values.items()]))
+    return msg

@@ -1,0 +1,458 @@
+"""The node's parameters: one table of (name, default, description, range), validation, configs.
+
+`PARAMETERS` is the single source of truth: the node declares exactly these (with a
+ParameterDescriptor carrying the description and range), `config/depth_any_view.yaml`
+lists exactly these with the same defaults (a test checks it, like nvblox_ros
+`node_params.hpp`), and the README's parameter table follows it. Units: metres, seconds,
+radians, log-odds per second; a `0` that means "off" or "the model's value" says so.
+
+Parameters marked `runtime` can be changed while the node runs (`ros2 param set`); the
+others are read-only after start-up (their descriptor says so and ROS refuses the change).
+Validation gives one line naming the parameter and its allowed range or values, both at
+start-up (the node exits before it creates any topic) and at runtime (the set is refused
+with that line as the reason).
+
+This module is plain Python (rcl_interfaces is imported only by `to_descriptor`), so the
+table, the validation and the translation into core configs (`sync_config`,
+`engine_config`, `fusion_config`) are testable without a ROS graph.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from depth_any_view.config import ConfigError, config_path
+from depth_any_view.geometry.grid import VoxelGrid
+
+DEFAULT_CAMERA_NAMES = ["front", "front_left", "front_right", "back", "back_left", "back_right"]
+QOS_CHOICES = ("sensor_data", "reliable", "best_effort", "transient_local", "system_default")
+NAME_PATTERN = re.compile(r"[A-Za-z][A-Za-z0-9_]*")  # a camera name is one topic token
+DEVICE_PATTERN = re.compile(r"auto|cpu|cuda(:\d+)?")
+
+
+class ParameterError(ValueError):
+    """A parameter value is not allowed; the message names it and the allowed range."""
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    """One node parameter: its default (which fixes its type), meaning and allowed values."""
+
+    name: str
+    default: bool | int | float | str | list[str]
+    description: str  # one line, with the unit
+    minimum: float | None = None  # inclusive lower bound (numbers)
+    maximum: float | None = None  # inclusive upper bound (numbers)
+    choices: tuple[str, ...] | None = None  # allowed strings
+    runtime: bool = False  # may change while the node runs
+    unit: str = ""  # printed after ranges in error messages
+
+    @property
+    def kind(self) -> str:
+        """'bool' | 'integer' | 'double' | 'string' | 'string_array' (from the default)."""
+        d = self.default
+        if isinstance(d, bool):
+            return "bool"
+        if isinstance(d, int):
+            return "integer"
+        if isinstance(d, float):
+            return "double"
+        if isinstance(d, str):
+            return "string"
+        return "string_array"
+
+    def allowed(self) -> str:
+        """Human-readable allowed values, e.g. 'range [0.0, 1.0] seconds'."""
+        if self.choices is not None:
+            return "values: " + ", ".join(self.choices)
+        if self.minimum is not None or self.maximum is not None:
+            lo = "-inf" if self.minimum is None else _fmt(self.minimum, self.kind)
+            hi = "inf" if self.maximum is None else _fmt(self.maximum, self.kind)
+            return f"range [{lo}, {hi}]" + (f" {self.unit}" if self.unit else "")
+        return {"bool": "true or false", "string": "a string",
+                "string_array": "a list of strings"}.get(self.kind, "a number")
+
+
+def _fmt(value: float, kind: str) -> str:
+    """A bound printed as the parameter's type writes it."""
+    return str(int(value)) if kind == "integer" else repr(float(value))
+
+
+def _p(name: str, default: Any, description: str, minimum: float | None = None,
+       maximum: float | None = None, choices: tuple[str, ...] | None = None,
+       runtime: bool = False, unit: str = "") -> ParamSpec:
+    """Shorthand for the table below."""
+    return ParamSpec(name, default, description, minimum, maximum, choices, runtime, unit)
+
+
+S, M = "seconds", "metres"
+PARAMETERS: tuple[ParamSpec, ...] = (
+    # ---------------------------------------------------------------- cameras and inputs
+    _p("camera_names", list(DEFAULT_CAMERA_NAMES),
+       "Cameras to use, in this order; each needs an entry in rig_file"),
+    _p("rig_file", "config/rig_surround6.yaml",
+       "Rig calibration YAML (camera -> base_link extrinsics); a path, or a file name "
+       "found in the package's config folder"),
+    _p("camera_topic_prefix", "/cameras",
+       "Per-camera topics are <camera_topic_prefix>/<name>/<topic>"),
+    _p("image_topic", "image_raw",
+       "Input image topic under each camera (rgb8, bgr8, rgba8, bgra8, mono8, mono16)"),
+    _p("camera_info_topic", "camera_info", "Input CameraInfo topic under each camera"),
+    _p("depth_image_topic", "depth/image", "Output depth topic under each camera (32FC1, m)"),
+    _p("depth_camera_info_topic", "depth/camera_info",
+       "Output CameraInfo topic under each camera, matching the depth image's size"),
+    _p("odom_topic", "/odom", "Input nav_msgs/Odometry: pose of base_link in odom"),
+    _p("points_topic", "/depth_any_view/points",
+       "Output PointCloud2 in base_link: x y z rgb (float32, PCL packing)"),
+    _p("voxels_topic", "/depth_any_view/occupancy/voxels",
+       "Output PointCloud2 of occupied voxel centres in odom: x y z probability"),
+    _p("markers_topic", "/depth_any_view/occupancy/markers",
+       "Output MarkerArray (CUBE_LIST coloured by height) of occupied voxels"),
+    _p("grid_topic", "/depth_any_view/occupancy/grid",
+       "Output nav_msgs/OccupancyGrid: a height band projected to 2D, -1 = unknown"),
+    _p("diagnostics_topic", "/diagnostics", "Output diagnostic_msgs/DiagnosticArray"),
+    _p("odom_frame", "odom",
+       "Frame of the fused occupancy outputs (base_link comes from rig_file)"),
+    _p("camera_qos", "sensor_data", "QoS of the image and CameraInfo subscriptions",
+       choices=QOS_CHOICES),
+    _p("odom_qos", "sensor_data",
+       "QoS of the odometry subscription (best effort matches reliable publishers too)",
+       choices=QOS_CHOICES),
+    _p("output_qos", "reliable", "QoS of the depth, point cloud, voxel and marker outputs",
+       choices=QOS_CHOICES),
+    _p("grid_qos", "transient_local",
+       "QoS of the occupancy grid (transient_local suits Nav2 and RViz map subscribers)",
+       choices=QOS_CHOICES),
+    _p("qos_depth", 5, "History depth of the subscriptions and publishers (the "
+       "transient-local grid keeps 1)", 1, 1000),
+    # ---------------------------------------------------------------- synchronization
+    _p("sync_slop", 0.02,
+       "Largest stamp spread within one synchronized set; keep it below half a frame "
+       "period", 0.0, 1.0, unit=S),
+    _p("sync_queue_size", 10, "Pending images kept per camera", 1, 1000),
+    _p("sync_timeout", 0.15,
+       "After this long a partial set (>= min_cameras views) goes ahead without the "
+       "missing cameras", 0.001, 10.0, unit=S),
+    _p("min_cameras", 1, "Fewest views a set may have (at most the number of cameras)",
+       1, 64),
+    _p("max_staleness", 0.0,
+       "Drop images whose stamp is older than now minus this; 0 = off (stamps and the "
+       "node clock must share a time base)", 0.0, 3600.0, unit=S),
+    _p("sync_poll_period", 0.02, "How often timed-out sets are checked", 0.001, 1.0, unit=S),
+    _p("odom_max_age", 0.2,
+       "Odometry used for a set must be stamped within this of the set's stamp; else "
+       "occupancy falls back to single-frame base_link", 0.001, 10.0, unit=S),
+    _p("use_odometry", True,
+       "Fuse occupancy over time in odom; false = single-frame occupancy in base_link"),
+    # ---------------------------------------------------------------- inference
+    _p("weights", "",
+       "Network weights (.safetensors); empty = the shipped weights of the preset"),
+    _p("preset", "lite",
+       "Model preset (lite, paper) or a model config YAML path the weights must match"),
+    _p("random_init", False,
+       "Run randomly initialised weights (tests and plumbing only; outputs are "
+       "meaningless)"),
+    _p("device", "auto", "Inference device: auto, cpu, cuda or cuda:N"),
+    _p("precision", "fp32", "Inference precision (autocast; fp16 needs CUDA)",
+       choices=("fp32", "fp16", "bf16")),
+    _p("compile", False, "torch.compile the network (falls back to eager if it fails)"),
+    _p("compile_mode", "default", "torch.compile mode",
+       choices=("default", "reduce-overhead", "max-autotune")),
+    _p("channels_last", True, "NHWC memory layout for images and convolutions"),
+    _p("warmup_iters", 2, "Dummy inferences at start-up (0 = none)", 0, 100),
+    _p("threads", 0, "torch CPU threads; 0 = torch's default", 0, 1024),
+    _p("output_resolution", "input",
+       "Depth images at each input image's resolution (registered with it) or at the "
+       "network's", choices=("input", "network")),
+    _p("depth_interpolation", "nearest", "Resizing network depth to the input resolution",
+       choices=("nearest", "bilinear")),
+    _p("depth_min", 0.0,
+       "Lower end of the trusted depth range when depth_max > 0", 0.0, 1000.0, unit=M),
+    _p("depth_max", 0.0,
+       "Upper end of the trusted depth range; 0 = the model's trained range", 0.0, 1000.0,
+       unit=M),
+    _p("out_of_range", "nan", "Depth outside the trusted range: NaN or clamped",
+       choices=("nan", "clamp")),
+    # ---------------------------------------------------------------- outputs
+    _p("publish_depth", True, "Publish per-camera depth images and CameraInfo",
+       runtime=True),
+    _p("publish_points", True, "Publish the fused point cloud", runtime=True),
+    _p("publish_voxels", True, "Publish occupied voxel centres", runtime=True),
+    _p("publish_markers", True, "Publish the voxel MarkerArray", runtime=True),
+    _p("publish_grid", True, "Publish the 2D occupancy grid", runtime=True),
+    _p("points_stride", 2, "Keep every n-th pixel row and column for the point cloud",
+       1, 64, runtime=True),
+    _p("points_voxel_size", 0.0,
+       "Voxel-downsample the point cloud to one point per voxel of this edge; 0 = off",
+       0.0, 10.0, runtime=True, unit=M),
+    _p("points_max_depth", 0.0,
+       "Leave out points deeper than this; 0 = no limit beyond the trusted range",
+       0.0, 1000.0, runtime=True, unit=M),
+    _p("marker_max_voxels", 50000, "Most voxels drawn in the MarkerArray (highest "
+       "probability first)", 1, 10_000_000, runtime=True),
+    # ---------------------------------------------------------------- occupancy fusion
+    _p("occupied_threshold", 0.6, "Fused probability at or above which a voxel is occupied",
+       0.5, 0.999, runtime=True),
+    _p("free_threshold", 0.4, "Fused probability at or below which a voxel is free",
+       0.001, 0.5, runtime=True),
+    _p("grid_z_min", 0.1, "Lowest voxel centre of the 2D grid's band, above base_link",
+       -10.0, 10.0, runtime=True, unit=M),
+    _p("grid_z_max", 1.5, "Highest voxel centre of the 2D grid's band, above base_link",
+       -10.0, 10.0, runtime=True, unit=M),
+    _p("decay_occupied", 0.0,
+       "Log-odds per second occupied voxels lose (moving obstacles fade); 0 = off",
+       0.0, 100.0, runtime=True, unit="log-odds/s"),
+    _p("decay_free", 0.0, "Log-odds per second free voxels lose; 0 = off", 0.0, 100.0,
+       runtime=True, unit="log-odds/s"),
+    _p("max_linear_speed", 5.0, "Odometry moving faster than this resets the map (a jump)",
+       0.0, 100.0, runtime=True, unit="m/s"),
+    _p("max_angular_speed", 3.0, "Odometry turning faster than this resets the map",
+       0.0, 100.0, runtime=True, unit="rad/s"),
+    _p("fusion_interpolation", "trilinear",
+       "Resampling of the network volume into the odom map", choices=("trilinear", "nearest")),
+    # ---------------------------------------------------------------- diagnostics and logs
+    _p("diagnostics_period", 1.0, "Period of /diagnostics", 0.05, 60.0, unit=S),
+    _p("latency_window", 100, "Sets over which latency percentiles are computed", 1, 100000),
+    _p("input_timeout", 1.0,
+       "A camera without images for this long is reported missing", 0.01, 60.0, unit=S),
+    _p("warn_throttle", 5.0, "Repeated warnings about one camera and field are throttled "
+       "to one per this period", 0.0, 3600.0, runtime=True, unit=S),
+)
+PARAMETER_NAMES = tuple(p.name for p in PARAMETERS)
+SPECS: dict[str, ParamSpec] = {p.name: p for p in PARAMETERS}
+assert len(SPECS) == len(PARAMETERS), "duplicate parameter name in PARAMETERS"
+
+
+def defaults() -> dict[str, Any]:
+    """Every parameter's default (lists copied), in table order."""
+    return {p.name: list(p.default) if isinstance(p.default, list) else p.default
+            for p in PARAMETERS}
+
+
+# ---------------------------------------------------------------------------- validation
+def _type_error(spec: ParamSpec, value: Any) -> str | None:
+    """Why `value` has the wrong type for `spec`, or None."""
+    kind = spec.kind
+    if kind == "bool":
+        ok = isinstance(value, bool)
+    elif kind == "integer":
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif kind == "double":
+        ok = isinstance(value, float)
+    elif kind == "string":
+        ok = isinstance(value, str)
+    else:
+        ok = isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value)
+    if ok:
+        return None
+    hint = ""
+    if kind == "double" and isinstance(value, int) and not isinstance(value, bool):
+        hint = f" (write {float(value)!r}, not {value})"
+    return (f"parameter '{spec.name}' must be {_KIND_TEXT[kind]}, got "
+            f"{type(value).__name__} {value!r}{hint}")
+
+
+_KIND_TEXT = {"bool": "true or false", "integer": "an integer", "double": "a floating-point "
+              "number", "string": "a string", "string_array": "a list of strings"}
+
+
+def check_value(name: str, value: Any) -> str | None:
+    """Why `value` is not allowed for parameter `name` on its own, or None if it is."""
+    spec = SPECS.get(name)
+    if spec is None:
+        return f"unknown parameter '{name}'"
+    err = _type_error(spec, value)
+    if err is not None:
+        return err
+    if spec.kind in ("integer", "double"):
+        v = float(value)
+        if (not math.isfinite(v) or (spec.minimum is not None and v < spec.minimum)
+                or (spec.maximum is not None and v > spec.maximum)):
+            return f"parameter '{name}' is {value!r}; allowed {spec.allowed()}"
+    if spec.choices is not None and value not in spec.choices:
+        return f"parameter '{name}' is {value!r}; allowed {spec.allowed()}"
+    if name == "camera_names":
+        if not value:
+            return "parameter 'camera_names' is empty; list at least one camera name"
+        bad = [v for v in value if not NAME_PATTERN.fullmatch(v)]
+        if bad:
+            return (f"parameter 'camera_names' has invalid name(s) {bad}; a name is a letter "
+                    "followed by letters, digits or '_'")
+        if len(set(value)) != len(value):
+            return f"parameter 'camera_names' has duplicate names: {list(value)}"
+    if name == "device" and not DEVICE_PATTERN.fullmatch(value):
+        return f"parameter 'device' is {value!r}; allowed values: auto, cpu, cuda, cuda:N"
+    if name in ("rig_file", "preset", "image_topic", "camera_info_topic", "depth_image_topic",
+                "depth_camera_info_topic", "odom_topic", "points_topic", "voxels_topic",
+                "markers_topic", "grid_topic", "diagnostics_topic", "odom_frame",
+                "camera_topic_prefix") and not value.strip():
+        return f"parameter '{name}' is empty; give a value (default {spec.default!r})"
+    return None
+
+
+def check_all(values: Mapping[str, Any]) -> list[str]:
+    """Every problem with a full set of values: each value alone, then combinations."""
+    errors = [e for e in (check_value(n, values[n]) for n in PARAMETER_NAMES if n in values)
+              if e is not None]
+    missing = [n for n in PARAMETER_NAMES if n not in values]
+    if missing:
+        errors.append(f"missing parameter(s) {missing}")
+    if errors:
+        return errors
+    v = values
+    if v["min_cameras"] > len(v["camera_names"]):
+        errors.append(f"parameter 'min_cameras' is {v['min_cameras']}; allowed range [1, "
+                      f"{len(v['camera_names'])}] (the number of camera_names)")
+    if v["grid_z_min"] > v["grid_z_max"]:
+        errors.append(f"parameter 'grid_z_min' ({v['grid_z_min']}) must be <= grid_z_max "
+                      f"({v['grid_z_max']})")
+    if v["depth_max"] > 0.0 and not v["depth_min"] < v["depth_max"]:
+        errors.append(f"parameter 'depth_min' ({v['depth_min']}) must be < depth_max "
+                      f"({v['depth_max']}) when depth_max > 0")
+    if v["random_init"] and v["weights"]:
+        errors.append("parameters 'random_init' and 'weights' exclude each other: clear "
+                      "'weights' to run random weights, or set random_init false")
+    return errors
+
+
+class Settings(Mapping[str, Any]):
+    """A validated, immutable set of parameter values with attribute access."""
+
+    def __init__(self, values: Mapping[str, Any]) -> None:
+        """Validate `values` (every parameter); ParameterError with the first problem."""
+        clean = {n: (list(values[n]) if SPECS[n].kind == "string_array" else values[n])
+                 for n in PARAMETER_NAMES if n in values}
+        errors = check_all(clean)
+        if errors:
+            raise ParameterError(errors[0])
+        object.__setattr__(self, "_values", clean)
+
+    def __getitem__(self, name: str) -> Any:
+        """The value of parameter `name`."""
+        return self._values[name]
+
+    def __iter__(self) -> Iterator[str]:
+        """Parameter names in table order."""
+        return iter(self._values)
+
+    def __len__(self) -> int:
+        """Number of parameters."""
+        return len(self._values)
+
+    def __getattr__(self, name: str) -> Any:
+        """`settings.sync_slop` reads parameter 'sync_slop'."""
+        try:
+            return self._values[name]
+        except KeyError:
+            raise AttributeError(f"no parameter '{name}'") from None
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        """Settings are immutable; use `updated`."""
+        raise AttributeError("Settings are immutable; use updated(...)")
+
+    def updated(self, changes: Mapping[str, Any]) -> Settings:
+        """A new Settings with `changes` applied (validated together with the rest)."""
+        return Settings({**self._values, **changes})
+
+    def camera_topic(self, camera: str, topic: str) -> str:
+        """<camera_topic_prefix>/<camera>/<topic>, without doubled slashes."""
+        prefix = self.camera_topic_prefix.rstrip("/")
+        return f"{prefix}/{camera}/{topic.strip('/')}"
+
+
+# ---------------------------------------------------------------------------- core configs
+def resolve_config_file(value: str) -> Path:
+    """Path of a config file parameter such as rig_file.
+
+    An existing path is used as is; otherwise the name is looked up in the package's config
+    folders (`depth_any_view.config.config_path`), also without a leading `config/`, so the
+    default `config/rig_surround6.yaml` works from a source checkout and an install alike.
+    """
+    try:
+        return config_path(value)
+    except ConfigError:
+        parts = Path(value).parts
+        if len(parts) > 1 and parts[0] == "config":
+            return config_path(str(Path(*parts[1:])))
+        raise
+
+
+def _ns(seconds: float) -> int:
+    """Integer nanoseconds of seconds."""
+    return int(round(seconds * 1e9))
+
+
+def sync_config(s: Settings) -> Any:
+    """The synchronizer's SyncConfig for these settings."""
+    from depth_any_view.sync.approximate_time import SyncConfig
+
+    return SyncConfig(cameras=tuple(s.camera_names), slop_ns=_ns(s.sync_slop),
+                      queue_size=s.sync_queue_size, timeout_ns=max(1, _ns(s.sync_timeout)),
+                      min_cameras=s.min_cameras,
+                      max_staleness_ns=_ns(s.max_staleness) if s.max_staleness > 0 else None)
+
+
+def engine_config(s: Settings, *, return_images: bool = True) -> Any:
+    """The inference EngineConfig for these settings (warm-up with all configured views)."""
+    from depth_any_view.inference.engine import EngineConfig
+
+    depth_range = (s.depth_min, s.depth_max) if s.depth_max > 0 else None
+    return EngineConfig(weights=s.weights or None, preset=s.preset, device=s.device,
+                        precision=s.precision, channels_last=s.channels_last,
+                        compile=s.compile, compile_mode=s.compile_mode,
+                        warmup_iters=s.warmup_iters, warmup_views=len(s.camera_names),
+                        threads=s.threads, output_resolution=s.output_resolution,
+                        depth_interpolation=s.depth_interpolation, depth_range=depth_range,
+                        out_of_range=s.out_of_range, return_images=return_images,
+                        random_init=s.random_init)
+
+
+def fusion_config(s: Settings, grid: VoxelGrid, base: Any = None) -> Any:
+    """FusionConfig for a rolling map of the network grid's size and voxel, with these
+    settings' thresholds, decay and jump limits (`base`: a config to update instead)."""
+    from depth_any_view.mapping.fusion import FusionConfig
+
+    tuned = {"occupied_threshold": s.occupied_threshold, "free_threshold": s.free_threshold,
+             "decay_occupied_per_s": s.decay_occupied, "decay_free_per_s": s.decay_free,
+             "max_linear_speed": s.max_linear_speed, "max_angular_speed": s.max_angular_speed,
+             "interpolation": s.fusion_interpolation, "grid_z_min": s.grid_z_min,
+             "grid_z_max": s.grid_z_max}
+    if base is not None:
+        return replace(base, **tuned)
+    return FusionConfig.matching(grid, **tuned)
+
+
+# ---------------------------------------------------------------------------- ROS descriptors
+def to_descriptor(spec: ParamSpec) -> Any:
+    """rcl_interfaces/ParameterDescriptor of a spec: description, range, read-only flag."""
+    from rcl_interfaces.msg import (
+        FloatingPointRange,
+        IntegerRange,
+        ParameterDescriptor,
+        ParameterType,
+    )
+
+    types = {"bool": ParameterType.PARAMETER_BOOL, "integer": ParameterType.PARAMETER_INTEGER,
+             "double": ParameterType.PARAMETER_DOUBLE, "string": ParameterType.PARAMETER_STRING,
+             "string_array": ParameterType.PARAMETER_STRING_ARRAY}
+    desc = ParameterDescriptor(name=spec.name, type=types[spec.kind],
+                               description=spec.description, read_only=not spec.runtime)
+    extra = []
+    if spec.choices is not None or spec.kind in ("integer", "double"):
+        extra.append("allowed " + spec.allowed())
+    if not spec.runtime:
+        extra.append("set at start-up only")
+    desc.additional_constraints = "; ".join(extra)
+    lo = -math.inf if spec.minimum is None else spec.minimum
+    hi = math.inf if spec.maximum is None else spec.maximum
+    if spec.kind == "double" and (spec.minimum is not None or spec.maximum is not None):
+        desc.floating_point_range = [FloatingPointRange(from_value=float(lo), to_value=float(hi),
+                                                        step=0.0)]
+    if spec.kind == "integer" and spec.minimum is not None and spec.maximum is not None:
+        desc.integer_range = [IntegerRange(from_value=int(lo), to_value=int(hi), step=1)]
+    return desc

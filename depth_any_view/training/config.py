@@ -1,0 +1,125 @@
+"""Training configuration: one dataclass, read from `config/train_*.yaml`.
+
+A YAML file holds the top-level options plus `loss:` (LossConfig) and `augment:`
+(AugmentConfig) sections; `model` names a preset (`lite`, `paper`) or a model YAML, and
+`model_overrides` changes single ModelConfig fields (e.g. `fusion: false` for an ablation).
+Command-line `--set key=value` pairs override any top-level or dotted key.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+import yaml
+
+from depth_any_view.config import ConfigError, config_path, load_yaml
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training run needs; one comment per field."""
+
+    model: str = "lite"  # model preset name or path to a model YAML
+    model_overrides: dict[str, Any] = field(default_factory=dict)  # ModelConfig field changes
+    train_data: list[str] = field(default_factory=list)  # shard directories for training
+    val_data: list[str] = field(default_factory=list)  # shard directories for validation
+    views: list[str] | None = None  # camera subset (e.g. 3 of 6 for an ablation); None = all
+    temporal: bool = False  # feed the previous frame too (only where the model uses it)
+    batch_size: int = 8  # samples per step (per process under DDP)
+    epochs: int = 60  # passes over the training data
+    max_steps: int = 0  # stop after this many optimizer steps; 0 = run all epochs
+    max_minutes: float = 0.0  # wall-clock budget in minutes; 0 = unlimited
+    lr: float = 1e-4  # AdamW peak learning rate
+    betas: tuple[float, float] = (0.9, 0.999)  # AdamW betas
+    weight_decay: float = 1e-4  # AdamW decoupled weight decay
+    warmup_steps: int = 500  # linear warm-up steps before the cosine decay
+    min_lr_ratio: float = 0.01  # cosine decays to lr * min_lr_ratio
+    grad_clip: float = 1.0  # max global gradient norm; 0 disables clipping
+    amp: str = "auto"  # auto (bf16/fp16 autocast on CUDA, off on CPU) | off | bf16 | fp16
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    num_workers: int = 0  # DataLoader worker processes
+    threads: int = 0  # torch CPU threads; 0 = torch default
+    seed: int = 0  # seeds torch, the sampler and augmentations
+    out_dir: str = "runs/lite"  # checkpoints, run config and MLflow store go here
+    log_every: int = 10  # steps between logged losses
+    eval_every: int = 0  # steps between validations; 0 = once per epoch
+    save_every: int = 0  # steps between checkpoints; 0 = once per epoch
+    val_batches: int = 0  # batches per validation; 0 = the whole validation set
+    mlflow: bool = True  # track params, losses, metrics and sample images with MLflow
+    mlflow_uri: str = ""  # tracking URI; empty = a local file store in out_dir/mlruns
+    experiment: str = "depth_any_view"  # MLflow experiment name
+    loss: dict[str, Any] = field(default_factory=dict)  # LossConfig fields
+    augment: dict[str, Any] = field(default_factory=dict)  # AugmentConfig fields
+
+    def __post_init__(self) -> None:
+        """Validate ranges, raising ConfigError that names the option and allowed values."""
+        if isinstance(self.train_data, str):
+            self.train_data = [self.train_data]
+        if isinstance(self.val_data, str):
+            self.val_data = [self.val_data]
+        self.betas = tuple(float(b) for b in self.betas)  # type: ignore[assignment]
+        checks = [("batch_size", self.batch_size >= 1, ">= 1"),
+                  ("epochs", self.epochs >= 1, ">= 1"),
+                  ("max_steps", self.max_steps >= 0, ">= 0"),
+                  ("lr", self.lr > 0, "> 0"),
+                  ("weight_decay", self.weight_decay >= 0, ">= 0"),
+                  ("warmup_steps", self.warmup_steps >= 0, ">= 0"),
+                  ("min_lr_ratio", 0 <= self.min_lr_ratio <= 1, "in [0, 1]"),
+                  ("grad_clip", self.grad_clip >= 0, ">= 0"),
+                  ("betas", len(self.betas) == 2 and all(0 <= b < 1 for b in self.betas),
+                   "two values in [0, 1)"),
+                  ("amp", self.amp in ("auto", "off", "bf16", "fp16"),
+                   "one of auto, off, bf16, fp16"),
+                  ("num_workers", self.num_workers >= 0, ">= 0"),
+                  ("log_every", self.log_every >= 1, ">= 1")]
+        for name, ok, allowed in checks:
+            if not ok:
+                raise ConfigError(f"training option '{name}' = {getattr(self, name)!r} "
+                                  f"must be {allowed}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict (YAML/JSON-safe) of every option."""
+        d = asdict(self)
+        d["betas"] = list(self.betas)
+        return d
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str = "training config") -> TrainConfig:
+        """Config from a mapping; unknown keys are an error naming them."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(f"'{source}': unknown training option(s) {unknown}; "
+                              f"valid: {sorted(known)}")
+        return cls(**data)
+
+
+def apply_overrides(data: dict[str, Any], pairs: list[str]) -> dict[str, Any]:
+    """Apply `key=value` strings (dotted keys for sections, YAML values) to a mapping."""
+    out = {k: (dict(v) if isinstance(v, dict) else v) for k, v in data.items()}
+    for pair in pairs:
+        if "=" not in pair:
+            raise ConfigError(f"override '{pair}' must look like key=value (e.g. epochs=2)")
+        key, raw = pair.split("=", 1)
+        value = yaml.safe_load(raw)
+        parts = key.strip().split(".")
+        node = out
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"override '{pair}': '{part}' is not a section")
+        node[parts[-1]] = value
+    return out
+
+
+def load_train_config(name_or_path: str | os.PathLike[str],
+                      overrides: list[str] | None = None) -> TrainConfig:
+    """Training config from `config/train_<name>.yaml` or a path, with `key=value` overrides."""
+    name = str(name_or_path)
+    if name in ("lite", "paper"):
+        name = f"train_{name}.yaml"
+    path = config_path(name)
+    data = apply_overrides(load_yaml(path), overrides or [])
+    return TrainConfig.from_dict(data, source=str(path))

@@ -1,0 +1,420 @@
+"""The trainer: AdamW, cosine schedule with warm-up, gradient clipping, AMP, DDP, MLflow.
+
+One method per job, as in monodepth2's trainer: `train`, `run_epoch`, `process_batch`,
+`compute_losses`, `validate`, `save`, `load`. Run it with `depth-any-view train --config`
+on one process, or with `torchrun --nproc_per_node N -m depth_any_view.cli train ...` for
+DistributedDataParallel (gloo on the CPU, nccl on CUDA).
+
+A checkpoint directory holds `model.safetensors` (weights + ModelConfig, see
+model/weights.py), `trainer_state.pt` (optimizer, scheduler, scaler, step; loaded with
+`weights_only=True`, so nothing in it is executed) and `run_config.yaml` (the exact
+training config and command).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+import time
+from contextlib import nullcontext
+from dataclasses import asdict, fields, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import yaml
+from torch.utils.data import DataLoader, Dataset
+from torch.utils.data.distributed import DistributedSampler
+from tqdm import tqdm
+
+from depth_any_view.config import ConfigError
+from depth_any_view.data.augment import AugmentConfig, Augmenter
+from depth_any_view.data.dataset import concat_shards
+from depth_any_view.model.config import ModelConfig, load_model_config
+from depth_any_view.model.network import DepthAnyViewNet
+from depth_any_view.model.weights import load_weights, save_weights
+from depth_any_view.training.config import TrainConfig
+from depth_any_view.training.distributed import (
+    DistEnv,
+    all_reduce_mean,
+    init_distributed,
+    select_device,
+    shutdown_distributed,
+)
+from depth_any_view.training.losses import LossConfig, compute_losses, scale_intrinsics
+from depth_any_view.training.metrics import DepthMetricAccumulator, VoxelMetricAccumulator
+
+
+def cosine_with_warmup(step: int, *, warmup: int, total: int, min_ratio: float) -> float:
+    """Learning-rate multiplier: linear warm-up to 1, then cosine decay to `min_ratio`."""
+    if warmup > 0 and step < warmup:
+        return (step + 1) / warmup
+    if total <= warmup:
+        return 1.0
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def model_config_with(base: ModelConfig, overrides: dict[str, Any]) -> ModelConfig:
+    """`base` with some fields changed (YAML lists become tuples); unknown names fail."""
+    known = {f.name for f in fields(ModelConfig)}
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise ConfigError(f"training option 'model_overrides' has unknown model field(s) "
+                          f"{unknown}; valid: {sorted(known)}")
+    clean = {k: tuple(v) if isinstance(v, list) else v for k, v in overrides.items()}
+    return replace(base, **clean)
+
+
+def resize_views(batch: dict[str, Any], size: tuple[int, int]) -> dict[str, Any]:
+    """Images (B, V, 3, H, W) resized to `size` (h, w) with antialiasing, K scaled to match
+    (pixel centres at integers); other entries unchanged."""
+    images = batch["images"]
+    B, V, C, H, W = images.shape
+    h, w = int(size[0]), int(size[1])
+    if (H, W) == (h, w):
+        return batch
+    flat = images.reshape(B * V, C, H, W)  # (B*V, 3, H, W)
+    small = torch.nn.functional.interpolate(flat, size=(h, w), mode="bilinear",
+                                            align_corners=False, antialias=True)
+    out = dict(batch)
+    out["images"] = small.reshape(B, V, C, h, w)  # (B, V, 3, h, w)
+    out["K"] = scale_intrinsics(batch["K"], w / W, h / H)
+    return out
+
+
+def collate_samples(samples: list[dict[str, Any]]) -> dict[str, Any]:
+    """Stack per-sample tensors into a batch; non-tensor entries keep the first sample's."""
+    out: dict[str, Any] = {}
+    for key, value in samples[0].items():
+        if isinstance(value, torch.Tensor):
+            out[key] = torch.stack([s[key] for s in samples])
+        else:
+            out[key] = value
+    return out
+
+
+class AugmentedDataset(Dataset):
+    """Applies an Augmenter to each sample with a generator seeded by (seed, epoch, index)."""
+
+    def __init__(self, base: Dataset, augmenter: Augmenter | None, seed: int,
+                 camera_names: list[str] | None = None) -> None:
+        self.base = base
+        self.augmenter = augmenter
+        self.seed = seed
+        self.camera_names = camera_names  # lets the flip swap left/right cameras
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        """Number of samples of the wrapped dataset."""
+        return len(self.base)  # type: ignore[arg-type]
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        """The augmented sample (deterministic for a given seed, epoch and index)."""
+        sample = self.base[index]
+        if self.augmenter is None:
+            return sample
+        if self.camera_names is not None:
+            sample = {**sample, "camera_names": list(self.camera_names)}
+        gen = torch.Generator().manual_seed(
+            (self.seed * 1_000_003 + self.epoch * 10_007 + index) % (2**63 - 1))
+        return self.augmenter(sample, generator=gen)
+
+
+def _autocast_dtype(amp: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype for an `amp` option on a device (None = full precision)."""
+    if amp == "off" or (amp == "auto" and device.type != "cuda"):
+        return None
+    if amp == "auto":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.bfloat16 if amp == "bf16" else torch.float16
+
+
+class Trainer:
+    """Trains DepthAnyViewNet on synthetic shards with the configured losses."""
+
+    def __init__(self, cfg: TrainConfig, *, command: str | None = None) -> None:
+        self.cfg = cfg
+        self.command = command or " ".join(sys.argv)
+        if cfg.threads > 0:
+            torch.set_num_threads(cfg.threads)
+        local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+        self.device = select_device(cfg.device, local_rank)
+        self.env: DistEnv = init_distributed(self.device)
+        torch.manual_seed(cfg.seed)
+        np.random.seed(cfg.seed % (2**32))
+
+        self.model_cfg: ModelConfig = model_config_with(load_model_config(cfg.model),
+                                                        cfg.model_overrides)
+        self.model = DepthAnyViewNet(self.model_cfg).to(self.device)
+        self.ddp_model: torch.nn.Module = self.model
+        if self.env.enabled:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.ddp_model = torch.nn.parallel.DistributedDataParallel(self.model,
+                                                                       device_ids=ids)
+        self.loss_cfg = LossConfig.from_dict(cfg.loss)
+        self.amp_dtype = _autocast_dtype(cfg.amp, self.device)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
+
+        if not cfg.train_data:
+            raise ConfigError("training option 'train_data' is empty; give shard directories "
+                              "made with `depth-any-view synth --format shards`")
+        train_base = concat_shards(cfg.train_data, views=cfg.views,
+                                           temporal=cfg.temporal)
+        augmenter = Augmenter(AugmentConfig.from_dict(cfg.augment)) if cfg.augment else None
+        self.camera_names = self._first_names(train_base)
+        self.train_set = AugmentedDataset(train_base, augmenter, cfg.seed, self.camera_names)
+        self.val_set = (concat_shards(cfg.val_data, views=cfg.views,
+                                              temporal=cfg.temporal)
+                        if cfg.val_data else None)
+        self.sampler = (DistributedSampler(self.train_set, num_replicas=self.env.world_size,
+                                           rank=self.env.rank, shuffle=True, seed=cfg.seed,
+                                           drop_last=True)
+                        if self.env.enabled else None)
+        gen = torch.Generator().manual_seed(cfg.seed)
+        self.train_loader = DataLoader(
+            self.train_set, batch_size=cfg.batch_size, shuffle=self.sampler is None,
+            sampler=self.sampler, num_workers=cfg.num_workers, collate_fn=collate_samples,
+            drop_last=len(self.train_set) >= cfg.batch_size * self.env.world_size,
+            pin_memory=self.device.type == "cuda", generator=gen,
+            persistent_workers=cfg.num_workers > 0)
+
+        decay, no_decay = [], []
+        for name, p in self.model.named_parameters():
+            (no_decay if p.ndim <= 1 or name.endswith(".bias") else decay).append(p)
+        self.optimizer = torch.optim.AdamW(
+            [{"params": decay, "weight_decay": cfg.weight_decay},
+             {"params": no_decay, "weight_decay": 0.0}],
+            lr=cfg.lr, betas=cfg.betas, fused=self.device.type == "cuda")
+        steps_per_epoch = max(1, len(self.train_loader))
+        self.total_steps = cfg.max_steps or cfg.epochs * steps_per_epoch
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda s: cosine_with_warmup(
+                s, warmup=cfg.warmup_steps, total=self.total_steps, min_ratio=cfg.min_lr_ratio))
+        self.step = 0
+        self.epoch = 0
+        self.out_dir = Path(cfg.out_dir)
+        self.history: list[dict[str, float]] = []
+        self._mlflow = None
+        self._start_time = time.monotonic()
+
+    @staticmethod
+    def _first_names(dataset: Dataset) -> list[str]:
+        """Camera names (in view order) of the first shard directory of a dataset."""
+        first = dataset.datasets[0] if hasattr(dataset, "datasets") else dataset
+        if hasattr(first, "camera_names"):
+            return list(first.camera_names)
+        return [f"view{i}" for i in range(first[0]["images"].shape[0])]
+
+    # ------------------------------------------------------------------ tracking
+    def _start_tracking(self) -> None:
+        """Open an MLflow run (local file store by default) on the main process."""
+        if not (self.cfg.mlflow and self.env.is_main):
+            return
+        import mlflow
+
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        # A local store by default: an SQLite file plus an artifact folder in out_dir
+        # (MLflow's plain file store is deprecated).
+        uri = self.cfg.mlflow_uri or f"sqlite:///{(self.out_dir / 'mlflow.db').resolve()}"
+        mlflow.set_tracking_uri(uri)
+        if mlflow.get_experiment_by_name(self.cfg.experiment) is None:
+            mlflow.create_experiment(
+                self.cfg.experiment,
+                artifact_location=(self.out_dir / "mlartifacts").resolve().as_uri())
+        mlflow.set_experiment(self.cfg.experiment)
+        mlflow.start_run(run_name=self.out_dir.name)
+        flat = {f"train.{k}": v for k, v in self.cfg.to_dict().items()
+                if k not in ("loss", "augment", "model_overrides")}
+        flat.update({f"model.{k}": v for k, v in asdict(self.model_cfg).items()})
+        flat.update({f"loss.{k}": v for k, v in asdict(self.loss_cfg).items()})
+        mlflow.log_params({k: str(v)[:500] for k, v in flat.items()})
+        self._mlflow = mlflow
+
+    def _log(self, metrics: dict[str, float], step: int) -> None:
+        """Log scalar metrics to MLflow (names sanitised) on the main process."""
+        if self._mlflow is not None:
+            clean = {k.replace("<", "lt").replace("+", "plus"): float(v)
+                     for k, v in metrics.items() if np.isfinite(v)}
+            self._mlflow.log_metrics(clean, step=step)
+
+    # ------------------------------------------------------------------ steps
+    def _to_device(self, batch: dict[str, Any]) -> dict[str, Any]:
+        """Move the batch to the device and resize its images (and K) to the network size.
+
+        Ground-truth depth keeps its resolution: the depth loss and the metrics compare
+        the prediction upsampled to it.
+        """
+        nb = self.device.type == "cuda"
+        batch = {k: (v.to(self.device, non_blocking=nb) if isinstance(v, torch.Tensor) else v)
+                 for k, v in batch.items()}
+        return resize_views(batch, self.model_cfg.image_size)
+
+    def _forward(self, batch: dict[str, Any], model: torch.nn.Module) -> dict[str, torch.Tensor]:
+        """Run the network on a batch under autocast; returns its outputs as a dict."""
+        ctx = (torch.autocast(self.device.type, dtype=self.amp_dtype)
+               if self.amp_dtype is not None else nullcontext())
+        with ctx:
+            out = model(batch["images"], batch["K"], batch["T_base_cam"],
+                        batch.get("view_mask"))
+        return {k: (v.float() if torch.is_tensor(v) and v.is_floating_point() else v)
+                for k, v in vars(out).items()}
+
+    def compute_losses(self, outputs: dict[str, torch.Tensor],
+                       batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        """Every enabled loss term and their weighted 'total' (losses.compute_losses)."""
+        return compute_losses(outputs, batch, self.loss_cfg)
+
+    def process_batch(self, batch: dict[str, Any]) -> dict[str, float]:
+        """One optimizer step on a batch; returns the loss terms as floats."""
+        self.ddp_model.train()
+        batch = self._to_device(batch)
+        outputs = self._forward(batch, self.ddp_model)
+        losses = self.compute_losses(outputs, batch)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(losses["total"]).backward()
+        if self.cfg.grad_clip > 0:
+            self.scaler.unscale_(self.optimizer)
+            grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(),
+                                                       self.cfg.grad_clip)
+        else:
+            grad_norm = torch.zeros(())
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.scheduler.step()
+        self.step += 1
+        # One host sync per logged step, not per term: stack, then transfer once.
+        names = list(losses)
+        values = torch.stack([losses[n].detach().float() for n in names] + [grad_norm.float()])
+        values = all_reduce_mean(values, self.env).cpu().tolist()
+        out = dict(zip(names + ["grad_norm"], values))
+        out["lr"] = self.scheduler.get_last_lr()[0]
+        return out
+
+    def _out_of_budget(self) -> bool:
+        """True once max_steps or max_minutes is reached."""
+        if self.cfg.max_steps and self.step >= self.cfg.max_steps:
+            return True
+        minutes = (time.monotonic() - self._start_time) / 60.0
+        return bool(self.cfg.max_minutes and minutes >= self.cfg.max_minutes)
+
+    def run_epoch(self) -> dict[str, float]:
+        """One pass over the training data (or until the budget ends); mean losses."""
+        if self.sampler is not None:
+            self.sampler.set_epoch(self.epoch)
+        self.train_set.epoch = self.epoch
+        sums: dict[str, float] = {}
+        count = 0
+        bar = tqdm(self.train_loader, desc=f"epoch {self.epoch}", leave=False,
+                   disable=not self.env.is_main, dynamic_ncols=True)
+        for batch in bar:
+            terms = self.process_batch(batch)
+            count += 1
+            for k, v in terms.items():
+                sums[k] = sums.get(k, 0.0) + v
+            if self.step % self.cfg.log_every == 0 or count == 1:
+                bar.set_postfix({k: f"{v:.3f}" for k, v in terms.items()
+                                 if k in ("total", "depth", "photo", "occupancy")})
+                self._log({f"train/{k}": v for k, v in terms.items()}, self.step)
+            if self.cfg.eval_every and self.step % self.cfg.eval_every == 0:
+                self.validate()
+            if self.cfg.save_every and self.step % self.cfg.save_every == 0:
+                self.save(self.out_dir / "last")
+            if self._out_of_budget():
+                break
+        self.epoch += 1
+        return {k: v / max(1, count) for k, v in sums.items()}
+
+    @torch.no_grad()
+    def validate(self) -> dict[str, float]:
+        """Depth and voxel metrics on the validation set (main process); {} without one."""
+        if self.val_set is None or not self.env.is_main:
+            return {}
+        self.model.eval()
+        loader = DataLoader(self.val_set, batch_size=self.cfg.batch_size, shuffle=False,
+                            collate_fn=collate_samples, num_workers=0)
+        depth_acc = DepthMetricAccumulator(self.camera_names)
+        voxel_acc = VoxelMetricAccumulator()
+        for i, batch in enumerate(loader):
+            if self.cfg.val_batches and i >= self.cfg.val_batches:
+                break
+            batch = self._to_device(batch)
+            out = self._forward(batch, self.model)
+            pred = out["depth"]
+            gt = batch["depth"]
+            if pred.shape[-2:] != gt.shape[-2:]:
+                pred = torch.nn.functional.interpolate(
+                    pred, size=gt.shape[-2:], mode="bilinear", align_corners=False)
+            depth_acc.update(pred.cpu(), gt.cpu())
+            prob = torch.sigmoid(out["occupancy_logits"])
+            voxel_acc.update(prob.cpu(), batch["occupancy"].cpu(),
+                             out["occupancy_observed"].cpu())
+        metrics = {**depth_acc.compute(), **voxel_acc.compute()}
+        headline = {f"val/{k}": metrics[k] for k in ("abs_rel", "rmse", "delta1", "voxel_iou")
+                    if k in metrics}
+        self._log(headline, self.step)
+        self.history.append({"step": float(self.step), **headline})
+        return metrics
+
+    # ------------------------------------------------------------------ checkpoints
+    def save(self, directory: str | os.PathLike[str]) -> Path:
+        """Write weights, trainer state and the run config to a directory (main process)."""
+        directory = Path(directory)
+        if not self.env.is_main:
+            return directory
+        directory.mkdir(parents=True, exist_ok=True)
+        save_weights(self.model, self.model_cfg, directory / "model.safetensors",
+                     metadata={"step": self.step, "epoch": self.epoch,
+                               "command": self.command})
+        state = {"optimizer": self.optimizer.state_dict(),
+                 "scheduler": self.scheduler.state_dict(),
+                 "scaler": self.scaler.state_dict(),
+                 "step": self.step, "epoch": self.epoch}
+        torch.save(state, directory / "trainer_state.pt")
+        run = {"command": self.command, "train": self.cfg.to_dict(),
+               "model": asdict(self.model_cfg), "step": self.step}
+        (directory / "run_config.yaml").write_text(yaml.safe_dump(run, sort_keys=False))
+        return directory
+
+    def load(self, directory: str | os.PathLike[str]) -> None:
+        """Resume from `save`: weights, optimizer, scheduler, scaler and step."""
+        directory = Path(directory)
+        state_dict, _, _ = load_weights(directory / "model.safetensors", expect=self.model_cfg)
+        self.model.load_state_dict(state_dict)
+        path = directory / "trainer_state.pt"
+        if not path.is_file():
+            raise FileNotFoundError(f"cannot resume: '{path}' is missing")
+        state = torch.load(path, map_location=self.device, weights_only=True)
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        self.step = int(state["step"])
+        self.epoch = int(state["epoch"])
+
+    # ------------------------------------------------------------------ the loop
+    def train(self) -> dict[str, float]:
+        """Train until the epochs or the budget run out; returns the last metrics."""
+        self._start_tracking()
+        self._start_time = time.monotonic()
+        last: dict[str, float] = {}
+        try:
+            while self.epoch < self.cfg.epochs and not self._out_of_budget():
+                losses = self.run_epoch()
+                last = {f"train/{k}": v for k, v in losses.items()}
+                if not self.cfg.eval_every:
+                    last.update(self.validate())
+                if not self.cfg.save_every:
+                    self.save(self.out_dir / "last")
+            self.save(self.out_dir / "last")
+            if self._mlflow is not None:
+                self._mlflow.log_artifact(str(self.out_dir / "last" / "run_config.yaml"))
+        finally:
+            if self._mlflow is not None:
+                self._mlflow.end_run()
+        return last
+
+    def close(self) -> None:
+        """Leave the process group (DDP)."""
+        shutdown_distributed()

@@ -1,0 +1,108 @@
+"""Diagnostics of the node: rates, latency percentiles, statuses and their message."""
+
+from __future__ import annotations
+
+import math
+import threading
+
+import pytest
+
+from depth_any_view.ros.diagnostics import (
+    ERROR,
+    OK,
+    STALE,
+    WARN,
+    NodeDiagnostics,
+    RateMeter,
+    percentiles,
+    to_diagnostic_array,
+)
+
+CAMS = ["front", "back"]
+
+
+def _sync_stats(has_info: bool = True) -> dict:
+    cams = {c: {"has_camera_info": has_info} for c in CAMS}
+    return {"cameras": cams, "dropped": {"late": 2, "no_partner": 1}, "sets_complete": 5,
+            "sets_partial": 1, "resets": 0, "last_reset": None}
+
+
+def test_rate_meter_counts_arrivals_in_the_window() -> None:
+    m = RateMeter(window_s=2.0)
+    for i in range(21):
+        m.tick(10.0 + 0.1 * i)  # 10 Hz for 2 s
+    assert m.rate(12.0) == pytest.approx(10.0, rel=0.06)
+    assert m.rate(20.0) == 0.0  # everything left the window
+    assert m.count == 21 and m.last == pytest.approx(12.0)
+
+
+def test_percentiles() -> None:
+    assert percentiles(range(101)) == [50.0, 95.0]
+    assert all(math.isnan(v) for v in percentiles([]))
+
+
+def test_statuses_ok_when_all_cameras_publish() -> None:
+    d = NodeDiagnostics(CAMS, input_timeout=1.0)
+    for i in range(11):
+        for c in CAMS:
+            d.image_received(c, t=100.0 + 0.1 * i)
+    d.set_processed([], 0.05, 0.08, {"frame": "odom", "known_voxels": 12})
+    cams, sync, inf, occ = d.statuses(sync_stats=_sync_stats(), engine={"device": "cpu"},
+                                      now=101.05)
+    assert cams.level == OK and cams.values["front rate (Hz)"] == "10.00"
+    assert sync.level == OK and sync.values["images dropped: late"] == "2"
+    assert inf.level == OK and inf.values["device"] == "cpu"
+    assert float(inf.values["inference p50 (s)"]) == pytest.approx(0.05)
+    assert occ.level == OK and "odom" in occ.message
+
+
+def test_statuses_warn_and_error() -> None:
+    d = NodeDiagnostics(CAMS, input_timeout=0.5)
+    d.image_received("front", t=100.0)
+    d.image_received("back", t=98.0)  # silent for 2 s at now=100
+    d.bad_input("front", "image", "camera 'front' image: Image field 'step' ...")
+    d.set_dropped("inference_error", "InferenceError: out of memory")
+    d.odometry_note("no odometry on /odom")
+    cams, sync, inf, occ = d.statuses(sync_stats=_sync_stats(has_info=False), now=100.1)
+    assert cams.level == WARN and cams.message == "missing cameras: back"
+    assert cams.values["front bad image"] == "1"
+    assert sync.level == WARN and "front, back" in sync.message
+    assert inf.level == ERROR and "out of memory" in inf.message
+    assert occ.level == WARN and occ.message == "no odometry on /odom"
+    assert d.statuses(now=100.1)[1].level == STALE
+    d.set_processed(["back"], 0.1, 0.2)
+    assert d.statuses(now=100.1)[2].level == OK  # a success clears the error
+    assert d.missing_cameras(now=100.1) == ["back"]
+
+
+def test_diagnostics_are_thread_safe() -> None:
+    d = NodeDiagnostics(CAMS)
+
+    def writer() -> None:
+        for _ in range(2000):
+            d.image_received("front")
+            d.set_processed([], 0.01, 0.02)
+
+    threads = [threading.Thread(target=writer) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for _ in range(50):
+        d.statuses()
+    for t in threads:
+        t.join()
+    assert d.processed == 6000
+
+
+def test_diagnostic_array_message() -> None:
+    from builtin_interfaces.msg import Time
+
+    d = NodeDiagnostics(CAMS)
+    msg = to_diagnostic_array(d.statuses(sync_stats=_sync_stats()), Time(sec=3), "depth_any_view")
+    assert msg.header.stamp.sec == 3
+    assert [s.name for s in msg.status] == ["depth_any_view: cameras",
+                                            "depth_any_view: synchronizer",
+                                            "depth_any_view: inference",
+                                            "depth_any_view: occupancy"]
+    assert all(s.hardware_id == "depth_any_view" for s in msg.status)
+    assert msg.status[1].level == bytes([OK])
+    assert {kv.key for kv in msg.status[1].values} >= {"sets complete", "sets partial"}
