@@ -69,6 +69,21 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    """Depth and occupancy metrics of weights on a synthetic split (JSON + Markdown)."""
+    from depth_any_view.training.evaluate import evaluate_split, report_markdown, write_report
+
+    result = evaluate_split(args.data, weights=args.weights, views=args.views,
+                            random_init=args.random_init, max_frames=args.max_frames,
+                            progress=not args.quiet,
+                            engine_overrides={"device": args.device,
+                                              "precision": args.precision})
+    js, md = write_report(result, args.out, title=f"Evaluation on {', '.join(args.data)}")
+    print(report_markdown(result, title=f"Evaluation on {', '.join(args.data)}"))
+    print(f"wrote {js} and {md}")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     """The README's main job: a synthetic sequence as a bag and a picture of it."""
     from depth_any_view.demo import run_demo
@@ -117,6 +132,21 @@ def build_parser() -> argparse.ArgumentParser:
                         "--set loss.cos_weight=0 (repeatable)")
     p.add_argument("--resume", default=None, help="checkpoint directory to resume from")
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("evaluate", help="metrics of weights on a synthetic shard split")
+    p.add_argument("--weights", default=None,
+                   help="safetensors weights (default: the shipped lite weights)")
+    p.add_argument("--data", nargs="+", required=True,
+                   help="shard directories or folders of them (e.g. data/test)")
+    p.add_argument("--out", default="output/evaluate", help="where metrics.json/.md go")
+    p.add_argument("--views", nargs="+", default=None, help="camera subset")
+    p.add_argument("--max-frames", type=int, default=0, help="stop after N frames (0 = all)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "bf16"])
+    p.add_argument("--random-init", action="store_true",
+                   help="evaluate an untrained network (baseline)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("demo", help="the end-to-end demo of the README")
     p.add_argument("--out", default="output/demo", help="output directory")

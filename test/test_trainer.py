@@ -143,6 +143,8 @@ def test_checkpoint_resume_restores_everything_and_mlflow_logs(tiny_data, tiny_m
     history = client.get_metric_history(runs[0].info.run_id, "train/total")
     assert len(history) >= 1 and runs[0].data.params["model.hidden"] == "16"
     assert "val/abs_rel" in runs[0].data.metrics
+    artifacts = [a.path for a in client.list_artifacts(runs[0].info.run_id, "samples")]
+    assert artifacts and artifacts[0].endswith(".png")
 
 
 def test_ablation_overrides_reach_the_model(tiny_data, tiny_model_yaml, tmp_path):

@@ -348,6 +348,8 @@ class Trainer:
                 pred = torch.nn.functional.interpolate(
                     pred, size=gt.shape[-2:], mode="bilinear", align_corners=False)
             depth_acc.update(pred.cpu(), gt.cpu())
+            if i == 0:
+                self._log_sample_image(batch, pred)
             prob = torch.sigmoid(out["occupancy_logits"])
             voxel_acc.update(prob.cpu(), batch["occupancy"].cpu(),
                              out["occupancy_observed"].cpu())
@@ -357,6 +359,37 @@ class Trainer:
         self._log(headline, self.step)
         self.history.append({"step": float(self.step), **headline})
         return metrics
+
+    def _log_sample_image(self, batch: dict[str, Any], pred: torch.Tensor) -> None:
+        """PNG of the first validation sample (RGB | prediction | truth per view) to MLflow."""
+        if self._mlflow is None:
+            return
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        images = batch["images"][0].permute(0, 2, 3, 1).float().cpu().numpy()  # (V, h, w, 3)
+        p, g = pred[0].float().cpu().numpy(), batch["depth"][0].float().cpu().numpy()
+        V = images.shape[0]
+        vmax = float(np.nanpercentile(g, 95)) if np.isfinite(g).any() else 30.0
+        fig, axes = plt.subplots(3, V, figsize=(2.0 * V, 6.0), squeeze=False)
+        depth_kw = {"cmap": "turbo_r", "vmin": 0, "vmax": vmax}
+        for v in range(V):
+            for row, (img, kw) in enumerate([(images[v].clip(0, 1), {}), (p[v], depth_kw),
+                                             (g[v], depth_kw)]):
+                axes[row, v].imshow(img, **kw)
+                axes[row, v].axis("off")
+            axes[0, v].set_title(self.camera_names[v] if v < len(self.camera_names) else "",
+                                 fontsize=8)
+        fig.suptitle(f"step {self.step}: RGB / predicted depth / ground truth (0-{vmax:.0f} m)",
+                     fontsize=9)
+        fig.tight_layout()
+        path = self.out_dir / "samples" / f"val_step{self.step:07d}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=80)
+        plt.close(fig)
+        self._mlflow.log_artifact(str(path), artifact_path="samples")
 
     # ------------------------------------------------------------------ checkpoints
     def save(self, directory: str | os.PathLike[str]) -> Path:
