@@ -1,0 +1,60 @@
+"""Tests of depth_any_view.training.evaluate (metrics of weights on a shard split)."""
+
+import json
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+from depth_any_view.data.synth import synthesize
+from depth_any_view.model.config import load_model_config
+from depth_any_view.model.network import DepthAnyViewNet
+from depth_any_view.model.weights import save_weights
+from depth_any_view.training.evaluate import evaluate_split, report_markdown, write_report
+
+
+@pytest.fixture(scope="module")
+def split_and_weights(tmp_path_factory):
+    root = tmp_path_factory.mktemp("eval")
+    synthesize(root / "test" / "seq_a", frames=2, size=(48, 32), grid_dims=8, seed=21,
+               scene="indoor", progress=False)
+    cfg = replace(load_model_config("lite"), image_size=(32, 32), hidden=16, layers=1,
+                  heads=2, backbone_width=8, decoder_width=16, grid_dims=(8, 8, 8),
+                  occ_channels=4, occ_hidden=4, occ_blocks=1, occ_fine_channels=4)
+    torch.manual_seed(0)
+    weights = save_weights(DepthAnyViewNet(cfg), cfg, root / "tiny.safetensors")
+    return root / "test", weights
+
+
+def test_evaluate_split_reports_per_camera_and_bins(split_and_weights, tmp_path):
+    split, weights = split_and_weights
+    result = evaluate_split(split, weights=weights, progress=False)
+    assert result["frames"] == 2 and len(result["cameras"]) == 6
+    d = result["depth"]
+    for key in ("abs_rel", "rmse", "delta1", "abs_rel/front", "abs_rel/0-5m", "count/5-15m"):
+        assert key in d
+    assert 0 <= d["delta1"] <= 1 and d["abs_rel"] > 0 and np.isfinite(d["rmse"])
+    assert 0 <= result["occupancy"]["voxel_iou"] <= 1
+    js, md = write_report(result, tmp_path)
+    data = json.loads(js.read_text())
+    assert data["depth"]["abs_rel"] == pytest.approx(d["abs_rel"])
+    text = md.read_text()
+    assert "| front |" in text and "| depth 15m+ |" in text and "IoU" in text
+    assert report_markdown(result).startswith("# Evaluation")
+
+
+def test_evaluate_is_deterministic_and_views_subset(split_and_weights):
+    split, weights = split_and_weights
+    a = evaluate_split(split, weights=weights, progress=False, views=["front", "back"])
+    b = evaluate_split(split, weights=weights, progress=False, views=["front", "back"])
+    assert a["cameras"] == ["front", "back"] and "abs_rel/front_left" not in a["depth"]
+    assert a["depth"]["abs_rel"] == b["depth"]["abs_rel"]
+    with pytest.raises(ValueError, match="not in the split"):
+        evaluate_split(split, weights=weights, progress=False, views=["left_wing"])
+
+
+def test_evaluate_missing_split_is_a_clear_error(tmp_path, split_and_weights):
+    _, weights = split_and_weights
+    with pytest.raises(FileNotFoundError, match="holds no shard directory"):
+        evaluate_split(tmp_path / "nothing", weights=weights, progress=False)
