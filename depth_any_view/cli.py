@@ -91,6 +91,26 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(Path(args.out), frames=args.frames, seed=args.seed, size=args.size)
 
 
+def cmd_replay(args: argparse.Namespace) -> int:
+    """Publish a bag over DDS with its recorded timing (and /clock), like `ros2 bag play`."""
+    try:
+        from depth_any_view.ros.replay import replay
+    except ImportError as exc:
+        print(f"depth-any-view replay: error: needs ROS 2 rclpy and rosgraph_msgs "
+              f"(pip install ros-rclpy ros-rosgraph-msgs ros-rmw-fastrtps-cpp): {exc}",
+              file=sys.stderr)
+        return 2
+    from depth_any_view.bag.messages import BagError
+
+    try:
+        return replay(args.bag, rate=args.rate, loop=args.loop, clock=args.clock,
+                      delay_s=args.delay, wait_subscribers_s=args.wait_subscribers,
+                      topics=args.topics)
+    except BagError as exc:
+        print(f"depth-any-view replay: error: {exc}", file=sys.stderr)
+        return 2
+
+
 def _add_world_args(p: argparse.ArgumentParser, frames: int) -> None:
     """Options shared by the commands that render the synthetic world."""
     p.add_argument("--frames", type=int, default=frames, help="number of frames (10 Hz)")
@@ -147,6 +167,19 @@ def build_parser() -> argparse.ArgumentParser:
                    help="evaluate an untrained network (baseline)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("replay", help="publish a bag over DDS with its timing (and /clock)")
+    p.add_argument("bag", help="rosbag2 directory or .mcap / .db3 file")
+    p.add_argument("--rate", type=float, default=1.0, help="playback speed factor")
+    p.add_argument("--loop", action="store_true", help="restart at the end until Ctrl-C")
+    p.add_argument("--clock", action="store_true",
+                   help="publish /clock with the bag time (for use_sim_time:=true)")
+    p.add_argument("--delay", type=float, default=1.0,
+                   help="seconds to wait before playing, so subscribers discover the topics")
+    p.add_argument("--wait-subscribers", type=float, default=0.0, metavar="SECONDS",
+                   help="first wait (at most SECONDS) until every topic has a subscriber")
+    p.add_argument("--topics", nargs="+", default=None, help="replay only these topics")
+    p.set_defaults(func=cmd_replay)
 
     p = sub.add_parser("demo", help="the end-to-end demo of the README")
     p.add_argument("--out", default="output/demo", help="output directory")
