@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pytest
 import torch
@@ -313,18 +311,18 @@ def test_config_and_input_validation():
     assert fusion.stats()["known_voxels"] == 0 and fusion.stats()["last_reset_reason"] == "test"
 
 
-def test_update_speed_64_cubed():
-    """A 64^3 update stays fast (measured figure in the report; loose bound here)."""
+def test_64_cubed_updates_along_a_moving_path_are_accepted():
+    """A 64^3 volume fused over a smooth path: every update accepted, both interpolations.
+
+    Speed is measured by the benchmark command, not asserted here.
+    """
     grid = VoxelGrid.cube(64)
     rng = np.random.default_rng(0)
     p = torch.from_numpy(rng.random(grid.dims).astype(np.float32))
     obs = torch.from_numpy(rng.random(grid.dims) < 0.6)
     for interp in ("nearest", "trilinear"):
         fusion = OccupancyFusion(FusionConfig.matching(grid, interpolation=interp))
-        times = []
-        for k in range(8):
+        for k in range(4):
             T = make_transform(rotz(0.01 * k), [0.05 * k, 0.01 * k, 0.0])
-            t0 = time.perf_counter()
-            fusion.update(p, obs, grid, S + k * S // 10, T)
-            times.append(time.perf_counter() - t0)
-        assert np.median(times[2:]) < 0.25, (interp, times)
+            status = fusion.update(p, obs, grid, S + k * S // 10, T)
+            assert status.accepted, (interp, k, status.message)
