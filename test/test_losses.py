@@ -73,6 +73,16 @@ def test_depth_l1_equals_shift_and_ignores_invalid():
     assert depth_l1_loss(torch.nan_to_num(pred, nan=100.0), gt).item() == pytest.approx(0.0)
 
 
+def test_depth_l1_log_space_is_relative_error():
+    gt = torch.tensor([[[[1.0, 10.0], [float("nan"), 40.0]]]])
+    pred = gt * 1.1  # 10 % too far everywhere: one log ratio, whatever the range
+    loss = depth_l1_loss(torch.nan_to_num(pred, nan=5.0), gt, space="log")
+    assert loss.item() == pytest.approx(math.log(1.1), rel=1e-5)
+    assert depth_l1_loss(pred.nan_to_num(5.0), gt).item() == pytest.approx(5.1 / 3, rel=1e-5)
+    with pytest.raises(ConfigError, match="depth_space"):
+        LossConfig(depth_space="inverse")
+
+
 def test_depth_l1_upsamples_low_resolution_prediction():
     gt = torch.full((1, 2, 8, 12), 3.0)
     assert depth_l1_loss(torch.full((1, 2, 4, 6), 3.5), gt).item() == pytest.approx(0.5)

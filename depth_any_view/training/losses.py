@@ -18,7 +18,9 @@ photometric and smoothness terms; the prediction is upsampled to the ground trut
 resolution for the depth term.
 
 Terms:
-    depth      L1 between predicted and valid ground-truth depth (metres).
+    depth      L1 between predicted and valid ground-truth depth: in metres (depth_space
+               'metric', the reference design) or between log depths ('log': a relative
+               error, so 40 m outdoor pixels do not drown 1 m indoor ones; AbsRel is relative).
     photo      per pair (target t, source s): reconstruct image t by sampling image s at
                the projection of t's predicted depth; error alpha*(1-SSIM)/2 + (1-alpha)*L1
                averaged over pixels that land inside s and are not occluded there (the
@@ -58,6 +60,7 @@ class LossConfig:
     """Loss weights and options; load from YAML with `LossConfig.from_dict`."""
 
     depth_weight: float = 1.0  # L_depth: L1 to valid ground-truth depth (metres)
+    depth_space: str = "metric"  # L_depth on 'metric' depth (metres) or 'log' depth
     photo_weight: float = 1.0  # L_photo: SSIM + L1 of each view vs neighbours warped into it
     cos_weight: float = 0.5  # L_cos: cross-view consistency of predicted depths (log ratio)
     smooth_weight: float = 0.1  # L_smooth: edge-aware smoothness of normalised inverse depth
@@ -83,6 +86,9 @@ class LossConfig:
                 raise ConfigError(f"loss '{name}' must be a number >= 0, got {value!r}")
         if not 0.0 <= self.ssim_alpha <= 1.0:
             raise ConfigError(f"loss 'ssim_alpha' must be in [0, 1], got {self.ssim_alpha}")
+        if self.depth_space not in ("metric", "log"):
+            raise ConfigError(f"loss 'depth_space' must be 'metric' or 'log', "
+                              f"got {self.depth_space!r}")
         if self.occupancy_loss not in ("bce", "focal"):
             raise ConfigError(f"loss 'occupancy_loss' must be 'bce' or 'focal', "
                               f"got {self.occupancy_loss!r}")
@@ -143,8 +149,10 @@ def _images_at(images: torch.Tensor, K: torch.Tensor, height: int,
     return flat.reshape(b, v, c, height, width), scale_intrinsics(K, width / w, height / h)
 
 
-def depth_l1_loss(pred: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
-    """Mean |pred - gt| in metres over valid ground truth (finite and > 0).
+def depth_l1_loss(pred: torch.Tensor, gt: torch.Tensor, space: str = "metric",
+                  min_depth: float = 1e-3) -> torch.Tensor:
+    """Mean |pred - gt| over valid ground truth (finite and > 0), in metres ('metric') or
+    of log depth ('log', with pred floored at min_depth metres).
 
     pred (B, V, H, W) is bilinearly resized to gt's size when they differ. NaN ground truth
     never reaches the graph, so gradients stay finite.
@@ -156,6 +164,10 @@ def depth_l1_loss(pred: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
         pred = flat.reshape(*lead, *gt.shape[-2:])
     gt = gt.to(pred.dtype)
     valid = torch.isfinite(gt) & (gt > 0)
+    if space == "log":
+        gt_clean = torch.where(valid, gt, torch.ones_like(gt))
+        return _masked_mean((torch.log(pred.clamp_min(min_depth)) - torch.log(gt_clean)).abs(),
+                            valid)
     gt_clean = torch.where(valid, gt, torch.zeros_like(gt))
     return _masked_mean((pred - gt_clean).abs(), valid)
 
@@ -346,7 +358,7 @@ def compute_losses(outputs: dict[str, torch.Tensor], batch: dict[str, Any],
 
     if cfg.depth_weight > 0:
         gt = _need(batch, "depth", "batch", "depth_weight")
-        out["depth"] = depth_l1_loss(pred, gt.to(pred.device))
+        out["depth"] = depth_l1_loss(pred, gt.to(pred.device), cfg.depth_space, cfg.min_depth)
 
     if cfg.photo_weight > 0 or cfg.cos_weight > 0 or cfg.smooth_weight > 0:
         name = "photo_weight" if cfg.photo_weight > 0 else "cos_weight"

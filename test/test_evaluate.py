@@ -1,0 +1,385 @@
+"""Tests of bag/evaluate.py and bag/report.py on tiny synthetic bags and a tiny network."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import yaml
+from rosbags.rosbag2 import Reader, StoragePlugin, Writer
+
+from depth_any_view.bag.evaluate import evaluate_bag, load_node_parameters
+from depth_any_view.bag.messages import BagError, default_typestore
+from depth_any_view.bag.reader import BagReader
+from depth_any_view.bag.report import FIGURES, headline
+from depth_any_view.config import ConfigError
+
+CAMERAS = ["front", "front_left", "front_right", "back", "back_left", "back_right"]
+SIZE = (48, 48)  # (width, height) pixels
+FRAMES = 5
+TINY_MODEL = {"backbone": "resnet18", "backbone_width": 8, "image_size": [32, 32],
+              "hidden": 32, "layers": 2, "heads": 2, "token_stride": 16, "decoder_width": 16,
+              "grid_dims": [16, 16, 16], "occ_channels": 8, "occ_stride": 2, "occ_hidden": 8,
+              "occ_blocks": 1, "occ_fine_channels": 8, "occ_fine_kernel": 1,
+              "min_depth": 0.3, "max_depth": 20.0}
+# Deterministic scores: compared between runs (everything but timings and paths).
+SCORE_KEYS = ("sets", "depth", "occupancy", "coverage", "sync", "fusion", "ground_truth",
+              "frames_in_bag", "input_errors")
+
+
+# ---------------------------------------------------------------------------- fixtures
+@pytest.fixture(scope="module")
+def work(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The module's scratch folder."""
+    return tmp_path_factory.mktemp("eval_bag")
+
+
+@pytest.fixture(scope="module")
+def network(work: Path) -> dict[str, Path]:
+    """A tiny model config and its random weights (fixed seed; the occupancy output layer
+    scaled so its probabilities are decided), written with the real save path."""
+    import torch
+
+    from depth_any_view.model.config import load_model_config
+    from depth_any_view.model.network import build_model
+    from depth_any_view.model.weights import save_weights
+
+    cfg_path = work / "model_tiny.yaml"
+    cfg_path.write_text(yaml.safe_dump(TINY_MODEL))
+    cfg = load_model_config(str(cfg_path))
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = build_model(cfg)
+    out_layer = list(model.occupancy_head.children())[-1]
+    with torch.no_grad():
+        out_layer.weight.mul_(30.0)
+    weights = save_weights(model, cfg, work / "tiny.safetensors")
+    return {"preset": cfg_path, "weights": weights}
+
+
+@pytest.fixture(scope="module")
+def params(work: Path) -> Path:
+    """The node's parameters with a light CPU setting (a user's override file)."""
+    path = work / "params.yaml"
+    path.write_text(yaml.safe_dump({"depth_any_view": {"ros__parameters": {
+        "device": "cpu", "threads": 1, "warmup_iters": 0, "points_stride": 2}}}))
+    return path
+
+
+@pytest.fixture(scope="module")
+def bags(work: Path) -> dict[str, Path]:
+    """The same synthetic frames as an MCAP and an sqlite3 bag (with ground truth)."""
+    from depth_any_view.bag.writer import write_bag
+    from depth_any_view.data.synth import generate_frames
+
+    frames = list(generate_frames(frames=FRAMES, size=SIZE, seed=2, scene="indoor",
+                                  grid_dims=16))
+    out = {}
+    for storage in ("mcap", "sqlite3"):
+        out[storage] = work / f"gt_{storage}"
+        write_bag(out[storage], frames, storage=storage)
+    return out
+
+
+def copy_bag(src: Path, dst: Path, keep: Callable[[str, int, int], bool]) -> Path:
+    """A copy (bag directory `dst`, storage file `<dst name>.mcap`, no custom metadata) of
+    an MCAP bag with the messages for which keep(topic, n, total) is true (n: the message's
+    index on its topic); topics without kept messages are left out."""
+    ts = default_typestore()
+    with Reader(src) as reader:
+        seen: dict[str, int] = {}
+        chosen = []
+        for conn, t, raw in reader.messages():
+            n = seen.get(conn.topic, 0)
+            seen[conn.topic] = n + 1
+            if keep(conn.topic, n, conn.msgcount):
+                chosen.append((conn, t, raw))
+        with Writer(dst, version=9, storage_plugin=StoragePlugin.MCAP) as writer:
+            conns: dict[str, Any] = {}
+            for conn, t, raw in chosen:
+                if conn.topic not in conns:
+                    conns[conn.topic] = writer.add_connection(conn.topic, conn.msgtype,
+                                                              typestore=ts)
+                writer.write(conns[conn.topic], t, raw)
+    return dst
+
+
+@pytest.fixture(scope="module")
+def evaluated(bags: dict[str, Path], network: dict[str, Path], params: Path,
+              work: Path) -> dict[str, dict[str, Any]]:
+    """The MCAP bag evaluated twice and the sqlite3 bag once."""
+    runs = {}
+    for name, bag in (("a", bags["mcap"]), ("b", bags["mcap"]), ("sqlite", bags["sqlite3"])):
+        runs[name] = evaluate_bag(bag, work / f"report_{name}", params_file=params,
+                                  weights=network["weights"], progress=False)
+    return runs
+
+
+def scores(report: dict[str, Any]) -> dict[str, Any]:
+    """The deterministic part of a report."""
+    return {k: report[k] for k in SCORE_KEYS}
+
+
+# ---------------------------------------------------------------------------- runs
+def test_evaluation_writes_every_report_file(evaluated: dict[str, dict[str, Any]],
+                                             work: Path) -> None:
+    r = evaluated["a"]
+    folder = work / "report_a"
+    for name in ("report.json", "report.md", *FIGURES.values()):
+        assert (folder / name).is_file() and (folder / name).stat().st_size > 0, name
+    assert set(r["figures"]) == set(FIGURES)
+    on_disk = json.loads((folder / "report.json").read_text())
+    assert scores(on_disk) == scores(r)
+    assert r["sets"]["emitted"] == r["sets"]["processed"] == r["sets"]["complete"] == FRAMES
+    assert r["sets"]["scored_depth"] == r["sets"]["scored_occupancy"] == FRAMES
+    assert r["ground_truth"] == {"depth": CAMERAS, "occupancy": True}
+    assert r["rig_source"] == "the bag's /tf_static" and r["cameras"] == CAMERAS
+    d = r["depth"]
+    assert set(d["per_camera"]) == set(CAMERAS) and set(d["per_bin"]) == {"0-5m", "5-15m",
+                                                                          "15m+"}
+    assert d["overall"]["count"] == FRAMES * len(CAMERAS) * SIZE[0] * SIZE[1]
+    assert 0.0 < d["overall"]["abs_rel"] and 0.0 <= d["overall"]["delta1"] <= 1.0
+    assert d["overall"]["rmse"] > 0.0
+    assert sum(d["per_camera"][c]["count"] for c in CAMERAS) == d["overall"]["count"]
+    occ = r["occupancy"]
+    assert occ["grid"]["dims"] == [16, 16, 16] and occ["occupied_threshold"] == 0.6
+    for key in ("single_frame", "fused"):
+        assert {"iou", "precision", "recall", "known", "coverage"} <= set(occ[key])
+        assert 0.0 <= occ[key]["iou"] <= 1.0 and occ[key]["known"] > 0
+    for stage in ("sync_wait", "preprocess", "forward", "points", "fusion", "total"):
+        lat = r["latency"][stage]
+        assert lat["median"] is not None and lat["p95"] >= lat["median"] >= 0.0
+    assert r["latency"]["forward"]["median"] > 0.0
+    assert r["throughput"]["sets"] == FRAMES and r["throughput"]["sets_per_s"] > 0
+    assert r["coverage"]["front"]["used"] == FRAMES
+    assert r["coverage"]["front"]["valid_depth_fraction"] > 0.5
+    h = headline(r)
+    assert h["abs_rel"] == d["overall"]["abs_rel"] and h["iou"] == occ["fused"]["iou"]
+    md = (folder / "report.md").read_text()
+    assert "## Depth" in md and "| front |" in md and "fused" in md
+    assert "![sample_panel](sample_panel.png)" in md
+
+
+def test_the_same_bag_gives_identical_figures(evaluated: dict[str, dict[str, Any]],
+                                              work: Path) -> None:
+    assert scores(evaluated["a"]) == scores(evaluated["b"])
+    for file in FIGURES.values():
+        assert (work / "report_a" / file).read_bytes() == \
+            (work / "report_b" / file).read_bytes(), file
+
+
+def test_mcap_and_sqlite3_give_identical_figures(evaluated: dict[str, dict[str, Any]],
+                                                 work: Path) -> None:
+    assert scores(evaluated["a"]) == scores(evaluated["sqlite"])
+    for file in FIGURES.values():
+        assert (work / "report_a" / file).read_bytes() == \
+            (work / "report_sqlite" / file).read_bytes(), file
+
+
+def test_output_bag_holds_the_node_topics(evaluated: dict[str, dict[str, Any]],
+                                          work: Path) -> None:
+    out = Path(evaluated["a"]["output_bag"])
+    assert out == work / "report_a" / "outputs"
+    expected = {"/depth_any_view/points": "sensor_msgs/msg/PointCloud2",
+                "/depth_any_view/occupancy/voxels": "sensor_msgs/msg/PointCloud2",
+                "/depth_any_view/occupancy/markers": "visualization_msgs/msg/MarkerArray",
+                "/depth_any_view/occupancy/grid": "nav_msgs/msg/OccupancyGrid",
+                "/tf": "tf2_msgs/msg/TFMessage", "/tf_static": "tf2_msgs/msg/TFMessage"}
+    for c in CAMERAS:
+        expected[f"/cameras/{c}/depth/image"] = "sensor_msgs/msg/Image"
+        expected[f"/cameras/{c}/depth/camera_info"] = "sensor_msgs/msg/CameraInfo"
+    with BagReader(out) as bag:
+        assert bag.topics() == dict(sorted(expected.items()))
+        counts = bag.message_counts()
+        assert counts["/tf_static"] == 1
+        assert all(counts[t] == FRAMES for t in expected if t != "/tf_static")
+        frame_ids = {}
+        for m, data in bag.decoded(["/cameras/front/depth/image",
+                                    "/cameras/front/depth/camera_info"]):
+            frame_ids[m.topic] = data.frame_id
+            if m.topic.endswith("image"):
+                assert data.encoding == "32FC1" and data.array.shape == (SIZE[1], SIZE[0])
+            else:
+                assert (data.camera.width, data.camera.height) == SIZE
+        assert set(frame_ids.values()) == {"front_camera_optical"}
+        stamps = []
+        for m, cloud in bag.decoded(["/depth_any_view/points",
+                                     "/depth_any_view/occupancy/voxels"]):
+            if m.topic.endswith("points"):
+                assert cloud.frame_id == "base_link"
+                assert list(cloud.points.dtype.names) == ["x", "y", "z", "rgb"]
+                stamps.append(cloud.stamp_ns)
+            else:
+                assert cloud.frame_id == "odom"
+                assert list(cloud.points.dtype.names) == ["x", "y", "z", "probability"]
+        for m in bag.messages(["/depth_any_view/occupancy/grid"]):
+            assert m.msg.header.frame_id == "odom"
+            assert m.msg.info.width * m.msg.info.height == len(m.msg.data)
+            assert set(np.unique(m.msg.data)) <= {-1, 0, 100}
+    with BagReader(work / "gt_mcap") as src:
+        assert stamps == [m.msg.header.stamp.sec * 10**9 + m.msg.header.stamp.nanosec
+                          for m in src.messages(["/odom"])]
+
+
+def test_a_bag_without_ground_truth_reports_latency_and_coverage(
+        bags: dict[str, Path], network: dict[str, Path], params: Path, work: Path) -> None:
+    bag = copy_bag(bags["mcap"] / "gt_mcap.mcap", work / "no_gt",
+                   lambda topic, n, total: "depth_gt" not in topic
+                   and topic != "/ground_truth/occupancy")
+    # the storage file alone
+    r = evaluate_bag(bag / "no_gt.mcap", work / "report_no_gt", params_file=params,
+                     weights=network["weights"], progress=False, output_bag=False)
+    assert r["depth"] is None and r["occupancy"] is None
+    assert r["ground_truth"] == {"depth": [], "occupancy": False}
+    assert r["sets"]["processed"] == FRAMES and r["latency"]["total"]["median"] > 0
+    assert set(r["figures"]) == {"per_camera", "sample_panel", "birds_eye"}
+    assert r["output_bag"] is None and not (work / "report_no_gt" / "outputs").exists()
+    md = (work / "report_no_gt" / "report.md").read_text()
+    assert "no depth errors" in md and "| back_right |" in md
+
+
+def test_a_lost_image_gives_a_partial_set(bags: dict[str, Path], network: dict[str, Path],
+                                          params: Path, work: Path) -> None:
+    bag = copy_bag(bags["mcap"] / "gt_mcap.mcap", work / "lost",
+                   lambda topic, n, total: not (topic == "/cameras/back/image_raw" and n == 2))
+    r = evaluate_bag(bag, work / "report_lost", params_file=params,
+                     weights=network["weights"], progress=False, output_bag=False)
+    assert r["sets"]["processed"] == FRAMES
+    assert r["sets"]["partial"] == 1 and r["sets"]["complete"] == FRAMES - 1
+    assert r["coverage"]["back"]["missing_in_sets"] == 1
+    assert r["coverage"]["back"]["used"] == FRAMES - 1
+    assert r["depth"]["per_camera"]["back"]["count"] == (FRAMES - 1) * SIZE[0] * SIZE[1]
+    assert "extrinsics from rig_file" not in " ".join(r["notes"])
+
+
+def test_parameters_choose_cameras_and_random_weights(bags: dict[str, Path],
+                                                      network: dict[str, Path],
+                                                      work: Path) -> None:
+    path = work / "params_two.yaml"
+    path.write_text(yaml.safe_dump({"/**": {"ros__parameters": {"device": "cpu"}},
+                                    "/robot/depth_any_view": {"ros__parameters": {
+                                        "camera_names": ["back", "front"], "threads": 1,
+                                        "warmup_iters": 0, "preset": str(network["preset"]),
+                                        "publish_markers": False}}}))
+    r = evaluate_bag(bags["sqlite3"], work / "report_two", params_file=path, random_init=True,
+                     progress=False)
+    assert r["cameras"] == ["back", "front"] and r["engine"]["weights"] == "random"
+    assert set(r["depth"]["per_camera"]) == {"back", "front"}
+    assert r["sets"]["processed"] == FRAMES
+    with BagReader(Path(r["output_bag"])) as out:
+        topics = out.topics()
+    assert "/depth_any_view/occupancy/markers" not in topics
+    assert "/cameras/back/depth/image" in topics and "/cameras/front_left/depth/image" \
+        not in topics
+
+
+# ---------------------------------------------------------------------------- bad bags
+def test_missing_camera_topics_name_them_and_list_the_bag(bags: dict[str, Path],
+                                                          params: Path, work: Path) -> None:
+    bag = copy_bag(bags["mcap"] / "gt_mcap.mcap", work / "five",
+                   lambda topic, n, total: "back_right" not in topic)
+    with pytest.raises(BagError) as err:
+        evaluate_bag(bag, work / "report_bad", params_file=params, progress=False)
+    text = str(err.value)
+    assert "\n" not in text
+    assert "lacks topic(s) /cameras/back_right/image_raw, /cameras/back_right/camera_info" \
+        in text
+    assert "it has: " in text and "/cameras/front/image_raw (sensor_msgs/msg/Image)" in text
+
+
+def test_remapped_topics_come_from_the_parameters(bags: dict[str, Path], work: Path) -> None:
+    path = work / "params_remap.yaml"
+    path.write_text(yaml.safe_dump({"depth_any_view": {"ros__parameters": {
+        "camera_topic_prefix": "/rig", "camera_names": ["front"]}}}))
+    with pytest.raises(BagError, match="lacks topic.s. /rig/front/image_raw, "
+                                       "/rig/front/camera_info"):
+        evaluate_bag(bags["mcap"], work / "report_bad", params_file=path, progress=False)
+
+
+def test_unexpected_message_types_are_named(params: Path, work: Path) -> None:
+    path = work / "wrong_type.mcap"
+    ts = default_typestore()
+    with Writer(path, version=9, storage_plugin=StoragePlugin.MCAP) as writer:
+        for c in CAMERAS:
+            writer.add_connection(f"/cameras/{c}/image_raw", "sensor_msgs/msg/CompressedImage",
+                                  typestore=ts)
+            writer.add_connection(f"/cameras/{c}/camera_info", "sensor_msgs/msg/CameraInfo",
+                                  typestore=ts)
+    with pytest.raises(BagError) as err:
+        evaluate_bag(path, work / "report_bad", params_file=params, progress=False)
+    text = str(err.value)
+    assert "/cameras/front/image_raw is sensor_msgs/msg/CompressedImage (expected " \
+           "sensor_msgs/msg/Image)" in text and "it has: " in text and "\n" not in text
+
+
+def test_corrupt_and_missing_bags_raise_bag_error(params: Path, work: Path) -> None:
+    corrupt = work / "corrupt.mcap"
+    corrupt.write_bytes(b"\x89MCAP0\r\n" + bytes(range(256)) * 8)
+    with pytest.raises(BagError, match="cannot read bag .*corrupt.mcap"):
+        evaluate_bag(corrupt, work / "report_bad", params_file=params, progress=False)
+    with pytest.raises(BagError, match="does not exist"):
+        evaluate_bag(work / "nope", work / "report_bad", params_file=params, progress=False)
+    empty = work / "empty.mcap"
+    ts = default_typestore()
+    with Writer(empty, version=9, storage_plugin=StoragePlugin.MCAP) as writer:
+        for c in CAMERAS:
+            writer.add_connection(f"/cameras/{c}/image_raw", "sensor_msgs/msg/Image",
+                                  typestore=ts)
+            writer.add_connection(f"/cameras/{c}/camera_info", "sensor_msgs/msg/CameraInfo",
+                                  typestore=ts)
+    with pytest.raises(BagError, match="no messages on the camera image topics"):
+        evaluate_bag(empty, work / "report_bad", params_file=params, progress=False)
+
+
+# ---------------------------------------------------------------------------- parameters
+def test_parameters_file_sections(work: Path) -> None:
+    values, path = load_node_parameters(None)
+    assert path.name == "depth_any_view.yaml" and values["camera_names"] == CAMERAS
+    bad = work / "params_bad.yaml"
+    bad.write_text(yaml.safe_dump({"other_node": {"ros__parameters": {"a": 1}}}))
+    with pytest.raises(ConfigError, match="no 'depth_any_view:'"):
+        load_node_parameters(bad)
+    bad.write_text(yaml.safe_dump({"depth_any_view": {"parameters": {"a": 1}}}))
+    with pytest.raises(ConfigError, match="ros__parameters"):
+        load_node_parameters(bad)
+
+
+# ---------------------------------------------------------------------------- command line
+def test_eval_bag_command_prints_headline_and_report(bags: dict[str, Path],
+                                                     network: dict[str, Path], params: Path,
+                                                     work: Path,
+                                                     capsys: pytest.CaptureFixture) -> None:
+    from depth_any_view.cli import main
+
+    out = work / "report_cli"
+    code = main(["eval-bag", str(bags["sqlite3"]), "--report", str(out), "--params",
+                 str(params), "--weights", str(network["weights"]), "--quiet",
+                 "--no-output-bag"])
+    text = capsys.readouterr().out
+    assert code == 0
+    assert "AbsRel 0." in text and "delta1 " in text and "sets/s" in text
+    assert f"report: {out / 'report.md'}" in text and (out / "report.json").is_file()
+    assert not (out / "outputs").exists()
+
+
+def test_eval_bag_command_exits_2_with_one_line_for_bad_bags(params: Path, work: Path,
+                                                             capsys: pytest.CaptureFixture
+                                                             ) -> None:
+    from depth_any_view.cli import main
+
+    corrupt = work / "corrupt_cli.mcap"
+    corrupt.write_bytes(b"not a bag at all")
+    assert main(["eval-bag", str(corrupt), "--report", str(work / "r"), "--params",
+                 str(params), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("depth-any-view eval-bag: error: ") and "\n" not in err
+    assert main(["eval-bag", str(work / "missing_bag"), "--report", str(work / "r"),
+                 "--params", str(params), "--weights", str(work / "none.safetensors")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert main(["eval-bag", str(work / "missing_bag"), "--report", str(work / "r"),
+                 "--params", str(work / "no_params.yaml")]) == 2
+    assert "no_params.yaml" in capsys.readouterr().err

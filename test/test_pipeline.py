@@ -1,0 +1,309 @@
+"""Tests of pipeline.py: synthetic six-camera frames through a tiny random network."""
+
+from __future__ import annotations
+
+import math
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+import pytest
+
+from depth_any_view.config import ConfigError
+from depth_any_view.geometry.rig import load_rig
+from depth_any_view.inference.engine import EngineConfig, InferenceEngine
+from depth_any_view.pipeline import (
+    STAGES,
+    Pipeline,
+    PipelineConfig,
+    PointsConfig,
+    height_colors,
+    interpolate_pose,
+    resolve_rig_file,
+)
+from depth_any_view.sync.approximate_time import SyncConfig
+
+SIZE = 48  # pixels, square synthetic images
+TINY = {"backbone_width": 8, "image_size": [32, 32], "hidden": 32, "layers": 2, "heads": 2,
+        "decoder_width": 16, "grid_dims": [16, 16, 16], "occ_channels": 8, "occ_stride": 2,
+        "occ_hidden": 8, "occ_blocks": 1, "occ_fine_channels": 8, "occ_fine_kernel": 1,
+        "max_depth": 20.0}
+
+
+@pytest.fixture(scope="module")
+def engine() -> InferenceEngine:
+    """A tiny randomly initialised network on the CPU (seed 0)."""
+    return InferenceEngine(EngineConfig(random_init=True, model_overrides=dict(TINY),
+                                        device="cpu", warmup_iters=0, threads=1,
+                                        return_images=True))
+
+
+@pytest.fixture(scope="module")
+def frames() -> list[Any]:
+    """Three synthetic indoor frames of the surround6 rig, 48x48 pixels."""
+    from depth_any_view.data.synth import generate_frames
+
+    return list(generate_frames(frames=3, size=(SIZE, SIZE), seed=4, scene="indoor",
+                                grid_dims=16))
+
+
+def info(K: np.ndarray, width: int = SIZE, height: int = SIZE) -> SimpleNamespace:
+    """A sensor_msgs/CameraInfo-like object (the fields Pipeline reads)."""
+    return SimpleNamespace(width=width, height=height, distortion_model="plumb_bob",
+                           d=[0.0] * 5, k=np.asarray(K).ravel(), r=np.eye(3).ravel(),
+                           p=np.hstack([K, np.zeros((3, 1))]).ravel())
+
+
+def make(engine: InferenceEngine, **sync: Any) -> Pipeline:
+    """A pipeline with the surround6 rig and the tiny engine."""
+    cfg = PipelineConfig(sync=SyncConfig(cameras=tuple(load_rig("surround6").names), **sync))
+    return Pipeline(cfg, load_rig("surround6"), engine=engine)
+
+
+def feed(pipe: Pipeline, frame: Any, *, skip: tuple[str, ...] = (), odometry: bool = True,
+         infos: dict[str, Any] | None = None) -> list[Any]:
+    """CameraInfo, odometry and images of one frame; returns the sets formed."""
+    stamp = frame.stamp_ns
+    for i, name in enumerate(frame.camera_names):
+        pipe.add_camera_info(name, stamp, (infos or {}).get(name, info(frame.K[i])))
+    if odometry:
+        pipe.add_odometry(stamp, frame.T_odom_base)
+    sets = []
+    for i, name in enumerate(frame.camera_names):
+        if name not in skip:
+            sets += pipe.add_image(name, stamp, frame.images[i], stamp + 1_000_000,
+                                   frame_id=frame.frame_ids[i])
+    return sets
+
+
+def test_a_full_set_flows_through(engine: InferenceEngine, frames: list[Any]) -> None:
+    pipe = make(engine)
+    sets = feed(pipe, frames[0])
+    assert len(sets) == 1 and sets[0].complete
+    r = pipe.process(sets[0])
+    assert r.ok and r.complete and r.stamp_ns == frames[0].stamp_ns
+    assert list(r.cameras) == frames[0].camera_names
+    for i, out in enumerate(r.cameras.values()):
+        assert out.depth.shape == (SIZE, SIZE) and out.depth.dtype == np.float32
+        assert (out.camera.width, out.camera.height) == (SIZE, SIZE)
+        assert out.frame_id == frames[0].frame_ids[i] and out.stamp_ns == frames[0].stamp_ns
+        finite = out.depth[np.isfinite(out.depth)]
+        assert finite.size > 0 and finite.min() >= 0.3 and finite.max() <= 20.0
+    assert r.points.ndim == 2 and r.points.shape[1] == 3 and r.points.shape[0] > 0
+    assert r.colors.shape == r.points.shape and r.colors.dtype == np.uint8
+    assert r.points_frame == "base_link"
+    # every point lies within the trusted range of some camera centre
+    dist = np.linalg.norm(r.points[:, None, :] - frames[0].T_base_cam[None, :, :3, 3], axis=2)
+    assert dist.min(axis=1).max() <= 20.0 * math.sqrt(3) + 1e-3
+    assert r.map_frame == "odom" and r.fusion.accepted and r.odometry_note is None
+    np.testing.assert_allclose(r.pose, frames[0].T_odom_base, atol=1e-9)
+    assert r.voxels.shape[1] == 3 and r.voxel_probability.shape == (r.voxels.shape[0],)
+    assert r.grid2d is not None and r.grid2d.frame == "odom"
+    assert set(r.timings) == set(STAGES) and r.timings["forward"] > 0
+    assert r.timings["total"] >= r.timings["forward"]
+    stats = pipe.stats()
+    assert stats["sets"]["processed"] == 1 and stats["sets"]["complete"] == 1
+    assert stats["sync"]["sets_complete"] == 1
+
+
+def test_a_missing_camera_gives_a_partial_set_after_the_timeout(
+        engine: InferenceEngine, frames: list[Any]) -> None:
+    pipe = make(engine, timeout_ns=100_000_000)
+    assert feed(pipe, frames[0], skip=("back_right",)) == []
+    assert pipe.poll(frames[0].stamp_ns + 50_000_000) == []  # window still open
+    sets = pipe.poll(frames[0].stamp_ns + 200_000_000)
+    assert len(sets) == 1 and sets[0].missing == ["back_right"]
+    r = pipe.process(sets[0])
+    assert r.ok and not r.complete and r.missing == ["back_right"]
+    assert "back_right" not in r.cameras and len(r.cameras) == 5
+    assert pipe.stats()["sets"]["partial"] == 1
+
+
+def test_camera_info_of_another_size_skips_that_view(engine: InferenceEngine,
+                                                      frames: list[Any]) -> None:
+    pipe = make(engine)
+    sets = feed(pipe, frames[0], infos={"front": info(frames[0].K[0], width=40)})
+    r = pipe.process(sets[0])
+    assert r.ok and "front" not in r.cameras and len(r.cameras) == 5
+    assert "40x48" in r.skipped["front"] and "48x48" in r.skipped["front"]
+    stats = pipe.stats()
+    assert stats["views_skipped"]["front"]["size"] == 1
+    assert "front/size" in stats["last_errors"]
+
+
+def test_nan_intrinsics_are_reported_and_the_view_skipped(engine: InferenceEngine,
+                                                           frames: list[Any]) -> None:
+    pipe = make(engine)
+    K = frames[0].K[1].copy()
+    K[0, 0] = np.nan
+    assert pipe.add_camera_info("front_left", 0, info(K)) is not None
+    err = pipe.add_camera_info("front_left", 0, info(K))
+    assert "'k'" in err and "front_left" in err
+    sets = feed(pipe, frames[0], infos={"front_left": info(K)})
+    r = pipe.process(sets[0])
+    assert "front_left" not in r.cameras and "'k'" in r.skipped["front_left"]
+    stats = pipe.stats()
+    assert stats["camera_info"]["front_left"]["invalid"] >= 2
+    assert stats["views_skipped"]["front_left"]["camera_info"] == 1
+
+
+def test_too_few_usable_views_drop_the_set(engine: InferenceEngine,
+                                           frames: list[Any]) -> None:
+    pipe = make(engine, min_cameras=6)
+    sets = feed(pipe, frames[0], infos={"back": info(frames[0].K[3], height=30)})
+    r = pipe.process(sets[0])
+    assert not r.ok and r.dropped.startswith("bad_input") and "min_cameras is 6" in r.dropped
+    assert r.cameras == {} and r.voxels is None and r.points.shape == (0, 3)
+    assert pipe.stats()["sets"]["dropped"]["bad_input"] == 1
+
+
+def test_undecodable_images_are_rejected_at_input(engine: InferenceEngine) -> None:
+    pipe = make(engine)
+    assert pipe.add_image("front", 1, np.zeros((8, 8, 3), np.float32), 1) == []
+    assert pipe.add_image("front", 2, np.zeros((8, 8), np.uint8), 2, encoding="32FC1") == []
+    stats = pipe.stats()
+    assert stats["images"]["front"] == {"received": 2, "rejected": 2}
+    assert "front/image" in stats["last_errors"]
+    with pytest.raises(ValueError, match="unknown camera 'left'"):
+        pipe.add_image("left", 1, np.zeros((8, 8, 3), np.uint8), 1)
+
+
+def test_other_encodings_are_decoded(engine: InferenceEngine, frames: list[Any]) -> None:
+    pipe = make(engine)
+    f = frames[0]
+    for i, name in enumerate(f.camera_names):
+        pipe.add_camera_info(name, f.stamp_ns, info(f.K[i]))
+    sets = []
+    for i, name in enumerate(f.camera_names):
+        bgr = np.ascontiguousarray(f.images[i][..., ::-1])
+        sets += pipe.add_image(name, f.stamp_ns, bgr, f.stamp_ns, encoding="bgr8")
+    r = pipe.process(sets[0])
+    assert r.ok and r.complete
+    np.testing.assert_array_equal(r.cameras["back"].rgb, f.images[3])
+
+
+def test_fusion_falls_back_to_base_link_without_odometry(engine: InferenceEngine,
+                                                         frames: list[Any]) -> None:
+    pipe = make(engine)
+    r0 = pipe.process(feed(pipe, frames[0], odometry=False)[0])
+    assert r0.ok and r0.pose is None and r0.map_frame == "base_link"
+    assert r0.fusion.frame == "base_link" and "no odometry" in r0.odometry_note
+    assert "no odometry" in r0.fusion_message and r0.grid2d.frame == "base_link"
+    r1 = pipe.process(feed(pipe, frames[1])[0])
+    assert r1.map_frame == "odom" and r1.odometry_note is None
+    assert "odometry available" in r1.fusion.reset_reason
+    assert pipe.stats()["sets"]["without_odometry"] == 1
+    off = make(engine)
+    off.reconfigure(use_odometry=False)
+    r = off.process(feed(off, frames[0])[0])
+    assert r.map_frame == "base_link" and r.odometry_note is None
+
+
+def test_odometry_lookup_interpolates_within_the_max_age(engine: InferenceEngine) -> None:
+    pipe = make(engine)
+    T1 = np.eye(4)
+    T1[:3, :3] = [[0.0, -1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]]  # 90 degrees yaw
+    T1[:3, 3] = [1.0, 0.0, 0.0]
+    assert pipe.add_odometry(0, np.eye(4)) is None
+    assert pipe.add_odometry(100_000_000, T1) is None
+    mid = pipe.odometry_at(50_000_000)
+    np.testing.assert_allclose(mid[:3, 3], [0.5, 0.0, 0.0], atol=1e-12)
+    c = math.cos(math.pi / 4)
+    np.testing.assert_allclose(mid[:3, :3], [[c, -c, 0], [c, c, 0], [0, 0, 1]], atol=1e-12)
+    np.testing.assert_allclose(pipe.odometry_at(250_000_000), T1)  # nearest, 150 ms away
+    assert pipe.odometry_at(400_000_000) is None  # 300 ms > odom_max_age
+    np.testing.assert_allclose(interpolate_pose(np.eye(4), T1, 1.0), T1, atol=1e-12)
+    bad = np.eye(4)
+    bad[0, 3] = np.nan
+    assert "NaN" in pipe.add_odometry(200_000_000, bad)
+    assert pipe.add_odometry(300_000_000, ([0, 0, 0], [0, 0, 0, 2.0])) is not None
+    assert pipe.stats()["odometry"] == {"received": 4, "rejected": 2, "buffer_resets": 0}
+    pipe.add_odometry(5_000_000_000, np.eye(4))
+    pipe.add_odometry(1_000_000_000, np.eye(4))  # 4 s back: a looped bag
+    assert pipe.stats()["odometry"]["buffer_resets"] == 1
+    assert pipe.odometry_at(5_000_000_000) is None
+
+
+def test_same_messages_give_the_same_outputs(engine: InferenceEngine,
+                                             frames: list[Any]) -> None:
+    runs = []
+    for _ in range(2):
+        pipe = make(engine)
+        runs.append([pipe.process(feed(pipe, f)[0]) for f in frames])
+    for a, b in zip(*runs):
+        for name in a.cameras:
+            np.testing.assert_array_equal(a.cameras[name].depth, b.cameras[name].depth)
+        np.testing.assert_array_equal(a.points, b.points)
+        np.testing.assert_array_equal(a.voxels, b.voxels)
+        np.testing.assert_array_equal(a.grid2d.data, b.grid2d.data)
+
+
+def test_points_settings_and_runtime_reconfiguration(engine: InferenceEngine,
+                                                     frames: list[Any]) -> None:
+    pipe = make(engine)
+    dense = pipe.process(feed(pipe, frames[0])[0]).points.shape[0]
+    pipe.reconfigure(points=PointsConfig(stride=4, voxel_size=0.5, max_depth=3.0),
+                     fusion={"occupied_threshold": 0.9})
+    r = pipe.process(feed(pipe, frames[1])[0])
+    assert 0 < r.points.shape[0] < dense / 4
+    keys = np.floor(r.points / 0.5).astype(np.int64)
+    assert len(np.unique(keys, axis=0)) == len(keys)  # one point per 0.5 m voxel
+    assert pipe.fusion.config.occupied_threshold == 0.9
+    assert np.all(r.voxel_probability >= 0.9)
+    with pytest.raises(ValueError, match="geometry"):
+        pipe.reconfigure(fusion={"voxel_size": (0.5, 0.5, 0.5)})
+    with pytest.raises(ValueError, match="unknown FusionConfig"):
+        pipe.reconfigure(fusion={"threshold": 0.5})
+    with pytest.raises(ValueError, match="stride"):
+        PointsConfig(stride=0)
+
+
+def test_config_from_node_parameters() -> None:
+    cfg = PipelineConfig.from_parameters({
+        "camera_names": ["front", "back"], "sync_slop": 0.03, "sync_timeout": 1,
+        "min_cameras": 2, "max_staleness": 0.5, "odom_max_age": 0.1, "use_odometry": False,
+        "weights": "", "preset": "lite", "device": "cpu", "depth_min": 0.5, "depth_max": 30.0,
+        "points_stride": 3, "points_voxel_size": 0.1, "occupied_threshold": 0.7,
+        "fusion_interpolation": "nearest", "decay_free": 0.5, "odom_frame": "map"})
+    assert cfg.camera_names == ["front", "back"]
+    assert cfg.sync.slop_ns == 30_000_000 and cfg.sync.timeout_ns == 1_000_000_000
+    assert cfg.sync.min_cameras == 2 and cfg.sync.max_staleness_ns == 500_000_000
+    assert cfg.engine.weights is None and cfg.engine.device == "cpu"
+    assert cfg.engine.depth_range == (0.5, 30.0) and cfg.engine.warmup_views == 2
+    assert cfg.points == PointsConfig(stride=3, voxel_size=0.1)
+    assert cfg.fusion == {"occupied_threshold": 0.7, "interpolation": "nearest",
+                          "decay_free_per_s": 0.5}
+    assert cfg.odom_max_age_ns == 100_000_000 and not cfg.use_odometry
+    assert cfg.odom_frame == "map"
+    default = PipelineConfig.from_parameters({})
+    assert default.camera_names == ["front", "front_left", "front_right", "back",
+                                    "back_left", "back_right"]
+    assert default.sync == SyncConfig(cameras=tuple(default.camera_names))
+    with pytest.raises(ConfigError, match="parameter 'sync_slop' must be a number"):
+        PipelineConfig.from_parameters({"sync_slop": "fast"})
+    with pytest.raises(ValueError, match="occupied_threshold"):
+        PipelineConfig.from_parameters({"occupied_threshold": 1.5})
+
+
+def test_a_rig_without_a_configured_camera_is_refused(engine: InferenceEngine) -> None:
+    cfg = PipelineConfig(sync=SyncConfig(cameras=("front", "roof")))
+    with pytest.raises(ConfigError, match="roof"):
+        Pipeline(cfg, load_rig("surround6"), engine=engine)
+
+
+def test_rig_file_default_resolves_from_any_directory(tmp_path: Any,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    path = resolve_rig_file("config/rig_surround6.yaml")
+    assert path.is_file() and path.name == "rig_surround6.yaml"
+    with pytest.raises(ConfigError, match="not found"):
+        resolve_rig_file("config/no_such_rig.yaml")
+
+
+def test_height_colors_ramp_from_blue_to_red() -> None:
+    c = height_colors(np.array([-10.0, 0.0, 0.5, 1.0, 10.0]), 0.0, 1.0)  # (5, 3)
+    assert c.shape == (5, 3) and c.dtype == np.float32
+    assert np.all((c >= 0) & (c <= 1))
+    np.testing.assert_array_equal(c[0], c[1])  # clipped below the range
+    np.testing.assert_array_equal(c[3], c[4])  # and above it
+    assert c[1, 2] > c[1, 0] and c[3, 0] > c[3, 2] and c[2, 1] == 1.0
