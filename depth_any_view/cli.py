@@ -84,6 +84,19 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_ablate(args: argparse.Namespace) -> int:
+    """Train and evaluate the reference design's ablations alike; one table (JSON + MD)."""
+    from depth_any_view.training.ablate import run_ablation, table_markdown
+
+    only = [n.strip() for n in args.only.split(",") if n.strip()] if args.only else None
+    table = run_ablation(args.data, args.out, config=args.config, sets=args.set,
+                         minutes=args.minutes, steps=args.steps, only=only,
+                         resume=args.resume, ablations=args.ablations,
+                         max_frames=args.max_frames, progress=not args.quiet)
+    print(table_markdown(table))
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     """The README's main job: a synthetic sequence as a bag and a picture of it."""
     from depth_any_view.demo import run_demo
@@ -204,6 +217,31 @@ def build_parser() -> argparse.ArgumentParser:
                    help="evaluate an untrained network (baseline)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("ablate", help="train + evaluate the ablations (config/ablations.yaml)")
+    p.add_argument("--config", default="lite",
+                   help="base training config of every variant: lite, paper or a YAML path")
+    p.add_argument("--data", nargs="+", required=True,
+                   help="test split: shard directories or folders of them (e.g. data/test)")
+    p.add_argument("--out", default="runs/ablate",
+                   help="output folder: <out>/<variant>/ and ablation.json/.md")
+    p.add_argument("--minutes", type=float, default=None,
+                   help="training budget per variant, minutes (default: the config's)")
+    p.add_argument("--steps", type=int, default=None,
+                   help="training budget per variant, optimizer steps (default: the config's)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a base config option for every variant (repeatable)")
+    p.add_argument("--only", default=None, metavar="NAME[,NAME...]",
+                   help="run only these variants (comma-separated)")
+    p.add_argument("--resume", action="store_true",
+                   help="keep variants already trained (and evaluated) in --out")
+    p.add_argument("--ablations", default="ablations.yaml",
+                   help="variants YAML (default: config/ablations.yaml)")
+    p.add_argument("--max-frames", type=int, default=0,
+                   help="evaluate at most N test frames (0 = all)")
+    p.add_argument("--quiet", action="store_true",
+                   help="no evaluation progress bars (training keeps its own)")
+    p.set_defaults(func=cmd_ablate)
 
     p = sub.add_parser("replay", help="publish a bag over DDS with its timing (and /clock)")
     p.add_argument("bag", help="rosbag2 directory or .mcap / .db3 file")
