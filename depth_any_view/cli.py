@@ -81,6 +81,15 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     js, md = write_report(result, args.out, title=f"Evaluation on {', '.join(args.data)}")
     print(report_markdown(result, title=f"Evaluation on {', '.join(args.data)}"))
     print(f"wrote {js} and {md}")
+    if args.figure:
+        from depth_any_view.training.figure import write_results_figure
+
+        png = write_results_figure(args.data, args.figure, weights=args.weights,
+                                   frame_index=args.figure_frame,
+                                   random_init=args.random_init,
+                                   engine_overrides={"device": args.device,
+                                                     "precision": args.precision})
+        print(f"wrote {png}")
     return 0
 
 
@@ -215,6 +224,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "bf16"])
     p.add_argument("--random-init", action="store_true",
                    help="evaluate an untrained network (baseline)")
+    p.add_argument("--figure", default=None, metavar="PNG",
+                   help="also write the results picture of one frame (views, depth, error, "
+                        "occupancy from above)")
+    p.add_argument("--figure-frame", type=int, default=0,
+                   help="frame of the split for --figure (0-based, across sequences)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_evaluate)
 

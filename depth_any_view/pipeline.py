@@ -44,7 +44,7 @@ import numpy as np
 from depth_any_view.config import ConfigError, config_path
 from depth_any_view.data.encodings import ImageEncodingError, encoding_info, to_rgb8
 from depth_any_view.geometry.camera import CalibrationError, PinholeCamera
-from depth_any_view.geometry.rig import Rig
+from depth_any_view.geometry.rig import DEFAULT_CAMERA_NAMES, Rig
 from depth_any_view.geometry.transforms import quat_to_rotmat, rotmat_to_quat
 from depth_any_view.inference.engine import EngineConfig, InferenceEngine, InferenceError
 from depth_any_view.inference.prediction import Prediction
@@ -67,8 +67,6 @@ from depth_any_view.sync.approximate_time import (
 
 LOG = logging.getLogger(__name__)
 
-DEFAULT_CAMERA_NAMES = ("front", "front_left", "front_right", "back", "back_left",
-                        "back_right")  # docs/DESIGN.md order
 INPUT_ENCODINGS = ("rgb8", "bgr8", "rgba8", "bgra8", "mono8", "mono16")  # issue 5
 ODOM_BUFFER = 400  # odometry poses kept (4 s at 100 Hz)
 ODOM_JUMP_BACK_NS = 1_000_000_000  # an odometry stamp this far back clears the buffer
@@ -735,6 +733,19 @@ class Pipeline:
         result.grid2d = self.fusion.occupancy_grid()
 
     # ------------------------------------------------------------------ queries
+    def marker_voxels(self, result: PipelineResult,
+                      max_voxels: int) -> tuple[np.ndarray, tuple[float, float]]:
+        """The occupied voxel centres a marker array shows (the `max_voxels` most probable)
+        and the height range (metres in the map frame) their colours span: the map's z
+        extent around the robot's height at the set."""
+        centres = np.zeros((0, 3), np.float32) if result.voxels is None else result.voxels
+        if centres.shape[0] > max_voxels:
+            keep = np.argsort(-result.voxel_probability, kind="stable")[:max_voxels]
+            centres = centres[keep]
+        base_z = 0.0 if result.pose is None else float(result.pose[2, 3])
+        cfg = self.fusion.config
+        return centres, (base_z + cfg.lower[2], base_z + cfg.upper[2])
+
     def stats(self) -> dict[str, Any]:
         """Counters of every input and outcome, plus the synchronizer's and fusion's.
 

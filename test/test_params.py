@@ -1,6 +1,7 @@
 """The node's parameter table against config/depth_any_view.yaml, validation, descriptors,
-core configs; and the files around the node: launch file (with a stand-in for the launch
-API, which is not installable here), RViz config and the Nav2 / RTAB-Map examples."""
+the core configs they give; and the files around the node: launch file (with a stand-in for
+the launch API, which is not installable here), RViz config and the Nav2 / RTAB-Map
+examples."""
 
 from __future__ import annotations
 
@@ -119,37 +120,35 @@ def test_settings_are_immutable_and_updated_validates() -> None:
 
 # ---------------------------------------------------------------------------- core configs
 def test_core_configs_follow_settings() -> None:
+    """Settings reach the core through PipelineConfig.from_parameters, the one translation
+    the node and the bag evaluation share."""
+    from dataclasses import replace
+
     from depth_any_view.geometry.grid import VoxelGrid
+    from depth_any_view.mapping.fusion import FusionConfig
+    from depth_any_view.pipeline import PipelineConfig
 
     s = P.Settings({**P.defaults(), "sync_slop": 0.03, "sync_timeout": 0.2, "min_cameras": 4,
                     "max_staleness": 2.0, "depth_min": 0.5, "depth_max": 30.0,
                     "decay_occupied": 0.5, "occupied_threshold": 0.7})
-    sc = P.sync_config(s)
+    cfg = PipelineConfig.from_parameters(s)
+    sc = cfg.sync
     assert sc.cameras == tuple(CAMERAS)
     assert (sc.slop_ns, sc.timeout_ns, sc.min_cameras) == (30_000_000, 200_000_000, 4)
     assert sc.max_staleness_ns == 2_000_000_000
-    assert P.sync_config(P.Settings(P.defaults())).max_staleness_ns is None
-    ec = P.engine_config(s)
+    ec = cfg.engine
     ec.validate()
     assert ec.depth_range == (0.5, 30.0) and ec.weights is None and ec.warmup_views == 6
-    assert P.engine_config(P.Settings(P.defaults())).depth_range is None
     grid = VoxelGrid((-12.8, -12.8, -0.8), (12.8, 12.8, 3.2), (64, 64, 32))
-    fc = P.fusion_config(s, grid)
+    fc = FusionConfig.matching(grid, **cfg.fusion)
     assert fc.voxel_size == pytest.approx((0.4, 0.4, 0.125))
     assert fc.decay_occupied_per_s == 0.5 and fc.occupied_threshold == 0.7
-    fc2 = P.fusion_config(s.updated({"occupied_threshold": 0.8}), grid, base=fc)
-    assert fc2.occupied_threshold == 0.8 and fc2.voxel_size == fc.voxel_size
-
-
-def test_rig_file_default_resolves_from_any_directory(tmp_path: Path,
-                                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.chdir(tmp_path)
-    path = P.resolve_config_file("config/rig_surround6.yaml")
-    assert path.is_file() and path.name == "rig_surround6.yaml"
-    from depth_any_view.config import ConfigError
-
-    with pytest.raises(ConfigError, match="not found"):
-        P.resolve_config_file("config/no_such_rig.yaml")
+    # The table's defaults are the pipeline's own: nothing drifts between the two.
+    default = PipelineConfig.from_parameters(P.Settings(P.defaults()))
+    bare = PipelineConfig.from_parameters({})
+    assert default.sync.max_staleness_ns is None and default.engine.depth_range is None
+    assert replace(default, fusion={}) == bare
+    assert FusionConfig.matching(grid, **default.fusion) == FusionConfig.matching(grid)
 
 
 # ---------------------------------------------------------------------------- ROS side

@@ -58,3 +58,23 @@ def test_evaluate_missing_split_is_a_clear_error(tmp_path, split_and_weights):
     _, weights = split_and_weights
     with pytest.raises(FileNotFoundError, match="holds no shard directory"):
         evaluate_split(tmp_path / "nothing", weights=weights, progress=False)
+
+
+def test_results_figure_of_a_test_frame(split_and_weights, tmp_path):
+    from depth_any_view.cli import main
+    from depth_any_view.training.figure import write_results_figure
+
+    split, weights = split_and_weights
+    png = write_results_figure(split, tmp_path / "fig" / "results.png", weights=weights,
+                               frame_index=1)
+    import cv2
+
+    img = cv2.imread(str(png))
+    assert img is not None and img.shape[0] > 400 and img.shape[1] > 600
+    assert img.std() > 10  # not a blank canvas
+    with pytest.raises(ValueError, match="past the end"):
+        write_results_figure(split, tmp_path / "x.png", weights=weights, frame_index=2)
+    out = tmp_path / "cli"
+    assert main(["evaluate", "--weights", str(weights), "--data", str(split), "--out",
+                 str(out), "--quiet", "--figure", str(out / "fig.png")]) == 0
+    assert (out / "fig.png").is_file() and (out / "metrics.json").is_file()

@@ -78,12 +78,13 @@ from depth_any_view.bag.report import BirdsEye, FigureData, SamplePanel, to_json
 from depth_any_view.config import ConfigError, config_path, load_yaml
 from depth_any_view.geometry.grid import FREE, OCCUPIED, UNKNOWN, VoxelGrid
 from depth_any_view.geometry.rig import Rig, RigCamera
-from depth_any_view.mapping.points import to_xyzrgb
+from depth_any_view.mapping.points import XYZP_DTYPE, to_xyzrgb
 from depth_any_view.pipeline import (
     STAGES,
     Pipeline,
     PipelineConfig,
     PipelineResult,
+    height_colors,
     resolve_rig_file,
 )
 from depth_any_view.training.metrics import (
@@ -103,9 +104,6 @@ OUTPUT_BAG = "outputs"  # output bag directory inside the report directory
 RIG_TOLERANCE = (0.01, 0.01)  # metres, radians: bag /tf_static vs rig_file disagreement
 # Messages with one record time are fed in this order of roles (then camera order).
 ROLE_ORDER = ("camera_info", "odom", "image", "depth_gt", "occupancy_gt")
-VOXEL_DTYPE = np.dtype({"names": ["x", "y", "z", "probability"],
-                        "formats": ["<f4", "<f4", "<f4", "<f4"],
-                        "offsets": [0, 4, 8, 12], "itemsize": 16})  # as ros/conversions.py
 MARKER_ALPHA = 0.85  # voxel marker opacity, as the node's
 
 
@@ -318,15 +316,6 @@ def choose_rig(reader: BagReader, topics: NodeTopics, cfg: PipelineConfig,
 
 
 # ---------------------------------------------------------------------------- output bag
-def _height_colors(z: np.ndarray, z_min: float, z_max: float) -> np.ndarray:
-    """(N, 3) RGB in [0, 1] of heights: blue (low) -> green -> red (high), as the node's
-    markers (ros/conversions.py `height_colors`)."""
-    span = max(float(z_max) - float(z_min), 1e-6)
-    t = np.clip((np.asarray(z, dtype=np.float64) - float(z_min)) / span, 0.0, 1.0)  # (N,)
-    return np.stack([np.clip(1.5 - np.abs(4.0 * t - c), 0.0, 1.0) for c in (3.0, 2.0, 1.0)],
-                    axis=1)  # (N, 3)
-
-
 class OutputBagWriter:
     """The node's output topics of every processed set, written as an MCAP rosbag2."""
 
@@ -379,10 +368,10 @@ class OutputBagWriter:
         conn = self.conns[topic]
         self.writer.write(conn, stamp_ns, self.ts.serialize_cdr(msg, conn.msgtype))
 
-    def write(self, result: PipelineResult, z_range: tuple[float, float]) -> None:
+    def write(self, result: PipelineResult, pipeline: Pipeline) -> None:
         """Every output topic of one processed set, all recorded at the set's stamp.
 
-        `z_range` (metres in the map frame) spans the marker colours, as the node's.
+        `pipeline` gives the marker voxels and colour range exactly as the node's markers.
         """
         ts, t, stamp = self.ts, self.topics, result.stamp_ns
         if not self._static_written:
@@ -406,30 +395,28 @@ class OutputBagWriter:
         if result.voxels is None:
             return  # the fusion refused the update: the node publishes no occupancy either
         if self.publish.get("publish_voxels", True):
-            cloud = np.empty(result.voxels.shape[0], dtype=VOXEL_DTYPE)  # (M,)
+            cloud = np.empty(result.voxels.shape[0], dtype=XYZP_DTYPE)  # (M,)
             for i, axis in enumerate("xyz"):
                 cloud[axis] = result.voxels[:, i]
             cloud["probability"] = result.voxel_probability
             self._write(t.voxels, stamp, point_cloud_msg(ts, stamp, result.map_frame, cloud))
         if self.publish.get("publish_markers", True):
-            self._write(t.markers, stamp, self._markers(result, z_range))
+            self._write(t.markers, stamp, self._markers(result, pipeline))
         if self.publish.get("publish_grid", True) and result.grid2d is not None:
             self._write(t.grid, stamp, self._grid(result))
 
-    def _markers(self, result: PipelineResult, z_range: tuple[float, float]) -> Any:
+    def _markers(self, result: PipelineResult, pipeline: Pipeline) -> Any:
         """visualization_msgs/MarkerArray: one CUBE_LIST of the occupied voxels (DELETE
         when there are none), coloured by height, as the node publishes it."""
         ts = self.ts
         T = ts.types
-        centres = np.asarray(result.voxels, dtype=np.float64).reshape(-1, 3)  # (M, 3)
-        if centres.shape[0] > self.marker_max_voxels:
-            keep = np.argsort(-result.voxel_probability, kind="stable")[: self.marker_max_voxels]
-            centres = centres[keep]
+        centres, z_range = pipeline.marker_voxels(result, self.marker_max_voxels)
+        centres = np.asarray(centres, dtype=np.float64).reshape(-1, 3)  # (M, 3)
         marker_t = T["visualization_msgs/msg/Marker"]
         point_t, color_t = T["geometry_msgs/msg/Point"], T["std_msgs/msg/ColorRGBA"]
         voxel = self.voxel_size
         empty = centres.shape[0] == 0
-        rgb = _height_colors(centres[:, 2], *z_range).tolist()  # (M, 3)
+        rgb = height_colors(centres[:, 2], *z_range).tolist()  # (M, 3)
         marker = marker_t(
             header=header_msg(ts, result.stamp_ns, result.map_frame), ns="occupancy", id=0,
             type=marker_t.CUBE_LIST, action=marker_t.DELETE if empty else marker_t.ADD,
@@ -673,9 +660,7 @@ class _Evaluation:
                 self.valid[name] += int(np.count_nonzero(np.isfinite(out.depth)))
                 self.pixels[name] += int(out.depth.size)
             if self.out_bag is not None:
-                base_z = 0.0 if result.pose is None else float(result.pose[2, 3])
-                cfg = self.pipeline.fusion.config
-                self.out_bag.write(result, (base_z + cfg.lower[2], base_z + cfg.upper[2]))
+                self.out_bag.write(result, self.pipeline)
             # the sample: the set in the middle of the bag, or the last one if fewer came
             is_sample = self.processed <= self.sample_index
             item = self._pending(result, is_sample, now_ns + GT_WAIT_NS)

@@ -49,13 +49,11 @@ from depth_any_view.bag.messages import (
 )
 from depth_any_view.data.frame import Frame
 from depth_any_view.geometry.grid import UNKNOWN, VoxelGrid
-from depth_any_view.geometry.rig import Rig, RigCamera
+from depth_any_view.geometry.rig import DEFAULT_CAMERA_NAMES, Rig, RigCamera
 
 __all__ = ["BagError", "BagMessage", "BagReader", "StampSets", "DEFAULT_CAMERA_NAMES",
            "BAG_SUFFIXES"]
 
-DEFAULT_CAMERA_NAMES = ("front", "front_left", "front_right", "back", "back_left",
-                        "back_right")  # docs/DESIGN.md order
 BAG_SUFFIXES = (".mcap", ".db3")  # single storage files AnyReader opens without metadata
 MAX_PENDING_SETS = 32  # incomplete stamp sets read_frames holds before dropping the oldest
 _CAMERA_IMAGE = re.compile(r"^/cameras/([^/]+)/image_raw$")

@@ -26,6 +26,8 @@ from depth_any_view.geometry.transforms import (
 )
 
 BUILTIN_RIGS = ("surround6", "front_array")
+DEFAULT_CAMERA_NAMES = ("front", "front_left", "front_right", "back", "back_left",
+                        "back_right")  # the surround rig, docs/DESIGN.md order
 
 
 @dataclass(frozen=True)

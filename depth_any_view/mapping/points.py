@@ -20,6 +20,10 @@ import torch
 XYZRGB_DTYPE = np.dtype({"names": ["x", "y", "z", "rgb"],
                          "formats": ["<f4", "<f4", "<f4", "<f4"],
                          "offsets": [0, 4, 8, 12], "itemsize": 16})
+# Occupied voxel centres with their fused probability, 16 bytes per point.
+XYZP_DTYPE = np.dtype({"names": ["x", "y", "z", "probability"],
+                       "formats": ["<f4", "<f4", "<f4", "<f4"],
+                       "offsets": [0, 4, 8, 12], "itemsize": 16})
 
 
 def _check_inputs(depth_shape: tuple[int, ...], K_shape: tuple[int, ...],

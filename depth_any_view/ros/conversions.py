@@ -13,7 +13,9 @@ facts"); this module holds their equivalents and keeps their byte layouts:
   comes back flat, row-major).
 
 Also: CameraInfo <-> `PinholeCamera`, Odometry -> `T_odom_base` with validation, and the
-builders of OccupancyGrid and MarkerArray messages. Conventions are the package's
+builders of OccupancyGrid and MarkerArray messages. Constants shared with the core
+(`INPUT_ENCODINGS`, `QUATERNION_TOLERANCE`, the marker colours `height_colors`) are
+defined once in `depth_any_view.pipeline` and re-exported here. Conventions are the package's
 (docs/ARCHITECTURE.md): stamps are int64 nanoseconds, transforms 4x4 float64 named by
 frames, quaternions (x, y, z, w), depth metres along z with NaN = no estimate.
 """
@@ -41,14 +43,8 @@ from depth_any_view.data.encodings import (
 from depth_any_view.geometry.camera import CalibrationError, PinholeCamera
 from depth_any_view.geometry.transforms import rotmat_to_quat
 from depth_any_view.mapping.fusion import OccupancyGrid2D, pose_to_transform
-from depth_any_view.mapping.points import XYZRGB_DTYPE, to_xyzrgb
-
-# Colour encodings the node takes on its image inputs (issue 5).
-INPUT_ENCODINGS = ("rgb8", "bgr8", "rgba8", "bgra8", "mono8", "mono16")
-# Occupied voxel centres with their fused probability, 16 bytes per point.
-XYZP_DTYPE = np.dtype({"names": ["x", "y", "z", "probability"],
-                       "formats": ["<f4", "<f4", "<f4", "<f4"],
-                       "offsets": [0, 4, 8, 12], "itemsize": 16})
+from depth_any_view.mapping.points import XYZP_DTYPE, XYZRGB_DTYPE, to_xyzrgb
+from depth_any_view.pipeline import INPUT_ENCODINGS, QUATERNION_TOLERANCE, height_colors
 
 # sensor_msgs/PointField datatypes <-> numpy (as sensor_msgs_py.point_cloud2._DATATYPES).
 FIELD_TO_DTYPE: dict[int, np.dtype] = {
@@ -143,7 +139,7 @@ def camera_to_camera_info(camera: PinholeCamera, header: Header) -> CameraInfo:
 
 
 # ---------------------------------------------------------------------------- poses
-def pose_to_matrix(pose: Pose, quaternion_tolerance: float = 1e-3,
+def pose_to_matrix(pose: Pose, quaternion_tolerance: float = QUATERNION_TOLERANCE,
                    field: str = "pose") -> np.ndarray:
     """4x4 transform of a geometry_msgs/Pose; ValueError names the bad field.
 
@@ -164,7 +160,8 @@ def pose_to_matrix(pose: Pose, quaternion_tolerance: float = 1e-3,
     return pose_to_transform((p, q), quaternion_tolerance)
 
 
-def odometry_to_transform(msg: Any, quaternion_tolerance: float = 1e-3) -> np.ndarray:
+def odometry_to_transform(msg: Any,
+                          quaternion_tolerance: float = QUATERNION_TOLERANCE) -> np.ndarray:
     """T_odom_base (4, 4) of a nav_msgs/Odometry (pose of child_frame_id in frame_id).
 
     Raises ValueError naming the field ('pose.pose.position', 'pose.pose.orientation').
@@ -319,20 +316,6 @@ def occupancy_grid_to_array(msg: Any) -> np.ndarray:
     if data.size != h * w:
         raise ValueError(f"OccupancyGrid has {data.size} cells, not height * width = {h * w}")
     return data.reshape(h, w)  # (H, W)
-
-
-def height_colors(z: np.ndarray, z_min: float, z_max: float) -> np.ndarray:
-    """(N, 3) float32 RGB in [0, 1] of heights z (N,), blue (low) -> green -> red (high).
-
-    A piecewise-linear "jet"-like ramp over [z_min, z_max] metres (clipped outside).
-    """
-    z = np.asarray(z, dtype=np.float64).reshape(-1)
-    span = max(float(z_max) - float(z_min), 1e-6)
-    t = np.clip((z - float(z_min)) / span, 0.0, 1.0)  # (N,)
-    r = np.clip(1.5 - np.abs(4.0 * t - 3.0), 0.0, 1.0)
-    g = np.clip(1.5 - np.abs(4.0 * t - 2.0), 0.0, 1.0)
-    b = np.clip(1.5 - np.abs(4.0 * t - 1.0), 0.0, 1.0)
-    return np.stack([r, g, b], axis=1).astype(np.float32)  # (N, 3)
 
 
 def marker_array_msg(centres: np.ndarray, voxel_size: np.ndarray, header: Header, *,

@@ -1,18 +1,23 @@
 """The depth_any_view ROS 2 node: N synchronized cameras in; depth, points, occupancy out.
 
-A thin adapter (docs/DESIGN.md): callbacks turn messages into arrays and hand them to the
-core (`sync/` matches the cameras, `inference/` runs the network, `mapping/` builds points
-and fuses occupancy), and the results go back out as messages (`ros/conversions.py`).
+A thin adapter (docs/DESIGN.md) over `depth_any_view.pipeline.Pipeline`, the same object
+the offline bag evaluation (bag/evaluate.py) runs: callbacks turn messages into arrays
+(`ros/conversions.py`) and feed the pipeline (`add_camera_info`, `add_image`,
+`add_odometry`, `poll`); the worker runs `Pipeline.process` on each synchronized set and
+publishes its `PipelineResult` as messages. Synchronization, the odometry pose buffer,
+view validation, inference, the point cloud and occupancy fusion all live in the
+pipeline; the node holds only ROS plumbing, /diagnostics and the throttled warnings.
 
 Threads:
-- the executor thread runs every callback: image and CameraInfo callbacks validate the
-  message and queue it in the synchronizer, the odometry callback keeps a short pose
-  buffer, a steady timer polls the synchronizer for timed-out (partial) sets, another
-  publishes /diagnostics. None of them waits for the network.
+- the executor thread runs every callback: image and CameraInfo callbacks convert the
+  message and queue it in the pipeline, the odometry callback hands the pose to the
+  pipeline's buffer, a steady timer polls for timed-out (partial) sets, another publishes
+  /diagnostics. None of them waits for the network.
 - one inference worker thread takes synchronized sets from a latest-wins slot of one: when
   the network is slower than the cameras, a set still waiting is replaced by the newer one
   (counted as `superseded` in /diagnostics) instead of queueing without bound. The worker
-  runs the network, publishes depth, points and occupancy, all stamped with the set.
+  applies changed runtime parameters (`Pipeline.reconfigure`), processes the set and
+  publishes depth, points and occupancy, all stamped with the set.
 
 Bad input never stops the node: a message that cannot be used (unsupported encoding, a
 `step` or size that does not match, missing or invalid CameraInfo, NaN odometry) is
@@ -24,16 +29,14 @@ line on stderr and exit status 2, before any of the node's topics exist.
 
 from __future__ import annotations
 
-import bisect
 import logging
 import sys
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import replace
 from functools import partial
 from typing import Any
 
-import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
 from nav_msgs.msg import OccupancyGrid, Odometry
@@ -46,17 +49,18 @@ from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from visualization_msgs.msg import MarkerArray
 
 from depth_any_view.config import ConfigError
-from depth_any_view.data.encodings import ImageEncodingError, to_rgb8
-from depth_any_view.geometry.camera import CalibrationError, PinholeCamera
+from depth_any_view.data.encodings import ImageEncodingError
 from depth_any_view.geometry.rig import Rig
-from depth_any_view.inference.engine import InferenceEngine, InferenceError
-from depth_any_view.inference.prediction import Prediction
-from depth_any_view.inference.preprocess import ViewInput
-from depth_any_view.mapping.fusion import ODOM_FRAME, OccupancyFusion
-from depth_any_view.mapping.points import depth_to_points, voxel_downsample
 from depth_any_view.model.weights import WeightsError
+from depth_any_view.pipeline import (
+    DROP_INFERENCE,
+    QUATERNION_TOLERANCE,
+    Pipeline,
+    PipelineConfig,
+    PipelineResult,
+    resolve_rig_file,
+)
 from depth_any_view.ros.conversions import (
-    camera_info_to_camera,
     camera_to_camera_info,
     depth_to_image_msg,
     image_msg_to_array,
@@ -75,44 +79,19 @@ from depth_any_view.ros.params import (
     ParameterError,
     Settings,
     check_value,
-    engine_config,
-    fusion_config,
-    resolve_config_file,
-    sync_config,
     to_descriptor,
 )
 from depth_any_view.ros.qos import diagnostics_qos, qos_profile
-from depth_any_view.sync.approximate_time import ApproximateTimeSynchronizer, SyncedSet
+from depth_any_view.sync.approximate_time import SyncedSet
 
 NODE_NAME = "depth_any_view"
-ODOM_BUFFER = 400  # odometry poses kept (4 s at 100 Hz)
-ODOM_JUMP_BACK_NS = 1_000_000_000  # an odometry stamp this far back clears the buffer
-QUATERNION_TOLERANCE = 1e-3  # |q| must be within this of 1
 # Parameters rclpy itself declares or understands; they may appear in parameter files.
 ROS_OWN_PARAMETERS = ("use_sim_time", "start_type_description_service")
+INFERENCE_STAGES = ("preprocess", "forward", "postprocess")  # PipelineResult.timings keys
 
 
 class StartupError(RuntimeError):
     """The node cannot start; the message is the one line printed before exiting."""
-
-
-@dataclass(frozen=True)
-class ImagePayload:
-    """A validated input image waiting in the synchronizer."""
-
-    array: np.ndarray  # (H, W) or (H, W, C) view of the message's data, its encoding
-    encoding: str
-    frame_id: str  # header frame_id of the image (the depth output reuses it)
-    stamp_ns: int  # header stamp of the image
-
-
-@dataclass(frozen=True)
-class InfoEntry:
-    """The latest CameraInfo of a camera: its calibration, or why it is unusable."""
-
-    key: tuple  # the message fields it was built from (to reuse unchanged calibrations)
-    camera: PinholeCamera | None
-    error: str | None
 
 
 class LatestSlot:
@@ -198,6 +177,17 @@ def declare_parameters(node: Node) -> Settings:
         raise StartupError(str(exc)) from None
 
 
+def pipeline_config(settings: Settings) -> PipelineConfig:
+    """The pipeline configuration of the node's parameters: `from_parameters`, as the bag
+    evaluation reads them, with the cloud skipped while `publish_points` is off.
+
+    Raises ConfigError / ValueError naming the parameter or field that does not fit.
+    """
+    cfg = PipelineConfig.from_parameters(settings)
+    cfg.points = replace(cfg.points, enabled=bool(settings.publish_points))
+    return cfg
+
+
 class DepthAnyViewNode(Node):
     """The node; see the module docstring. Raises StartupError from the constructor."""
 
@@ -241,34 +231,31 @@ class DepthAnyViewNode(Node):
                 f"ignoring parameter(s) {unknown}: {NODE_NAME} has no such parameter (a typo? "
                 "see config/depth_any_view.yaml)")
         try:
-            full_rig = Rig.from_yaml(resolve_config_file(s.rig_file))
+            full_rig = Rig.from_yaml(resolve_rig_file(s.rig_file))
         except ConfigError as exc:
             raise StartupError(f"parameter 'rig_file' ({s.rig_file!r}): {exc}") from None
         try:
-            self.rig: Rig = full_rig.subset(s.camera_names)
+            rig = full_rig.subset(s.camera_names)
         except ConfigError as exc:
             raise StartupError(f"parameter 'camera_names': {exc} (rig_file "
                                f"{s.rig_file!r})") from None
         try:
-            self.engine = InferenceEngine(engine_config(s, return_images=True))
+            cfg = pipeline_config(s)
+        except ValueError as exc:  # ConfigError is one
+            raise StartupError(str(exc)) from None
+        try:
+            self.pipeline = Pipeline(cfg, rig)  # loads the network (weights, device)
         except (ConfigError, WeightsError) as exc:
             raise StartupError(str(exc)) from None
-        self.fusion = OccupancyFusion(fusion_config(s, self.engine.grid),
-                                      device=self.engine.device)
-        self.sync = ApproximateTimeSynchronizer(sync_config(s))
+        self.rig: Rig = self.pipeline.rig
+        self._applied: Settings = s  # the settings the pipeline runs with
         self.diag = NodeDiagnostics(s.camera_names, latency_window=s.latency_window,
                                     input_timeout=s.input_timeout)
-        self._engine_info = {k: v for k, v in self.engine.describe().items()
+        self._engine_info = {k: v for k, v in self.pipeline.engine.describe().items()
                              if k in ("device", "device_name", "precision", "preset", "weights",
                                       "image_size", "compiled")}
-        self._sync_lock = threading.Lock()
-        self._odom_lock = threading.Lock()
-        self._odom_stamps: list[int] = []  # sorted, int ns
-        self._odom_poses: list[np.ndarray] = []  # (4, 4) T_odom_base, same order
-        self._info: dict[str, InfoEntry] = {}
         self._throttle: dict[Any, float] = {}
         self._once: set[str] = set()
-        self._odom_missing = False
 
         self._create_topics(s)
         steady = Clock(clock_type=ClockType.STEADY_TIME)
@@ -345,82 +332,59 @@ class DepthAnyViewNode(Node):
 
     # ------------------------------------------------------------------ input callbacks
     def _on_image(self, camera: str, msg: Image) -> None:
-        """Validate an image and queue it in the synchronizer."""
+        """Convert an image and queue it in the pipeline's synchronizer."""
         self.diag.image_received(camera)
         try:
             array = image_msg_to_array(msg)
         except ImageEncodingError as exc:
             self._bad(camera, "image", f"camera '{camera}' image: {exc}")
             return
-        frame = msg.header.frame_id or self.rig[camera].frame_id
-        if msg.header.frame_id and msg.header.frame_id != self.rig[camera].frame_id:
-            self._warn_once(f"frame:{camera}", (
-                f"camera '{camera}' images are in frame '{msg.header.frame_id}' but rig_file "
-                f"calls its optical frame '{self.rig[camera].frame_id}'; using the rig's "
-                "extrinsics for them"))
-        stamp = stamp_to_ns(msg.header.stamp)
-        payload = ImagePayload(array, msg.encoding, frame, stamp)
-        with self._sync_lock:
-            sets = self.sync.add_image(camera, stamp, payload, self._now_ns())
-            reset = self.sync.take_reset()
-        self._dispatch(sets, reset)
+        key = f"{camera}/image"
+        before = self.pipeline.last_errors.get(key)
+        sets = self.pipeline.add_image(camera, stamp_to_ns(msg.header.stamp), array,
+                                       self._now_ns(), encoding=msg.encoding,
+                                       frame_id=msg.header.frame_id or None)
+        error = self.pipeline.last_errors.get(key)
+        if error is not None and error is not before:  # a new message: this image was refused
+            self._bad(camera, "image", error)
+        self._dispatch(sets)
 
     def _on_camera_info(self, camera: str, msg: CameraInfo) -> None:
-        """Convert a CameraInfo (reusing an unchanged calibration) for the synchronizer."""
-        key = (msg.width, msg.height, msg.distortion_model, tuple(msg.d), tuple(msg.k),
-               tuple(msg.r), tuple(msg.p))
-        entry = self._info.get(camera)
-        if entry is None or entry.key != key:
-            try:
-                entry = InfoEntry(key, camera_info_to_camera(msg), None)
-            except CalibrationError as exc:
-                entry = InfoEntry(key, None, f"camera '{camera}' CameraInfo: {exc}")
-                self._bad(camera, "camera_info", entry.error)
-            self._info[camera] = entry
-        with self._sync_lock:
-            self.sync.add_camera_info(camera, stamp_to_ns(msg.header.stamp), entry)
+        """Hand a CameraInfo to the pipeline (an unchanged calibration is reused there)."""
+        error = self.pipeline.add_camera_info(camera, stamp_to_ns(msg.header.stamp), msg)
+        if error is not None:
+            self._bad(camera, "camera_info", error)
 
-    def _on_odometry(self, msg: Any) -> None:
-        """Validate an odometry pose and keep it, sorted by stamp, for the worker."""
+    def _on_odometry(self, msg: Odometry) -> None:
+        """Convert an odometry pose (naming a bad field) into the pipeline's pose buffer."""
+        topic = self.settings.odom_topic
         try:
-            T = odometry_to_transform(msg, QUATERNION_TOLERANCE)
+            T = odometry_to_transform(msg, QUATERNION_TOLERANCE)  # (4, 4) T_odom_base
         except ValueError as exc:
-            self._bad("odometry", "pose", f"odometry on {self.settings.odom_topic}: {exc}")
+            error: str | None = str(exc)
+        else:
+            error = self.pipeline.add_odometry(stamp_to_ns(msg.header.stamp), T)
+        if error is not None:
+            self._bad("odometry", "pose",
+                      f"odometry on {topic}: {error.removeprefix('odometry: ')}")
             return
         if msg.header.frame_id and msg.header.frame_id != self.settings.odom_frame:
             self._warn_once("odom_frame", (
-                f"odometry is in frame '{msg.header.frame_id}', parameter odom_frame is "
-                f"'{self.settings.odom_frame}'; occupancy is published in the latter"))
+                f"odometry on {topic} is in frame '{msg.header.frame_id}', parameter "
+                f"odom_frame is '{self.settings.odom_frame}'; occupancy is published in the "
+                "latter"))
         if msg.child_frame_id and msg.child_frame_id != self.rig.base_frame:
             self._warn_once("odom_child", (
                 f"odometry child_frame_id is '{msg.child_frame_id}', the rig's base frame is "
                 f"'{self.rig.base_frame}'; the pose is taken as the rig's base frame"))
-        stamp = stamp_to_ns(msg.header.stamp)
-        with self._odom_lock:
-            if self._odom_stamps and stamp < self._odom_stamps[-1] - ODOM_JUMP_BACK_NS:
-                self.get_logger().info(
-                    f"odometry stamp jumped back {(self._odom_stamps[-1] - stamp) / 1e9:.2f} s "
-                    "(looped bag or clock reset): pose buffer cleared")
-                self._odom_stamps.clear()
-                self._odom_poses.clear()
-            i = bisect.bisect_left(self._odom_stamps, stamp)
-            if i < len(self._odom_stamps) and self._odom_stamps[i] == stamp:
-                self._odom_poses[i] = T
-            else:
-                self._odom_stamps.insert(i, stamp)
-                self._odom_poses.insert(i, T)
-            if len(self._odom_stamps) > ODOM_BUFFER:
-                del self._odom_stamps[0], self._odom_poses[0]
 
     def _on_poll(self) -> None:
         """Let timed-out windows go ahead as partial sets."""
-        with self._sync_lock:
-            sets = self.sync.poll(self._now_ns())
-            reset = self.sync.take_reset()
-        self._dispatch(sets, reset)
+        self._dispatch(self.pipeline.poll(self._now_ns()))
 
-    def _dispatch(self, sets: list[SyncedSet], reset: Any) -> None:
+    def _dispatch(self, sets: list[SyncedSet]) -> None:
         """Hand sets to the worker (latest wins) and log a synchronizer reset."""
+        reset = self.pipeline.take_reset()
         if reset is not None:
             self.get_logger().info(f"synchronizer reset: {reset.reason}")
         for synced in sets:
@@ -429,9 +393,10 @@ class DepthAnyViewNode(Node):
 
     def _on_diagnostics(self) -> None:
         """Publish /diagnostics."""
-        with self._sync_lock:
-            stats = self.sync.stats()
-        statuses = self.diag.statuses(sync_stats=stats, engine=self._engine_info)
+        # The synchronizer is only touched from this (the executor's) thread, never by
+        # the worker, so its counters can be read here without the pipeline's full stats.
+        statuses = self.diag.statuses(sync_stats=self.pipeline.sync.stats(),
+                                      engine=self._engine_info)
         self._pub_diag.publish(to_diagnostic_array(statuses, self.get_clock().now().to_msg(),
                                                    NODE_NAME))
 
@@ -445,17 +410,26 @@ class DepthAnyViewNode(Node):
                     f"parameter '{name}' can only be set at start-up; restart the node "
                     "with the new value"))
         try:
-            self.settings.updated(changes)
-        except ParameterError as exc:
+            pipeline_config(self.settings.updated(changes))
+        except ValueError as exc:  # ParameterError and ConfigError are ValueErrors
             return SetParametersResult(successful=False, reason=str(exc))
         return SetParametersResult(successful=True)
 
     def _after_set_parameters(self, params: list[Any]) -> None:
-        """Apply accepted runtime changes (the worker reads settings once per set)."""
+        """Record accepted runtime changes; the worker applies them before its next set."""
         changes = {p.name: p.value for p in params if p.name in SPECS}
         if changes:
             self.settings = self.settings.updated(changes)
             self.get_logger().info(f"parameters changed: {changes}")
+
+    def _apply_settings(self) -> Settings:
+        """The current settings, pushed into the pipeline first if they changed (worker)."""
+        s = self.settings
+        if s is not self._applied:
+            self._applied = s
+            cfg = pipeline_config(s)  # validated by _on_set_parameters
+            self.pipeline.reconfigure(points=cfg.points, fusion=cfg.fusion)
+        return s
 
     # ------------------------------------------------------------------ inference worker
     def _work(self) -> None:
@@ -465,7 +439,7 @@ class DepthAnyViewNode(Node):
             if synced is None:
                 continue
             try:
-                self._process(synced)
+                self._handle(synced)
             except Exception as exc:  # noqa: BLE001 - keep serving; the error is reported
                 if self._stop.is_set() or not self.context.ok():
                     return  # shutting down: publishers are gone, nothing to report
@@ -473,130 +447,59 @@ class DepthAnyViewNode(Node):
                 self.get_logger().error(f"set at {synced.stamp_ns} ns failed: "
                                         f"{type(exc).__name__}: {exc}")
 
-    def _view_input(self, name: str, view: Any) -> ViewInput | None:
-        """The engine's input for one synchronized view, or None (reported) if unusable."""
-        payload: ImagePayload = view.payload
-        info: InfoEntry = view.info
-        if info.camera is None:
-            self._bad(name, "camera_info", info.error or f"camera '{name}': no CameraInfo")
-            return None
-        cam = info.camera
-        h, w = payload.array.shape[:2]
-        if (cam.width, cam.height) != (w, h):
-            self._bad(name, "camera_info", (
-                f"camera '{name}' CameraInfo 'width'/'height' is {cam.width}x{cam.height} but "
-                f"its image is {w}x{h}; publish the CameraInfo of the image's resolution"))
-            return None
-        rgb = to_rgb8(payload.array, payload.encoding)  # (H, W, 3) uint8
-        return ViewInput(name, rgb, cam, self.rig[name].T_base_cam)
+    def _handle(self, synced: SyncedSet) -> None:
+        """One set: apply changed parameters, run the pipeline, publish its result."""
+        s = self._apply_settings()
+        self._publish(self.pipeline.process(synced), s)
 
-    def _process(self, synced: SyncedSet) -> None:
-        """Network, then depth, points and occupancy outputs for one synchronized set."""
-        s = self.settings
-        views: list[ViewInput] = []
-        payloads: dict[str, ImagePayload] = {}
-        for name, view in synced.views.items():
-            built = self._view_input(name, view)
-            if built is not None:
-                views.append(built)
-                payloads[name] = view.payload
-        if len(views) < s.min_cameras or not views:
-            self.diag.set_dropped("bad_input")
-            return
-        try:
-            pred = self.engine.infer(views)
-        except (InferenceError, ValueError) as exc:
-            self.diag.set_dropped("inference_error", str(exc))
-            self._warn("inference", f"inference failed, set dropped: {exc}")
+    def _publish(self, result: PipelineResult, s: Settings) -> None:
+        """Report the set's bad views, then publish its outputs and record diagnostics."""
+        errors = list(self.pipeline.last_errors.items())
+        for name, message in result.skipped.items():
+            # the skip kind (camera_info, size, encoding) is the key process() filed it under
+            kind = next((k.split("/", 1)[1] for k, v in errors
+                         if v == message and k.startswith(f"{name}/")), "view")
+            self._bad(name, kind, message)
+        if not result.ok:
+            reason, _, detail = result.dropped.partition(": ")
+            if reason == DROP_INFERENCE:
+                self.diag.set_dropped(reason, detail)
+                self._warn("inference", f"inference failed, set dropped: {detail}")
+            else:
+                self.diag.set_dropped(reason)
             return
         if s.publish_depth:
-            self._publish_depth(pred, payloads)
+            for name, out in result.cameras.items():  # the input image's header
+                header = make_header(out.stamp_ns, out.frame_id)
+                self._pub_depth[name].publish(depth_to_image_msg(out.depth, header))
+                self._pub_depth_info[name].publish(camera_to_camera_info(out.camera, header))
         if s.publish_points:
-            self._publish_points(pred, synced.stamp_ns, s)
-        fusion_state = self._publish_occupancy(pred, synced.stamp_ns, s)
-        missing = [c for c in s.camera_names if c not in payloads]
-        self.diag.set_processed(missing, pred.timings.get("total", float("nan")),
-                                (self._now_ns() - synced.stamp_ns) / 1e9, fusion_state)
+            self._pub_points.publish(xyzrgb_cloud(
+                result.points, result.colors, make_header(result.stamp_ns, result.points_frame)))
+        self._publish_occupancy(result, s)
+        note = result.odometry_note
+        self.diag.odometry_note(None if note is None else f"{note} (odometry topic "
+                                                          f"{s.odom_topic})")
+        inference_s = sum(result.timings.get(k, 0.0) for k in INFERENCE_STAGES)
+        self.diag.set_processed([c for c in s.camera_names if c not in result.cameras],
+                                inference_s, (self._now_ns() - result.stamp_ns) / 1e9,
+                                self.pipeline.fusion.stats())
 
-    def _publish_depth(self, pred: Prediction, payloads: dict[str, ImagePayload]) -> None:
-        """Per camera: depth (32FC1) and its CameraInfo, with the input image's header."""
-        for i, name in enumerate(pred.camera_names):
-            depth, camera = pred.view_depth(i)
-            header = make_header(payloads[name].stamp_ns, payloads[name].frame_id)
-            self._pub_depth[name].publish(depth_to_image_msg(depth, header))
-            self._pub_depth_info[name].publish(camera_to_camera_info(camera, header))
-
-    def _publish_points(self, pred: Prediction, stamp_ns: int, s: Settings) -> None:
-        """The coloured cloud of every view's network depth, in base_link."""
-        K = np.stack([c.K for c in pred.cameras])  # (V, 3, 3)
-        max_depth = s.points_max_depth if s.points_max_depth > 0 else float("inf")
-        points, colors = depth_to_points(pred.depth, K, pred.T_base_cam, pred.images,
-                                         stride=s.points_stride, max_depth=max_depth)
-        if s.points_voxel_size > 0:
-            points, colors = voxel_downsample(points, colors, s.points_voxel_size)
-        header = make_header(stamp_ns, self.rig.base_frame)
-        self._pub_points.publish(xyzrgb_cloud(points, colors, header))
-
-    def _odometry_at(self, stamp_ns: int, max_age_ns: int) -> np.ndarray | None:
-        """The buffered pose nearest to `stamp_ns`, if within `max_age_ns`; else None."""
-        with self._odom_lock:
-            stamps = self._odom_stamps
-            if not stamps:
-                return None
-            i = bisect.bisect_left(stamps, stamp_ns)
-            best = min((j for j in (i - 1, i) if 0 <= j < len(stamps)),
-                       key=lambda j: abs(stamps[j] - stamp_ns))
-            if abs(stamps[best] - stamp_ns) > max_age_ns:
-                return None
-            return self._odom_poses[best]
-
-    def _publish_occupancy(self, pred: Prediction, stamp_ns: int,
-                           s: Settings) -> dict[str, Any]:
-        """Fuse the set's occupancy volume, then publish voxels, markers and the 2D grid."""
-        wanted = fusion_config(s, pred.grid, base=self.fusion.config)
-        if wanted != self.fusion.config:
-            self.fusion.config = wanted  # runtime thresholds, decay and jump limits
-        pose = None
-        if s.use_odometry:
-            pose = self._odometry_at(stamp_ns, int(s.odom_max_age * 1e9))
-            note = None if pose is not None else (
-                f"no odometry on {s.odom_topic} within {s.odom_max_age} s of the set stamp: "
-                "single-frame occupancy in base_link")
-            if note is not None and not self._odom_missing:
-                self.get_logger().warning(note)
-            elif note is None and self._odom_missing:
-                self.get_logger().info(f"odometry on {s.odom_topic} is back: fusing in odom")
-            self._odom_missing = note is not None
-            self.diag.odometry_note(note)
-        else:
-            self.diag.odometry_note(None)
-        status = self.fusion.update(pred.occupancy, pred.observed, pred.grid, stamp_ns, pose)
-        if status.reset_reason is not None:
-            self.get_logger().info(f"occupancy map reset: {status.reset_reason}")
-        state = self.fusion.stats()
-        if not status.accepted:
-            self._warn("occupancy", status.message)
-            return state
-        frame = s.odom_frame if status.frame == ODOM_FRAME else self.rig.base_frame
-        header = make_header(stamp_ns, frame)
-        if s.publish_voxels or s.publish_markers:
-            centres, probs = self.fusion.occupied_voxels(s.occupied_threshold)
-            if s.publish_voxels:
-                self._pub_voxels.publish(voxel_cloud(centres, probs, header))
-            if s.publish_markers:
-                if centres.shape[0] > s.marker_max_voxels:
-                    keep = np.argsort(-probs, kind="stable")[: s.marker_max_voxels]
-                    centres = centres[keep]
-                base_z = 0.0 if pose is None else float(pose[2, 3])
-                lo, hi = self.fusion.config.lower[2], self.fusion.config.upper[2]
-                self._pub_markers.publish(marker_array_msg(
-                    centres, self.fusion.voxel_size, header,
-                    z_range=(base_z + lo, base_z + hi)))
-        if s.publish_grid:
-            grid2d = self.fusion.occupancy_grid(s.grid_z_min, s.grid_z_max,
-                                                s.occupied_threshold, s.free_threshold)
-            self._pub_grid.publish(occupancy_grid_msg(grid2d, header))
-        return state
+    def _publish_occupancy(self, result: PipelineResult, s: Settings) -> None:
+        """Voxels, markers and the 2D grid of the fused map, in the result's map frame."""
+        if result.voxels is None:  # the fusion refused the update (a jump, a stale stamp)
+            self._warn("occupancy", result.fusion_message)
+            return
+        header = make_header(result.stamp_ns, result.map_frame)
+        if s.publish_voxels:
+            self._pub_voxels.publish(voxel_cloud(result.voxels, result.voxel_probability,
+                                                 header))
+        if s.publish_markers:
+            centres, z_range = self.pipeline.marker_voxels(result, s.marker_max_voxels)
+            self._pub_markers.publish(marker_array_msg(
+                centres, self.pipeline.fusion.voxel_size, header, z_range=z_range))
+        if s.publish_grid and result.grid2d is not None:
+            self._pub_grid.publish(occupancy_grid_msg(result.grid2d, header))
 
     # ------------------------------------------------------------------ shutdown
     def destroy_node(self) -> None:

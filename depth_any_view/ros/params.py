@@ -12,9 +12,11 @@ Validation gives one line naming the parameter and its allowed range or values, 
 start-up (the node exits before it creates any topic) and at runtime (the set is refused
 with that line as the reason).
 
-This module is plain Python (rcl_interfaces is imported only by `to_descriptor`), so the
-table, the validation and the translation into core configs (`sync_config`,
-`engine_config`, `fusion_config`) are testable without a ROS graph.
+This module needs no ROS (rcl_interfaces is imported only by `to_descriptor`), so the
+table and the validation are testable without a ROS graph. The translation of the values
+into the core's configs is `depth_any_view.pipeline.PipelineConfig.from_parameters`, the
+one the bag evaluation uses too; the defaults shared with the core (`DEFAULT_CAMERA_NAMES`,
+`INPUT_ENCODINGS`) are imported from there.
 """
 
 from __future__ import annotations
@@ -22,14 +24,11 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, replace
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
-from depth_any_view.config import ConfigError, config_path
-from depth_any_view.geometry.grid import VoxelGrid
+from depth_any_view.pipeline import DEFAULT_CAMERA_NAMES, INPUT_ENCODINGS
 
-DEFAULT_CAMERA_NAMES = ["front", "front_left", "front_right", "back", "back_left", "back_right"]
 QOS_CHOICES = ("sensor_data", "reliable", "best_effort", "transient_local", "system_default")
 NAME_PATTERN = re.compile(r"[A-Za-z][A-Za-z0-9_]*")  # a camera name is one topic token
 DEVICE_PATTERN = re.compile(r"auto|cpu|cuda(:\d+)?")
@@ -101,7 +100,7 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     _p("camera_topic_prefix", "/cameras",
        "Per-camera topics are <camera_topic_prefix>/<name>/<topic>"),
     _p("image_topic", "image_raw",
-       "Input image topic under each camera (rgb8, bgr8, rgba8, bgra8, mono8, mono16)"),
+       f"Input image topic under each camera ({', '.join(INPUT_ENCODINGS)})"),
     _p("camera_info_topic", "camera_info", "Input CameraInfo topic under each camera"),
     _p("depth_image_topic", "depth/image", "Output depth topic under each camera (32FC1, m)"),
     _p("depth_camera_info_topic", "depth/camera_info",
@@ -363,68 +362,6 @@ class Settings(Mapping[str, Any]):
         """<camera_topic_prefix>/<camera>/<topic>, without doubled slashes."""
         prefix = self.camera_topic_prefix.rstrip("/")
         return f"{prefix}/{camera}/{topic.strip('/')}"
-
-
-# ---------------------------------------------------------------------------- core configs
-def resolve_config_file(value: str) -> Path:
-    """Path of a config file parameter such as rig_file.
-
-    An existing path is used as is; otherwise the name is looked up in the package's config
-    folders (`depth_any_view.config.config_path`), also without a leading `config/`, so the
-    default `config/rig_surround6.yaml` works from a source checkout and an install alike.
-    """
-    try:
-        return config_path(value)
-    except ConfigError:
-        parts = Path(value).parts
-        if len(parts) > 1 and parts[0] == "config":
-            return config_path(str(Path(*parts[1:])))
-        raise
-
-
-def _ns(seconds: float) -> int:
-    """Integer nanoseconds of seconds."""
-    return int(round(seconds * 1e9))
-
-
-def sync_config(s: Settings) -> Any:
-    """The synchronizer's SyncConfig for these settings."""
-    from depth_any_view.sync.approximate_time import SyncConfig
-
-    return SyncConfig(cameras=tuple(s.camera_names), slop_ns=_ns(s.sync_slop),
-                      queue_size=s.sync_queue_size, timeout_ns=max(1, _ns(s.sync_timeout)),
-                      min_cameras=s.min_cameras,
-                      max_staleness_ns=_ns(s.max_staleness) if s.max_staleness > 0 else None)
-
-
-def engine_config(s: Settings, *, return_images: bool = True) -> Any:
-    """The inference EngineConfig for these settings (warm-up with all configured views)."""
-    from depth_any_view.inference.engine import EngineConfig
-
-    depth_range = (s.depth_min, s.depth_max) if s.depth_max > 0 else None
-    return EngineConfig(weights=s.weights or None, preset=s.preset, device=s.device,
-                        precision=s.precision, channels_last=s.channels_last,
-                        compile=s.compile, compile_mode=s.compile_mode,
-                        warmup_iters=s.warmup_iters, warmup_views=len(s.camera_names),
-                        threads=s.threads, output_resolution=s.output_resolution,
-                        depth_interpolation=s.depth_interpolation, depth_range=depth_range,
-                        out_of_range=s.out_of_range, return_images=return_images,
-                        random_init=s.random_init)
-
-
-def fusion_config(s: Settings, grid: VoxelGrid, base: Any = None) -> Any:
-    """FusionConfig for a rolling map of the network grid's size and voxel, with these
-    settings' thresholds, decay and jump limits (`base`: a config to update instead)."""
-    from depth_any_view.mapping.fusion import FusionConfig
-
-    tuned = {"occupied_threshold": s.occupied_threshold, "free_threshold": s.free_threshold,
-             "decay_occupied_per_s": s.decay_occupied, "decay_free_per_s": s.decay_free,
-             "max_linear_speed": s.max_linear_speed, "max_angular_speed": s.max_angular_speed,
-             "interpolation": s.fusion_interpolation, "grid_z_min": s.grid_z_min,
-             "grid_z_max": s.grid_z_max}
-    if base is not None:
-        return replace(base, **tuned)
-    return FusionConfig.matching(grid, **tuned)
 
 
 # ---------------------------------------------------------------------------- ROS descriptors
