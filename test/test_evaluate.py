@@ -27,8 +27,8 @@ TINY_MODEL = {"backbone": "resnet18", "backbone_width": 8, "image_size": [32, 32
               "occ_blocks": 1, "occ_fine_channels": 8, "occ_fine_kernel": 1,
               "min_depth": 0.3, "max_depth": 20.0}
 # Deterministic scores: compared between runs (everything but timings and paths).
-SCORE_KEYS = ("sets", "depth", "occupancy", "coverage", "sync", "fusion", "ground_truth",
-              "frames_in_bag", "input_errors")
+SCORE_KEYS = ("sets", "depth", "occupancy", "scale", "coverage", "sync", "fusion",
+              "ground_truth", "frames_in_bag", "input_errors")
 
 
 # ---------------------------------------------------------------------------- fixtures
@@ -162,6 +162,21 @@ def test_evaluation_writes_every_report_file(evaluated: dict[str, dict[str, Any]
     md = (folder / "report.md").read_text()
     assert "## Depth" in md and "| front |" in md and "fused" in md
     assert "![sample_panel](sample_panel.png)" in md
+    sc = r["scale"]
+    assert sc["frames"] == FRAMES and set(sc["per_camera"]) == set(CAMERAS)
+    for key in ("ratio_mean", "ratio_std", "cross_camera_std"):
+        assert sc[key] is not None and np.isfinite(sc[key]) and sc[key] >= 0.0, key
+    assert set(sc["targets_met"]) == {"ratio_mean", "ratio_std", "cross_camera_std",
+                                      "overlap_disagreement"}
+    # six surround cameras overlap: neighbours see the same walls
+    assert sc["overlap_pixels"] > 0 and 0.0 <= sc["overlap_disagreement"]
+    t = sc["series"]["t"]
+    assert len(t) == FRAMES and t == sorted(t) and 0.0 <= t[0] < 1.0  # seconds from start
+    assert all(len(sc["series"]["per_camera"][c]) == FRAMES for c in CAMERAS)
+    assert all(sc["per_camera"][c]["frames"] == FRAMES for c in CAMERAS)
+    assert "scale_over_time" in r["figures"]
+    assert "## Scale stability" in md and "| overlap disagreement |" in md
+    assert "![scale over time](scale_over_time.png)" in md
 
 
 def test_the_same_bag_gives_identical_figures(evaluated: dict[str, dict[str, Any]],
@@ -237,9 +252,11 @@ def test_a_bag_without_ground_truth_reports_latency_and_coverage(
     assert r["ground_truth"] == {"depth": [], "occupancy": False}
     assert r["sets"]["processed"] == FRAMES and r["latency"]["total"]["median"] > 0
     assert set(r["figures"]) == {"per_camera", "sample_panel", "birds_eye"}
+    assert r["scale"] is None
     assert r["output_bag"] is None and not (work / "report_no_gt" / "outputs").exists()
     md = (work / "report_no_gt" / "report.md").read_text()
     assert "no depth errors" in md and "| back_right |" in md
+    assert "scale not measured" in md
 
 
 def test_a_lost_image_gives_a_partial_set(bags: dict[str, Path], network: dict[str, Path],
@@ -253,6 +270,9 @@ def test_a_lost_image_gives_a_partial_set(bags: dict[str, Path], network: dict[s
     assert r["coverage"]["back"]["missing_in_sets"] == 1
     assert r["coverage"]["back"]["used"] == FRAMES - 1
     assert r["depth"]["per_camera"]["back"]["count"] == (FRAMES - 1) * SIZE[0] * SIZE[1]
+    assert r["scale"]["per_camera"]["back"]["frames"] == FRAMES - 1
+    assert r["scale"]["per_camera"]["front"]["frames"] == FRAMES
+    assert sum(v is None for v in r["scale"]["series"]["per_camera"]["back"]) == 1
     assert "extrinsics from rig_file" not in " ".join(r["notes"])
 
 

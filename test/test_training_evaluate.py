@@ -44,12 +44,45 @@ def test_evaluate_split_reports_per_camera_and_bins(split_and_weights, tmp_path)
     assert report_markdown(result).startswith("# Evaluation")
 
 
+def test_evaluate_reports_scale_stability_and_its_figure(split_and_weights, tmp_path):
+    split, weights = split_and_weights
+    result = evaluate_split(split, weights=weights, progress=False)
+    sc = result["scale"]
+    assert sc["frames"] == 2
+    for key in ("ratio_mean", "ratio_std", "cross_camera_std"):
+        assert np.isfinite(sc[key]) and sc[key] >= 0, key
+    assert set(sc["targets_met"]) == {"ratio_mean", "ratio_std", "cross_camera_std",
+                                      "overlap_disagreement"}
+    assert sc["overlap_pixels"] >= 0
+    assert sc["series"]["t"] == [0.0, 1.0]
+    assert set(sc["series"]["per_camera"]) == set(result["cameras"])
+    # the pooled ratio of a frame lies within its cameras' ratios
+    for f in range(2):
+        cams = [v[f] for v in sc["series"]["per_camera"].values() if np.isfinite(v[f])]
+        assert min(cams) - 1e-9 <= sc["series"]["pooled"][f] <= max(cams) + 1e-9
+    js, md = write_report(result, tmp_path)
+    png = tmp_path / "scale_over_time.png"
+    assert png.is_file() and png.read_bytes()[:4] == b"\x89PNG"
+    data = json.loads(js.read_text())
+    assert data["scale"]["ratio_mean"] == pytest.approx(sc["ratio_mean"])
+    assert data["figures"]["scale_over_time"] == "scale_over_time.png"
+    text = md.read_text()
+    assert "## Scale stability" in text and "| cross-camera std |" in text
+    assert "| \\|x - 1\\| <= 0.03 |" in text and "![scale over time](scale_over_time.png)" in text
+    # the figure depends on the data only
+    again = tmp_path / "again"
+    write_report(result, again)
+    assert (again / "scale_over_time.png").read_bytes() == png.read_bytes()
+
+
 def test_evaluate_is_deterministic_and_views_subset(split_and_weights):
     split, weights = split_and_weights
     a = evaluate_split(split, weights=weights, progress=False, views=["front", "back"])
     b = evaluate_split(split, weights=weights, progress=False, views=["front", "back"])
     assert a["cameras"] == ["front", "back"] and "abs_rel/front_left" not in a["depth"]
     assert a["depth"]["abs_rel"] == b["depth"]["abs_rel"]
+    assert a["scale"]["ratio_mean"] == b["scale"]["ratio_mean"]
+    assert set(a["scale"]["per_camera"]) == {"front", "back"}
     with pytest.raises(ValueError, match="not in the split"):
         evaluate_split(split, weights=weights, progress=False, views=["left_wing"])
 

@@ -20,8 +20,14 @@ Ground truth, when the bag has it, is matched by header stamp: `<prefix>/<name>/
 (32FC1 metres) per camera for depth (AbsRel, RMSE, delta<1.25, ... overall, per camera, per
 range bin), and `/ground_truth/occupancy` (bag/messages.py layout) for occupancy: voxel IoU,
 precision and recall of the single-frame network volume and of the fused map, both sampled
-onto the ground-truth grid. A processed set waits up to GT_WAIT_NS of record time for its
-ground truth. Without ground truth the run still reports coverage and latency.
+onto the ground-truth grid. Depth ground truth also scores scale stability (issue 10,
+training/metrics.py ScaleStabilityAccumulator): the median predicted / true depth per set
+and camera over time (x = seconds from the bag start), its spread between cameras, and the
+disagreement of neighbouring cameras on surface points both see; the ground truth's pixels
+use the image's CameraInfo resized to the ground truth's size, and a prediction of another
+size is matched to the ground truth by nearest resampling, as for the depth errors. A
+processed set waits up to GT_WAIT_NS of record time for its ground truth. Without ground
+truth the run still reports coverage and latency.
 
 Outputs (report_dir): report.json, report.md, PNG figures (bag/report.py) and `outputs/`, an
 MCAP bag with the node's output topics for every processed set (depth image and CameraInfo
@@ -76,6 +82,7 @@ from depth_any_view.bag.messages import (
 from depth_any_view.bag.reader import BagReader
 from depth_any_view.bag.report import BirdsEye, FigureData, SamplePanel, to_jsonable, write_report
 from depth_any_view.config import ConfigError, config_path, load_yaml
+from depth_any_view.geometry.camera import PinholeCamera
 from depth_any_view.geometry.grid import FREE, OCCUPIED, UNKNOWN, VoxelGrid
 from depth_any_view.geometry.rig import Rig, RigCamera
 from depth_any_view.mapping.points import XYZP_DTYPE, to_xyzrgb
@@ -91,6 +98,7 @@ from depth_any_view.training.metrics import (
     DEFAULT_BINS,
     DEPTH_METRICS,
     DepthMetricAccumulator,
+    ScaleStabilityAccumulator,
     VoxelMetricAccumulator,
     bin_name,
 )
@@ -467,6 +475,8 @@ class _Pending:
     single: np.ndarray | None  # (nx, ny, nz) float32 network probability on the eval grid
     observed: np.ndarray | None  # (nx, ny, nz) bool, voxels the network observed
     fused: np.ndarray | None  # (nx, ny, nz) float32 fused probability, NaN = unknown
+    cameras: dict[str, PinholeCamera] = field(default_factory=dict)  # camera -> the
+    # calibration of its input image (its CameraInfo), for the scale overlap
 
 
 def labels_from_probability(prob: np.ndarray, known: np.ndarray, occupied: float,
@@ -477,6 +487,16 @@ def labels_from_probability(prob: np.ndarray, known: np.ndarray, occupied: float
         out[known & (prob >= occupied)] = OCCUPIED
         out[known & (prob <= free)] = FREE
     return out
+
+
+def _image_camera(result: PipelineResult, synced: Any, name: str) -> PinholeCamera:
+    """The calibration of a camera's input image in a processed set (its CameraInfo)."""
+    pred = result.prediction
+    if pred is not None and pred.cameras_input is not None and name in pred.camera_names:
+        return pred.cameras_input[pred.index(name)]
+    view = synced.views.get(name)
+    camera = getattr(getattr(view, "info", None), "camera", None)
+    return camera if isinstance(camera, PinholeCamera) else result.cameras[name].camera
 
 
 def _resample_nearest(depth: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
@@ -514,6 +534,8 @@ class _Evaluation:
         self.fine_acc = DepthMetricAccumulator(["all"], bins=self.fine_bins)
         self.single_acc = VoxelMetricAccumulator(self.occupied)
         self.fused_acc = VoxelMetricAccumulator(self.occupied)
+        self.scale_acc = (ScaleStabilityAccumulator(plan.depth_gt_cameras)
+                          if plan.depth_gt_cameras else None)
         self.gt_known = 0
         # Ground truth by header stamp: (record time, array), until its set is scored.
         self.gt_depth: dict[tuple[str, int], tuple[int, np.ndarray]] = {}  # (H, W) metres
@@ -663,7 +685,7 @@ class _Evaluation:
                 self.out_bag.write(result, self.pipeline)
             # the sample: the set in the middle of the bag, or the last one if fewer came
             is_sample = self.processed <= self.sample_index
-            item = self._pending(result, is_sample, now_ns + GT_WAIT_NS)
+            item = self._pending(result, synced, is_sample, now_ns + GT_WAIT_NS)
             if is_sample:
                 self._keep_sample(result, item)
             self.pending.append(item)
@@ -678,11 +700,12 @@ class _Evaluation:
             self._grid_map = (np.where(inside[:, None], idx, 0), inside)
         return self._grid_map
 
-    def _pending(self, result: PipelineResult, is_sample: bool,
+    def _pending(self, result: PipelineResult, synced: Any, is_sample: bool,
                  deadline_ns: int) -> _Pending:
         """What scoring needs of a result, taken now (the fused map keeps changing)."""
         depth = {n: (o.stamp_ns, o.depth) for n, o in result.cameras.items()
                  if n in self.plan.depth_gt_cameras}
+        cameras = {n: _image_camera(result, synced, n) for n in depth}
         single = observed = fused = None
         if self.occ_enabled or is_sample:
             pred = result.prediction
@@ -694,7 +717,7 @@ class _Evaluation:
                 fused = self.pipeline.fusion.sample(self.eval_grid, result.pose)
             else:
                 fused = np.full(dims, np.nan, dtype=np.float32)
-        return _Pending(result.stamp_ns, deadline_ns, depth, single, observed, fused)
+        return _Pending(result.stamp_ns, deadline_ns, depth, single, observed, fused, cameras)
 
     def _keep_sample(self, result: PipelineResult, item: _Pending) -> None:
         """Arrays of the sample set for the panel and the bird's-eye view."""
@@ -749,6 +772,7 @@ class _Evaluation:
             preds[name], gts[name] = pred, gt
         if preds:
             self._score_depth(preds, gts)
+            self._score_scale(item, preds, gts)
             self.scored_depth_sets += 1
         entry = self.gt_occ.pop(item.stamp_ns, None) if self.occ_enabled else None
         labels = None if entry is None else entry[1]
@@ -793,7 +817,22 @@ class _Evaluation:
             self.depth_acc.update(P, G)
             self.fine_acc.update(preds[name][None, None], gts[name][None, None])
 
+    def _score_scale(self, item: _Pending, preds: dict[str, np.ndarray],
+                     gts: dict[str, np.ndarray]) -> None:
+        """One set's scale ratios and overlap disagreement (depth at the GT's size)."""
+        names = self.scale_acc.camera_names
+        rig = self.pipeline.rig
+        self.scale_acc.update(
+            [preds.get(n) for n in names], [gts.get(n) for n in names],
+            [item.cameras.get(n) if n in preds else None for n in names],
+            np.stack([rig[n].T_base_cam for n in names]),
+            stamp=(item.stamp_ns - self.reader.start_ns) / 1e9)
+
     # ------------------------------------------------------------------ results
+    def scale_result(self) -> dict[str, Any] | None:
+        """Scale stability over the scored sets (None without depth ground truth)."""
+        return None if self.scale_acc is None else self.scale_acc.compute()
+
     def depth_result(self) -> dict[str, Any] | None:
         """Depth metrics overall, per camera, per bin and per camera and bin (or None)."""
         if not self.plan.depth_gt_cameras:
@@ -899,7 +938,8 @@ def evaluate_bag(bag: Path | str, report_dir: Path | str, *, params_file: Path |
                      None if out_bag is None else out_bag.path)
     figures = FigureData(cameras=list(topics.camera_names), depth_curve=run.depth_curve(),
                          per_camera=_per_camera_figure(run, result),
-                         sample=run.sample, birds_eye=run.birds_eye)
+                         sample=run.sample, birds_eye=run.birds_eye,
+                         scale=result["scale"])
     paths = write_report(result, figures, report_dir)
     out = to_jsonable(result)
     out["report_files"] = {k: str(v) for k, v in paths.items()}
@@ -974,6 +1014,7 @@ def _result(run: _Evaluation, bag: Path, params_path: Path, rig_source: str, wal
         "coverage": coverage,
         "depth": run.depth_result(),
         "occupancy": run.occupancy_result(),
+        "scale": run.scale_result(),
         "latency": {stage: _stage_stats([t[stage] for t in run.timings]) for stage in STAGES},
         "throughput": {"sets": n, "wall_s": wall, "sets_per_s": n / wall if wall > 0 else None,
                        "bag_duration_s": duration,

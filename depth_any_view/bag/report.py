@@ -4,13 +4,16 @@
 figures (`FigureData`) and writes, into one directory:
 - `report.json`: the result, NaN written as null, keys sorted (two identical runs give
   identical files apart from timing entries);
-- `report.md`: headline, depth per camera and range bin, occupancy, coverage, latency;
+- `report.md`: headline, depth per camera and range bin, scale stability against the
+  issue-10 targets, occupancy, coverage, latency;
 - `error_vs_distance.png`: AbsRel and RMSE against ground-truth distance (needs depth GT);
 - `per_camera.png`: AbsRel, RMSE and delta<1.25 per camera (without GT: the fraction of
   pixels with a depth estimate and the sets each camera took part in);
 - `sample_panel.png`: one set, a row per camera: RGB | prediction | ground truth | error;
 - `birds_eye.png`: occupancy seen from above in base_link (x forward up, y left):
-  ground truth | single-frame network | fused map, black occupied, white free, grey unknown.
+  ground truth | single-frame network | fused map, black occupied, white free, grey unknown;
+- `scale_over_time.png`: median predicted / true depth per camera and pooled, over seconds
+  from the bag start (needs depth GT).
 
 Figures are drawn with matplotlib's Agg backend (no display) from the given arrays only, so
 the same data gives byte-identical PNGs.
@@ -28,11 +31,13 @@ import numpy as np
 
 from depth_any_view.data.preview import occupancy_topdown
 from depth_any_view.geometry.grid import VoxelGrid
+from depth_any_view.training.evaluate import plot_scale_over_time, scale_markdown
 
 REPORT_JSON = "report.json"
 REPORT_MD = "report.md"
 FIGURES = {"error_vs_distance": "error_vs_distance.png", "per_camera": "per_camera.png",
-           "sample_panel": "sample_panel.png", "birds_eye": "birds_eye.png"}
+           "sample_panel": "sample_panel.png", "birds_eye": "birds_eye.png",
+           "scale_over_time": "scale_over_time.png"}
 MAX_REL_ERROR = 0.5  # colour scale end of the panel's relative error column
 _PNG_METADATA = {"Software": None}  # no library version in the file: same data, same bytes
 
@@ -72,6 +77,8 @@ class FigureData:
     # metrics ('abs_rel', 'rmse', 'delta1' with GT; 'valid_fraction', 'sets' always)
     sample: SamplePanel | None = None
     birds_eye: BirdsEye | None = None
+    scale: dict[str, Any] | None = None  # ScaleStabilityAccumulator.compute(), or None
+    # without depth ground truth; its series' t is seconds from the bag start
 
 
 # ---------------------------------------------------------------------------- JSON
@@ -156,6 +163,8 @@ def report_markdown(result: dict[str, Any]) -> str:
         lines.append("")
     else:
         lines += ["## Depth", "", "No `depth_gt` topics in the bag: no depth errors.", ""]
+    figures = result.get("figures") or {}
+    lines += scale_markdown(result.get("scale"), figures.get("scale_over_time"))
     occ = result.get("occupancy")
     if occ:
         lines += ["## Occupancy", "",
@@ -190,9 +199,10 @@ def report_markdown(result: dict[str, Any]) -> str:
     thr = result["throughput"]
     lines += ["", f"{thr['sets']} sets in {thr['wall_s']:.2f} s: {_f(thr['sets_per_s'], 2)} "
               f"sets/s, {_f(thr['realtime_factor'], 2)}x the bag's real time.", ""]
-    if result.get("figures"):
+    others = {k: v for k, v in figures.items() if k != "scale_over_time"}  # linked above
+    if others:
         lines += ["## Figures", ""]
-        lines += [f"![{name}]({file})" for name, file in result["figures"].items()]
+        lines += [f"![{name}]({file})" for name, file in others.items()]
         lines.append("")
     if result.get("output_bag"):
         lines += [f"Outputs of the node for every set: `{result['output_bag']}` (MCAP).", ""]
@@ -347,6 +357,10 @@ def write_figures(data: FigureData, out_dir: Path) -> dict[str, str]:
     if data.birds_eye is not None:
         plot_birds_eye(data.birds_eye, out_dir / FIGURES["birds_eye"])
         written["birds_eye"] = FIGURES["birds_eye"]
+    if data.scale is not None and data.scale["series"]["t"]:
+        plot_scale_over_time(data.scale, out_dir / FIGURES["scale_over_time"],
+                             xlabel="seconds from the bag start")
+        written["scale_over_time"] = FIGURES["scale_over_time"]
     return written
 
 

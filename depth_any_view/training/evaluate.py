@@ -4,7 +4,11 @@
 the same InferenceEngine the node uses (uint8 images in, depth at input resolution out),
 so the figures are those of the shipped product, not of the training loop. Depth metrics
 are pooled over pixels, overall, per camera and per range bin (0-5 m, 5-15 m, 15 m+);
-occupancy is scored on voxels the ground truth knows and the network observes.
+occupancy is scored on voxels the ground truth knows and the network observes. Scale
+stability (training/metrics.py, ScaleStabilityAccumulator) reports how steady the metric
+scale is over frames and between cameras, against the issue-10 targets; `write_report` also
+draws the scale ratio of every camera over the evaluated frames (`scale_over_time.png`).
+Ground truth only scores; inference never sees it.
 """
 
 from __future__ import annotations
@@ -23,12 +27,17 @@ from depth_any_view.data.shards import load_frame, read_meta
 from depth_any_view.geometry.camera import PinholeCamera
 from depth_any_view.training.metrics import (
     DEFAULT_BINS,
+    SCALE_FIGURES,
+    SCALE_TARGETS,
     DepthMetricAccumulator,
+    ScaleStabilityAccumulator,
     VoxelMetricAccumulator,
     bin_name,
 )
 
 HEADLINE = ("abs_rel", "rmse", "delta1")
+SCALE_FIGURE = "scale_over_time.png"  # ratio per camera over frames, beside the report
+_PNG_METADATA = {"Software": None}  # no library version in the file: same data, same bytes
 
 
 def evaluate_split(data: Sequence[str | Path] | str | Path, *, weights: str | Path | None,
@@ -47,7 +56,8 @@ def evaluate_split(data: Sequence[str | Path] | str | Path, *, weights: str | Pa
         engine_overrides: extra EngineConfig fields (device, precision, ...).
 
     Returns:
-        {'depth': {...}, 'occupancy': {...}, 'frames', 'cameras', 'weights', 'seconds'}.
+        {'depth': {...}, 'occupancy': {...}, 'scale': {...} (ScaleStabilityAccumulator;
+        x of its series = frame number), 'frames', 'cameras', 'weights', 'seconds'}.
     """
     from depth_any_view.inference.engine import EngineConfig, InferenceEngine, ViewInput
 
@@ -68,6 +78,7 @@ def evaluate_split(data: Sequence[str | Path] | str | Path, *, weights: str | Pa
     sel = [names_all.index(n) for n in names]
     depth_acc = DepthMetricAccumulator(names, bins=DEFAULT_BINS)
     voxel_acc = VoxelMetricAccumulator()
+    scale_acc = ScaleStabilityAccumulator(names)
     total = sum(int(read_meta(d)["frames"]) for d in dirs)
     if max_frames:
         total = min(total, max_frames)
@@ -93,6 +104,8 @@ def evaluate_split(data: Sequence[str | Path] | str | Path, *, weights: str | Pa
             pred = engine.infer(inputs)
             depth = np.stack([pred.view_depth(k)[0] for k in range(len(sel))])  # (V, H, W)
             depth_acc.update(depth, frame.depth[sel])
+            scale_acc.update(depth, frame.depth[sel], frame.K[sel], frame.T_base_cam[sel],
+                             stamp=count)
             voxel_acc.update(pred.occupancy, frame.occupancy, pred.observed)
             count += 1
             bar.update(1)
@@ -101,12 +114,88 @@ def evaluate_split(data: Sequence[str | Path] | str | Path, *, weights: str | Pa
     occ = voxel_acc.compute()
     return {"frames": count, "cameras": names, "weights": engine.weights_source,
             "shard_dirs": [str(d) for d in dirs], "seconds": time.perf_counter() - t0,
-            "depth": depth, "occupancy": occ}
+            "depth": depth, "occupancy": occ, "scale": scale_acc.compute()}
 
 
 def _fmt(v: float) -> str:
     """A metric for a Markdown table."""
     return "n/a" if v is None or not np.isfinite(v) else f"{v:.3f}"
+
+
+def scale_markdown(scale: dict[str, Any] | None, figure: str | None = None) -> list[str]:
+    """Markdown lines of the scale-stability figures against their targets (issue 10).
+
+    Args:
+        scale: ScaleStabilityAccumulator.compute() output (JSON NaN may be None), or None.
+        figure: file name of the ratio-over-time plot to link, if written.
+    """
+    lines = ["## Scale stability", ""]
+    if not scale:
+        return lines + ["No depth ground truth: scale not measured.", ""]
+    met = scale.get("targets_met") or {}
+    labels = {"ratio_mean": "ratio mean (pred / GT)", "ratio_std": "ratio std over frames",
+              "cross_camera_std": "cross-camera std", "overlap_disagreement":
+              "overlap disagreement"}
+    lines += [f"Per frame and camera the ratio is the median of predicted / true depth over "
+              f"valid pixels; {scale['frames']} frames, {scale['overlap_pixels']} overlap "
+              "samples.", "", "| figure | measured | target | met |", "|---|---|---|---|"]
+    for key in SCALE_FIGURES:
+        comp, bound = SCALE_TARGETS[key]
+        ok = met.get(key)
+        verdict = "n/a" if ok is None else ("yes" if ok else "no")
+        comp = comp.replace("|", "\\|")  # a literal bar inside a Markdown table cell
+        lines.append(f"| {labels[key]} | {_fmt(scale.get(key))} | {comp} {bound:g} | "
+                     f"{verdict} |")
+    per_cam = scale.get("per_camera") or {}
+    if per_cam:
+        lines += ["", "| camera | ratio mean | ratio std | frames |", "|---|---|---|---|"]
+        for cam, m in per_cam.items():
+            lines.append(f"| {cam} | {_fmt(m.get('ratio_mean'))} | {_fmt(m.get('ratio_std'))} "
+                         f"| {m.get('frames', 0)} |")
+    if figure:
+        lines += ["", f"![scale over time]({figure})"]
+    return lines + [""]
+
+
+def plot_scale_over_time(scale: dict[str, Any], path: str | Path, *,
+                         xlabel: str = "frame") -> Path:
+    """PNG of the scale ratio per camera (and all cameras pooled) over time (matplotlib Agg).
+
+    Args:
+        scale: ScaleStabilityAccumulator.compute() output; its 'series' is drawn.
+        path: the PNG file to write.
+        xlabel: meaning of the series' t (frame number, seconds from the bag start, ...).
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    series = scale["series"]
+    t = np.asarray(series["t"], dtype=np.float64)
+    fig, ax = plt.subplots(figsize=(9.0, 3.8))
+    tol = SCALE_TARGETS["ratio_mean"][1]
+    ax.axhspan(1.0 - tol, 1.0 + tol, color="tab:green", alpha=0.12,
+               label=f"target 1 +/- {tol:g}")
+    ax.axhline(1.0, color="tab:green", lw=0.8)
+    marker = "o" if t.size <= 60 else None
+    for cam, values in series["per_camera"].items():
+        y = np.array([np.nan if v is None else v for v in values], dtype=np.float64)
+        ax.plot(t, y, marker=marker, markersize=3, lw=1.0, label=cam)
+    pooled = np.array([np.nan if v is None else v for v in series["pooled"]], np.float64)
+    ax.plot(t, pooled, color="black", lw=1.6, ls="--", label="all cameras")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("median predicted / true depth")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # beside the axes
+    ax.set_title(f"scale over time: mean {_fmt(scale.get('ratio_mean'))}, std over frames "
+                 f"{_fmt(scale.get('ratio_std'))}, cross-camera std "
+                 f"{_fmt(scale.get('cross_camera_std'))}", fontsize=9)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=100, metadata=_PNG_METADATA)
+    plt.close(fig)
+    return path
 
 
 def report_markdown(result: dict[str, Any], title: str = "Evaluation") -> str:
@@ -129,14 +218,22 @@ def report_markdown(result: dict[str, Any], title: str = "Evaluation") -> str:
               "|---|---|---|---|---|",
               f"| fused views | {_fmt(o['voxel_iou'])} | {_fmt(o['voxel_precision'])} | "
               f"{_fmt(o['voxel_recall'])} | {int(o['voxel_known'])} |", ""]
+    if "scale" in result:
+        lines += scale_markdown(result["scale"],
+                                (result.get("figures") or {}).get("scale_over_time"))
     return "\n".join(lines)
 
 
 def write_report(result: dict[str, Any], out_dir: str | Path,
                  title: str = "Evaluation") -> tuple[Path, Path]:
-    """Write `metrics.json` and `metrics.md` into out_dir; returns both paths."""
+    """Write `metrics.json`, `metrics.md` and `scale_over_time.png` (when the result has a
+    scale block with frames) into out_dir; returns the JSON and Markdown paths."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    scale = result.get("scale")
+    if scale and scale.get("series", {}).get("t"):
+        plot_scale_over_time(scale, out / SCALE_FIGURE, xlabel="evaluated frame")
+        result["figures"] = {**(result.get("figures") or {}), "scale_over_time": SCALE_FIGURE}
     js = out / "metrics.json"
     clean = json.loads(json.dumps(result, default=float).replace("NaN", "null"))
     js.write_text(json.dumps(clean, indent=2, sort_keys=True))
