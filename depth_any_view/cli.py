@@ -31,7 +31,7 @@ def cmd_synth(args: argparse.Namespace) -> int:
 
     out = synthesize(Path(args.out), frames=args.frames, rig=args.rig, size=args.size,
                      fmt=args.format, seed=args.seed, scene=args.scene,
-                     grid_dims=args.grid, progress=not args.quiet)
+                     grid_dims=args.grid, progress=not args.quiet, dynamic=args.dynamic)
     print(f"wrote {args.frames} frames to {out}")
     return 0
 
@@ -194,6 +194,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=["shards", "mcap", "sqlite3"], default="shards",
                    help="training shards (npz) or a rosbag2 (MCAP or sqlite3)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--dynamic", action="store_true", default=None,
+                   help="add moving persons and cars crossing near the robot (default: "
+                   "dynamic.enabled in config/synth.yaml, off)")
     _add_world_args(p, frames=20)
     p.set_defaults(func=cmd_synth)
 

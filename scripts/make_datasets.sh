@@ -4,20 +4,23 @@
 #   train: seeds 1000-1059 (even: indoor, odd: outdoor), 10 frames each
 #   val:   seeds 8000-8005, 10 frames each
 #   test:  seeds 9000-9007 (held out; 4 indoor, 4 outdoor), 10 frames each
+#   test_dynamic: seed 9100 (held out; outdoor with moving persons and a car, --dynamic),
+#          20 frames
 # Usage: scripts/make_datasets.sh [OUT_DIR=data] [SIZE=256x256]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:-data}
 SIZE=${2:-256x256}
 DAV=${DAV:-.venv/bin/depth-any-view}
-gen() {  # split seed scene frames
+gen() {  # split seed scene frames [extra synth options]
   local dir="$OUT/$1/seq_$2"
   [ -f "$dir/meta.json" ] && return 0
   rm -rf "$dir"
   "$DAV" synth --out "$dir" --frames "$4" --size "$SIZE" --seed "$2" --scene "$3" --quiet \
-    --format shards >/dev/null
+    --format shards "${@:5}" >/dev/null
 }
 for s in $(seq 1000 1059); do gen train "$s" "$([ $((s % 2)) = 0 ] && echo indoor || echo outdoor)" 10; done
 for s in $(seq 8000 8005); do gen val "$s" "$([ $((s % 2)) = 0 ] && echo indoor || echo outdoor)" 10; done
 for s in $(seq 9000 9007); do gen test "$s" "$([ $((s % 2)) = 0 ] && echo indoor || echo outdoor)" 10; done
-echo "datasets in $OUT: $(ls "$OUT/train" | wc -l) train, $(ls "$OUT/val" | wc -l) val, $(ls "$OUT/test" | wc -l) test sequences"
+gen test_dynamic 9100 outdoor 20 --dynamic
+echo "datasets in $OUT: $(ls "$OUT/train" | wc -l) train, $(ls "$OUT/val" | wc -l) val, $(ls "$OUT/test" | wc -l) test, $(ls "$OUT/test_dynamic" | wc -l) dynamic test sequences"

@@ -6,17 +6,72 @@ depth is metres along the optical axis with NaN where nothing was hit within ran
 `T_base_cam` maps camera points into base_link and `T_odom_base` base_link into odom;
 stamps are int64 nanoseconds; occupancy labels FREE=0, OCCUPIED=1, UNKNOWN=255 live in
 `grid`, an axis-aligned VoxelGrid in base_link indexed [i, j, k] = [x, y, z].
+Sequences made with moving objects (`synth --dynamic`) carry their states per frame in
+`dynamic` (odom); otherwise it is None.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from depth_any_view.geometry.camera import PinholeCamera
 from depth_any_view.geometry.grid import VoxelGrid
 from depth_any_view.geometry.transforms import transform_points
+
+DYNAMIC_KINDS = ("person", "car")  # codes of DynamicState.kind
+
+
+@dataclass
+class DynamicState:
+    """The moving objects of one frame, K of them, in odom (metres, radians, m/s).
+
+    An object is a box of `size` (length along its heading, width, height; a person is a
+    vertical cylinder of diameter size[0] = size[1]) centred at `center`, turned by `yaw`
+    about z, moving with `velocity`. Ids are unique within a sequence.
+    """
+
+    id: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))  # (K,) int32
+    kind: np.ndarray = field(default_factory=lambda: np.zeros(0, np.uint8))  # (K,) DYNAMIC_KINDS
+    center: np.ndarray = field(default_factory=lambda: np.zeros((0, 3)))  # (K, 3) float64
+    size: np.ndarray = field(default_factory=lambda: np.zeros((0, 3)))  # (K, 3) float64
+    yaw: np.ndarray = field(default_factory=lambda: np.zeros(0))  # (K,) float64
+    velocity: np.ndarray = field(default_factory=lambda: np.zeros((0, 3)))  # (K, 3) float64
+
+    def __post_init__(self) -> None:
+        """Normalise dtypes and check shapes, raising ValueError naming the field."""
+        self.id = np.asarray(self.id, np.int32).reshape(-1)
+        k = self.id.shape[0]
+        self.kind = np.asarray(self.kind, np.uint8).reshape(-1)
+        self.yaw = np.asarray(self.yaw, np.float64).reshape(-1)
+        for name in ("center", "size", "velocity"):
+            setattr(self, name, np.asarray(getattr(self, name), np.float64).reshape(-1, 3))
+        for name in ("kind", "center", "size", "yaw", "velocity"):
+            if getattr(self, name).shape[0] != k:
+                raise ValueError(f"DynamicState.{name} has {getattr(self, name).shape[0]} "
+                                 f"entries for {k} ids")
+        if k and int(self.kind.max()) >= len(DYNAMIC_KINDS):
+            raise ValueError(f"DynamicState.kind must index {DYNAMIC_KINDS}, got "
+                             f"{sorted(set(self.kind.tolist()))}")
+
+    def __len__(self) -> int:
+        """Number of objects K."""
+        return int(self.id.shape[0])
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """The state as arrays named dynamic_<field> (as stored in shards)."""
+        return {f"dynamic_{k}": getattr(self, k) for k in DYNAMIC_FIELDS}
+
+    @classmethod
+    def from_arrays(cls, arrays: dict[str, np.ndarray]) -> DynamicState | None:
+        """The state stored by `arrays()`, or None when `arrays` has none."""
+        if "dynamic_id" not in arrays:
+            return None
+        return cls(**{k: arrays[f"dynamic_{k}"] for k in DYNAMIC_FIELDS})
+
+
+DYNAMIC_FIELDS = ("id", "kind", "center", "size", "yaw", "velocity")
 
 
 @dataclass
@@ -34,6 +89,7 @@ class Frame:
     T_odom_base: np.ndarray  # (4, 4) float64 ground-truth base_link -> odom
     occupancy: np.ndarray  # (nx, ny, nz) uint8 FREE / OCCUPIED / UNKNOWN in `grid`
     grid: VoxelGrid  # the occupancy volume in base_link
+    dynamic: DynamicState | None = None  # moving objects (odom), None = a static world
 
     def __post_init__(self) -> None:
         """Normalise dtypes and check shapes, raising ValueError naming the field."""
@@ -70,6 +126,9 @@ class Frame:
             raise ValueError(f"Frame.occupancy must be {tuple(self.grid.dims)} uint8 (the grid's "
                              f"dims), got {occ.shape} {occ.dtype}")
         self.occupancy = occ
+        if self.dynamic is not None and not isinstance(self.dynamic, DynamicState):
+            raise ValueError(f"Frame.dynamic must be a DynamicState or None, got "
+                             f"{type(self.dynamic).__name__}")
 
     @property
     def num_views(self) -> int:

@@ -16,21 +16,28 @@ indexed [i, j, k] = [x, y, z]. Labels (uint8): FREE = 0, OCCUPIED = 1, UNKNOWN =
   its centre is in front of the depth at its nearest pixel by a margin (`free_margin` +
   `free_margin_rel` * depth); NaN depth counts as free up to max range.
   OCCUPIED wins over FREE.
+- Moving objects (`dynamic`, the frame's `DynamicMesh`) count as surfaces of that frame
+  only: their triangles are sampled like the scene's, and the rendered depth already
+  stops at them, so space behind them is not FREE and space they left is labelled anew.
 - UNKNOWN: everything else (out of view, occluded, beyond range, inside solids).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from depth_any_view.data.parallel import num_threads, submit_all
-from depth_any_view.data.scenes import Scene
+from depth_any_view.data.scenes import Scene, tessellate
 from depth_any_view.data.synth_config import OccupancyConfig
 from depth_any_view.geometry.camera import PinholeCamera
 from depth_any_view.geometry.grid import FREE, OCCUPIED, UNKNOWN, VoxelGrid
 from depth_any_view.geometry.transforms import invert_transform, transform_points
+
+if TYPE_CHECKING:
+    from depth_any_view.data.dynamic import DynamicMesh
 
 MAX_SAMPLES_PER_CHUNK = 4_000_000  # surface samples generated at once (memory bound)
 OCC_MAX_EDGE = 2.0  # metres: scene triangles are split to this size for sampling
@@ -221,18 +228,36 @@ class OccupancyLabeler:
         c_odom = transform_points(T, self._corners)  # (8, 3)
         box_lo, box_hi = c_odom.min(axis=0) - 1e-3, c_odom.max(axis=0) + 1e-3
         near = np.flatnonzero(np.all((hi >= box_lo) & (lo <= box_hi), axis=1))
+        return self._in_voxel_units(tris[near], T)
+
+    def _in_voxel_units(self, tris: np.ndarray, T: np.ndarray) -> np.ndarray:
+        """Triangles (F, 3, 3) odom -> those touching the grid (F', 3, 3) in voxel units of
+        base_link at pose T (4, 4)."""
+        grid = self.grid
         # Into voxel units: q = (R^T (p - t) - lower) / voxel_size.
         size = grid.voxel_size
         A = T[:3, :3] / size[None, :]  # (3, 3)
         b = -(T[:3, 3] @ T[:3, :3]) / size - np.asarray(grid.lower) / size
-        q = tris[near].astype(np.float64) @ A + b  # (F', 3, 3) voxel units
+        q = tris.astype(np.float64) @ A + b  # (F', 3, 3) voxel units
         dims = np.asarray(grid.dims, dtype=np.float64)
         return q[np.all((q.max(axis=1) >= 0) & (q.min(axis=1) <= dims), axis=1)]
 
-    def surface_points(self, scene: Scene, T_odom_base: np.ndarray) -> np.ndarray:
-        """Lattice samples (M, 3) in base_link (metres) of the scene surfaces in the grid."""
-        samples = lattice_samples(self._surface_lattice(scene, T_odom_base),
-                                  self.config.sample_spacing_vox)  # (M, 3) voxel units
+    def _dynamic_lattice(self, dynamic: DynamicMesh | None, T_odom_base: np.ndarray
+                         ) -> np.ndarray:
+        """Triangles of the moving objects in the grid (F', 3, 3), voxel units of base_link."""
+        if dynamic is None or not dynamic.num_triangles:
+            return np.zeros((0, 3, 3))
+        tris = tessellate(dynamic.triangles(), OCC_MAX_EDGE)
+        return self._in_voxel_units(tris, np.asarray(T_odom_base, dtype=np.float64))
+
+    def surface_points(self, scene: Scene, T_odom_base: np.ndarray,
+                       dynamic: DynamicMesh | None = None) -> np.ndarray:
+        """Lattice samples (M, 3) in base_link (metres) of the scene surfaces in the grid
+        (and of the moving objects in `dynamic`)."""
+        q = self._surface_lattice(scene, T_odom_base)
+        if dynamic is not None:
+            q = np.concatenate([q, self._dynamic_lattice(dynamic, T_odom_base)])
+        samples = lattice_samples(q, self.config.sample_spacing_vox)  # (M, 3) voxel units
         return np.asarray(self.grid.lower) + samples * self.grid.voxel_size
 
     def _lattice_voxels(self, q: np.ndarray) -> np.ndarray:
@@ -244,12 +269,17 @@ class OccupancyLabeler:
         return np.concatenate(out)
 
     # ------------------------------------------------------------------ labels
-    def label(self, scene: Scene, T_odom_base: np.ndarray, depth: np.ndarray) -> np.ndarray:
+    def label(self, scene: Scene, T_odom_base: np.ndarray, depth: np.ndarray,
+              dynamic: DynamicMesh | None = None) -> np.ndarray:
         """Labels (nx, ny, nz) uint8 for base pose `T_odom_base` and rendered depth
-        (V, H, W) metres (NaN = no hit within max range)."""
+        (V, H, W) metres (NaN = no hit within max range), with the moving objects of
+        `dynamic` (rendered into that depth) as surfaces of this frame."""
         q = self._surface_lattice(scene, T_odom_base)
         parts = np.array_split(np.arange(q.shape[0]), num_threads())
         jobs = [lambda part=part: self._lattice_voxels(q[part]) for part in parts]
+        if dynamic is not None:
+            q_dyn = self._dynamic_lattice(dynamic, T_odom_base)
+            jobs.append(lambda: self._lattice_voxels(q_dyn))
         jobs += [lambda v=v: self.depth_voxels(depth, v) for v in range(depth.shape[0])]
         futures = submit_all(jobs)  # voxel ids in parallel threads
         free = self.free_mask(depth)

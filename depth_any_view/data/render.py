@@ -5,6 +5,8 @@ undistorted pixel rays scaled to z = 1 (pixel centres at integer u, v), are rota
 base_link with `T_base_cam` and into odom with `T_odom_base`, and are cast without
 normalising, so Open3D's `t_hit` is the depth along the optical axis directly (metres).
 Depth farther than `max_range` (or no hit at all) is NaN; such surfaces are still drawn.
+Moving objects (`dynamic`, a `DynamicMesh`) are cast in their own small scene per frame and
+the nearer of the two hits is kept per ray; their primitive ids follow the static ones.
 
 Shading: albedo from the procedural textures (textures.py) at the hit's texture
 coordinates, times Lambert lighting ambient + diffuse * max(0, n . l) with the triangle
@@ -15,6 +17,7 @@ horizon and missed rays show a sky gradient. Images are uint8 RGB.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -22,6 +25,9 @@ from depth_any_view.data.parallel import num_threads, run_all
 from depth_any_view.data.scenes import Scene
 from depth_any_view.data.textures import albedo
 from depth_any_view.geometry.camera import PinholeCamera
+
+if TYPE_CHECKING:
+    from depth_any_view.data.dynamic import DynamicMesh
 
 
 class Renderer:
@@ -62,9 +68,11 @@ class Renderer:
         pix = np.array([1.0 / np.sqrt(c.fx * c.fy) for c in cameras])  # (V,) 1 / f
         self._inv_f = np.repeat(pix, self.width * self.height).astype(np.float32)  # (V*H*W,)
 
-    def cast(self, T_odom_base: np.ndarray) -> dict[str, np.ndarray]:
+    def cast(self, T_odom_base: np.ndarray, dynamic: DynamicMesh | None = None
+             ) -> dict[str, np.ndarray]:
         """Cast every pixel's ray; returns origins (N, 3), directions (N, 3), t_hit (N,)
-        (= depth along z, inf on a miss), primitive ids (N,) and normals (N, 3), N = V*H*W."""
+        (= depth along z, inf on a miss), primitive ids (N,) and normals (N, 3), N = V*H*W.
+        With `dynamic`, hits on its triangles have ids num_triangles + their index."""
         T = np.asarray(T_odom_base, dtype=np.float64)
         R, t = T[:3, :3], T[:3, 3]
         n = self._rays_base.shape[0]
@@ -75,16 +83,27 @@ class Renderer:
         rays.reshape(self.num_views, hw, 6)[:, :, :3] = origins[:, None, :]
         import open3d as o3d
 
-        ans = self.scene.raycasting_scene().cast_rays(o3d.core.Tensor.from_numpy(rays))
-        return {"origins": rays[:, :3], "dirs": rays[:, 3:], "t_hit": ans["t_hit"].numpy(),
-                "primitive_ids": ans["primitive_ids"].numpy(),
-                "normals": ans["primitive_normals"].numpy()}
+        tensor = o3d.core.Tensor.from_numpy(rays)
+        ans = self.scene.raycasting_scene().cast_rays(tensor)
+        out = {"origins": rays[:, :3], "dirs": rays[:, 3:], "t_hit": ans["t_hit"].numpy(),
+               "primitive_ids": ans["primitive_ids"].numpy(),
+               "normals": ans["primitive_normals"].numpy()}
+        if dynamic is not None and dynamic.num_triangles:
+            dyn = dynamic.raycasting_scene().cast_rays(tensor)
+            t_dyn = dyn["t_hit"].numpy()
+            near = np.flatnonzero(t_dyn < out["t_hit"])
+            out["t_hit"][near] = t_dyn[near]
+            out["primitive_ids"][near] = (dyn["primitive_ids"].numpy()[near]
+                                          + np.uint32(self.scene.num_triangles))
+            out["normals"][near] = dyn["primitive_normals"].numpy()[near]
+        return out
 
-    def render(self, T_odom_base: np.ndarray, rng: np.random.Generator | None = None
-               ) -> tuple[np.ndarray, np.ndarray]:
+    def render(self, T_odom_base: np.ndarray, rng: np.random.Generator | None = None,
+               dynamic: DynamicMesh | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Images (V, H, W, 3) uint8 RGB and depth (V, H, W) float32 metres (NaN = none)
-        seen from base pose `T_odom_base` (4, 4); `rng` draws the pixel noise, if any."""
-        ray = self.cast(T_odom_base)
+        seen from base pose `T_odom_base` (4, 4); `rng` draws the pixel noise, if any;
+        `dynamic` adds moving objects at their pose of this frame."""
+        ray = self.cast(T_odom_base, dynamic)
         t_hit = ray["t_hit"]
         n = t_hit.shape[0]
         shape = (self.num_views, self.height, self.width)
@@ -93,7 +112,7 @@ class Renderer:
         # Shading is pixel-independent: chunks run in threads (numpy and OpenCV release
         # the GIL), with identical results for any number of threads.
         bounds = np.linspace(0, n, 2 * num_threads() + 1).astype(np.int64)
-        run_all([lambda a=a, b=b: self._shade(ray, colour, a, b)
+        run_all([lambda a=a, b=b: self._shade(ray, colour, a, b, dynamic)
                  for a, b in zip(bounds[:-1], bounds[1:])])
         img = colour * np.float32(255.0)
         if self.noise_std > 0:
@@ -102,7 +121,8 @@ class Renderer:
         images = np.clip(img + 0.5, 0.0, 255.0).astype(np.uint8).reshape(*shape, 3)
         return images, depth.reshape(shape)
 
-    def _shade(self, ray: dict[str, np.ndarray], colour: np.ndarray, a: int, b: int) -> None:
+    def _shade(self, ray: dict[str, np.ndarray], colour: np.ndarray, a: int, b: int,
+               dynamic: DynamicMesh | None = None) -> None:
         """Write the colours of rays [a, b) into `colour` (N, 3)."""
         sc = self.scene
         f32 = np.float32
@@ -119,9 +139,15 @@ class Renderer:
         ray_len = self._ray_len[a:b]
         cos_inc = np.abs(dn) / ray_len
         footprint = th * self._inv_f[a:b] / np.maximum(cos_inc, f32(0.2))  # metres per pixel
-        s = np.einsum("ij,ij->i", p, sc.face_tu[face])
-        t = np.einsum("ij,ij->i", p, sc.face_tv[face])
-        col = albedo(sc.materials, sc.noise, sc.face_material[face], s, t, footprint)
+        if dynamic is None:
+            s = np.einsum("ij,ij->i", p, sc.face_tu[face])
+            t = np.einsum("ij,ij->i", p, sc.face_tv[face])
+            col = albedo(sc.materials, sc.noise, sc.face_material[face], s, t, footprint)
+        else:
+            mat, tu, tv, st = _face_data(sc, dynamic, face)
+            s = np.einsum("ij,ij->i", p, tu) + st[:, 0]
+            t = np.einsum("ij,ij->i", p, tv) + st[:, 1]
+            col = albedo(dynamic.materials, sc.noise, mat, s, t, footprint)
         n_dot_l = (normal @ sc.light_dir.astype(f32)) * np.where(dn > 0, f32(-1.0), f32(1.0))
         col *= (f32(sc.ambient) + f32(sc.diffuse) * np.maximum(n_dot_l, f32(0.0)))[:, None]
         if sc.fog_density > 0:
@@ -133,3 +159,20 @@ class Renderer:
             up = np.sqrt(np.clip(dm[:, 2] / np.linalg.norm(dm, axis=1), 0.0, 1.0))
             col[miss] = sc.sky_horizon + (sc.sky_zenith - sc.sky_horizon) * up[:, None]
         colour[a:b] = col
+
+
+def _face_data(scene: Scene, dynamic: DynamicMesh, face: np.ndarray
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Material ids (n,), texture axes tu, tv (n, 3) and texture offsets (n, 2) of faces
+    (n,) numbered as in `Renderer.cast` (static first, then the dynamic ones)."""
+    f_static = scene.num_triangles
+    dyn = np.flatnonzero(face >= f_static)
+    fs = np.where(face >= f_static, 0, face)
+    mat, tu, tv = scene.face_material[fs], scene.face_tu[fs], scene.face_tv[fs]
+    st = np.zeros((face.shape[0], 2), np.float32)
+    if dyn.size:
+        fd = face[dyn] - f_static
+        mat[dyn], tu[dyn], tv[dyn] = (dynamic.face_material[fd], dynamic.face_tu[fd],
+                                      dynamic.face_tv[fd])
+        st[dyn] = dynamic.face_st[fd]
+    return mat, tu, tv, st

@@ -7,6 +7,10 @@ Layout of a shard directory (numpy only to read; no Open3D):
     frame_000001.npz     along z (NaN = none), K (V, 3, 3) float64, T_base_cam (V, 4, 4),
     ...                  T_odom_base (4, 4), occupancy (nx, ny, nz) uint8, stamp_ns,
                          index and segment (int64 scalars)
+Sequences with moving objects (`synth --dynamic`) also store per frame their state in odom
+(see `DynamicState`): dynamic_id (K,) int32, dynamic_kind (K,) uint8, dynamic_center,
+dynamic_size, dynamic_velocity (K, 3) float64, dynamic_yaw (K,) float64, and meta.json
+gains `dynamic` {kinds, frame}; without them files are exactly as before.
 Frames follow docs/ARCHITECTURE.md ("Synthetic frame"). `scenes` lists the segments
 (one scene each) as {segment, kind, first, count}; the frame before the first of a
 segment belongs to another scene. Archives are written with fixed zip timestamps, so the
@@ -24,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from depth_any_view.data.frame import Frame
+from depth_any_view.data.frame import DYNAMIC_KINDS, DynamicState, Frame
 from depth_any_view.geometry.grid import FREE, OCCUPIED, UNKNOWN, VoxelGrid
 
 SHARD_FORMAT = "depth_any_view.shards"
@@ -70,6 +74,8 @@ def frame_arrays(frame: Frame, segment: int = 0) -> dict[str, np.ndarray]:
     out["stamp_ns"] = np.int64(frame.stamp_ns)
     out["index"] = np.int64(frame.index)
     out["segment"] = np.int64(segment)
+    if frame.dynamic is not None:
+        out.update(frame.dynamic.arrays())
     return out
 
 
@@ -112,6 +118,8 @@ class ShardWriter:
               or frame.grid.to_dict() != self._meta["grid"]):
             raise ValueError(f"frame {frame.index} differs from the shard's first frame in "
                              "cameras, image size or grid; write it to another shard")
+        if frame.dynamic is not None:
+            self._meta["dynamic"] = {"kinds": list(DYNAMIC_KINDS), "frame": "odom"}
         name = frame_name(len(self._files))
         while len(self._pending) >= 2:
             self._pending.pop(0).result()  # re-raises a failed write
@@ -185,4 +193,5 @@ def load_frame(root: str | os.PathLike[str], i: int, meta: dict[str, Any] | None
                  camera_names=meta["camera_names"], images=arrays["images"],
                  depth=arrays["depth"], K=arrays["K"], T_base_cam=arrays["T_base_cam"],
                  frame_ids=meta["frame_ids"], T_odom_base=arrays["T_odom_base"],
-                 occupancy=arrays["occupancy"], grid=VoxelGrid.from_dict(meta["grid"]))
+                 occupancy=arrays["occupancy"], grid=VoxelGrid.from_dict(meta["grid"]),
+                 dynamic=DynamicState.from_arrays(arrays))

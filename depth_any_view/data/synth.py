@@ -8,6 +8,10 @@ across segments at `world.fps`. Intrinsics come from the rig's horizontal field 
 `config/synth.yaml` (`PinholeCamera.from_fov`), extrinsics from the rig file; the
 occupancy grid is `grid_dims`^3 voxels over the configured base_link bounds. Frame
 conventions are those of docs/ARCHITECTURE.md ("Synthetic frame").
+
+With `dynamic`, each segment also gets moving persons and cars (dynamic.py), drawn from a
+fourth generator of the same SeedSequence: the static world, trajectory and image noise
+are those of the same seed without them, which stays byte-identical to before.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from depth_any_view.data.dynamic import IDS_PER_SEGMENT, plan_dynamic
 from depth_any_view.data.frame import Frame
 from depth_any_view.data.occupancy import OccupancyLabeler
 from depth_any_view.data.render import Renderer
@@ -75,10 +80,12 @@ def _check_args(frames: int, size: tuple[int, int], seed: int, scene: str,
 def generate_sequence(*, frames: int, rig: str = "surround6",
                       size: tuple[int, int] = (256, 256), seed: int = 0, scene: str = "mixed",
                       grid_dims: int = 64, progress: bool = False,
-                      config: SynthConfig | None = None) -> Iterator[SegmentFrame]:
+                      config: SynthConfig | None = None, dynamic: bool | None = None
+                      ) -> Iterator[SegmentFrame]:
     """Frames with their scene segment (see `generate_frames` for the arguments)."""
     _check_args(frames, size, seed, scene, grid_dims)
     cfg = config or load_synth_config()
+    dynamic = cfg.dynamic.enabled if dynamic is None else bool(dynamic)
     rig_obj = load_rig(rig)
     cameras = make_cameras(rig_obj, rig, size, cfg)
     T_base_cam = rig_obj.T_base_cams()  # (V, 4, 4)
@@ -100,8 +107,9 @@ def generate_sequence(*, frames: int, rig: str = "surround6",
             first = segment * per_scene
             count = min(per_scene, frames - first)
             kind = scene_kind(scene, seed, segment)
-            scene_rng, traj_rng, noise_rng = (
-                np.random.default_rng(s) for s in np.random.SeedSequence([seed, segment]).spawn(3))
+            # spawn(4)[:3] equals spawn(3): the fourth generator leaves the others unchanged.
+            scene_rng, traj_rng, noise_rng, dynamic_rng = (
+                np.random.default_rng(s) for s in np.random.SeedSequence([seed, segment]).spawn(4))
             world = build_scene(kind, scene_rng, cfg)
             tc = cfg.trajectory
             traj = plan_trajectory(
@@ -111,14 +119,21 @@ def generate_sequence(*, frames: int, rig: str = "surround6",
                 stop_duration=tc.stop_duration, footprint=tc.footprint, rng=traj_rng)
             renderer = Renderer(world, cameras, T_base_cam, max_range=cfg.world.max_range,
                                 noise_std=cfg.world.image_noise_std)
+            movers = None
+            if dynamic:
+                movers = plan_dynamic(world, traj.T_odom_base, cfg.world.fps, dynamic_rng,
+                                      cfg.dynamic, noise_amp=cfg.texture.noise_amp,
+                                      first_id=segment * IDS_PER_SEGMENT)
             for j in range(count):
                 T = traj.T_odom_base[j]
-                images, depth = renderer.render(T, noise_rng)
-                occupancy = labeler.label(world, T, depth)
+                dyn = movers.at(j / cfg.world.fps) if movers is not None else None
+                images, depth = renderer.render(T, noise_rng, dynamic=dyn)
+                occupancy = labeler.label(world, T, depth, dynamic=dyn)
                 yield SegmentFrame(segment, kind, Frame(
                     stamp_ns=int(traj.stamps_ns[j]), index=first + j, camera_names=list(names),
                     images=images, depth=depth, K=K.copy(), T_base_cam=T_base_cam.copy(),
-                    frame_ids=list(frame_ids), T_odom_base=T, occupancy=occupancy, grid=grid))
+                    frame_ids=list(frame_ids), T_odom_base=T, occupancy=occupancy, grid=grid,
+                    dynamic=dyn.state if dyn is not None else None))
                 if bar is not None:
                     bar.update(1)
     finally:
@@ -128,8 +143,8 @@ def generate_sequence(*, frames: int, rig: str = "surround6",
 
 def generate_frames(*, frames: int, rig: str = "surround6", size: tuple[int, int] = (256, 256),
                     seed: int = 0, scene: str = "mixed", grid_dims: int = 64,
-                    progress: bool = False, config: SynthConfig | None = None
-                    ) -> Iterator[Frame]:
+                    progress: bool = False, config: SynthConfig | None = None,
+                    dynamic: bool | None = None) -> Iterator[Frame]:
     """Synthetic frames one by one.
 
     Args:
@@ -141,16 +156,19 @@ def generate_frames(*, frames: int, rig: str = "surround6", size: tuple[int, int
         grid_dims: occupancy voxels per axis (grid_dims^3).
         progress: show a tqdm progress bar.
         config: world settings (default: config/synth.yaml).
+        dynamic: add moving persons and cars (dynamic.py); None = `dynamic.enabled` of the
+            config (off by default). Frames then carry their states in `Frame.dynamic`.
     """
     for item in generate_sequence(frames=frames, rig=rig, size=size, seed=seed, scene=scene,
-                                  grid_dims=grid_dims, progress=progress, config=config):
+                                  grid_dims=grid_dims, progress=progress, config=config,
+                                  dynamic=dynamic):
         yield item.frame
 
 
 def synthesize(out: Path, *, frames: int, rig: str = "surround6",
                size: tuple[int, int] = (256, 256), fmt: str = "shards", seed: int = 0,
                scene: str = "mixed", grid_dims: int = 64, progress: bool = True,
-               config: SynthConfig | None = None) -> Path:
+               config: SynthConfig | None = None, dynamic: bool | None = None) -> Path:
     """Generate a sequence into `out`: a shard directory ('shards') or a rosbag2 written by
     `depth_any_view.bag.writer.write_bag` ('mcap' | 'sqlite3'). Other arguments as in
     `generate_frames`. Returns `out`.
@@ -166,7 +184,7 @@ def synthesize(out: Path, *, frames: int, rig: str = "surround6",
     cfg = config or load_synth_config()
     load_rig(rig)  # a bad rig name fails here, before anything is written
     kwargs = dict(frames=frames, rig=rig, size=size, seed=seed, scene=scene,
-                  grid_dims=grid_dims, progress=progress, config=cfg)
+                  grid_dims=grid_dims, progress=progress, config=cfg, dynamic=dynamic)
     if fmt == "shards":
         with ShardWriter(out, rig=rig, seed=seed, scene=scene, fps=cfg.world.fps,
                          max_range=cfg.world.max_range) as writer:

@@ -137,6 +137,33 @@ class TrajectoryConfig:
 
 
 @dataclass(frozen=True)
+class DynamicConfig:
+    """Moving objects (persons as cylinders, cars as boxes) crossing near the robot.
+
+    Each object moves at constant speed along a straight line through a crossing point a
+    few metres ahead of (or, for cars, beside) the robot, back and forth inside the stretch
+    of that line that is free of static geometry (piecewise-linear, turning at its ends).
+    """
+
+    enabled: bool = False  # `synth --dynamic` turns them on
+    indoor_persons: int = 3  # per scene
+    outdoor_persons: int = 3
+    outdoor_cars: int = 1
+    person_radius: float = 0.25  # metres
+    person_height: float = 1.7
+    person_speed: Range = (1.0, 1.4)  # m/s
+    car_length: float = 4.2  # metres
+    car_width: float = 1.8
+    car_height: float = 1.5
+    car_speed: Range = (3.5, 4.5)  # m/s
+    ahead: Range = (3.0, 10.0)  # metres ahead of the robot where persons cross its path
+    car_offset: Range = (2.3, 3.5)  # metres left of the robot: the next (oncoming) lane
+    margin: float = 0.25  # metres kept from static geometry
+    robot_clearance: float = 1.0  # metres kept between an object and the base_link origin
+    tries: int = 60  # placement attempts per object before it is left out
+
+
+@dataclass(frozen=True)
 class SynthConfig:
     """All settings of the synthetic world."""
 
@@ -149,6 +176,7 @@ class SynthConfig:
     indoor: IndoorConfig = field(default_factory=IndoorConfig)
     outdoor: OutdoorConfig = field(default_factory=OutdoorConfig)
     trajectory: TrajectoryConfig = field(default_factory=TrajectoryConfig)
+    dynamic: DynamicConfig = field(default_factory=DynamicConfig)
 
     def __post_init__(self) -> None:
         """Check the values that would break generation, naming the key."""
@@ -162,6 +190,17 @@ class SynthConfig:
             (self.trajectory.lateral_accel > 0, "trajectory.lateral_accel must be > 0"),
             (self.indoor.ring_nodes[0] >= 2, "indoor.ring_nodes must start at >= 2"),
             (self.outdoor.blocks[0] >= 1, "outdoor.blocks must start at >= 1"),
+            (all(0 <= n <= 100 for n in (self.dynamic.indoor_persons,
+                                         self.dynamic.outdoor_persons, self.dynamic.outdoor_cars)),
+             "dynamic.indoor_persons, outdoor_persons and outdoor_cars must be in [0, 100]"),
+            (min(self.dynamic.person_radius, self.dynamic.person_height, self.dynamic.car_length,
+                 self.dynamic.car_width, self.dynamic.car_height) > 0,
+             "dynamic person and car sizes must be > 0 (metres)"),
+            (self.dynamic.person_speed[0] > 0 and self.dynamic.car_speed[0] > 0,
+             "dynamic.person_speed and car_speed must be > 0 (m/s)"),
+            (self.dynamic.margin >= 0 and self.dynamic.robot_clearance >= 0,
+             "dynamic.margin and robot_clearance must be >= 0 (metres)"),
+            (self.dynamic.tries >= 1, "dynamic.tries must be >= 1"),
         ]
         for ok, message in checks:
             if not ok:

@@ -16,7 +16,7 @@ surface point looks the same from every camera. Colours are linear RGB in [0, 1]
 from __future__ import annotations
 
 import colorsys
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import cv2
 import numpy as np
@@ -91,6 +91,13 @@ PALETTES: dict[str, Palette] = {
     "crate": Palette((20, 40), (0.3, 0.6), (0.4, 0.75),
                      ((BRICK, (0.6, 1.0), (0.08, 0.15)), (STRIPES, (0.02, 0.05), (1, 1))),
                      line=(0.004, 0.01)),
+    # Moving objects (dynamic.py): clothes of persons, bodies of driving cars.
+    "clothing": Palette((0, 360), (0.2, 0.8), (0.2, 0.85),
+                        ((STRIPES, (0.08, 0.3), (1, 1)), (CHECKER, (0.1, 0.3), (0.1, 0.3)),
+                         (BLOTCHES, (0.1, 0.4), (0.1, 0.4))), second="other"),
+    "vehicle": Palette((0, 360), (0.3, 0.9), (0.3, 0.9),
+                       ((BLOTCHES, (0.3, 1.0), (0.3, 1.0)), (STRIPES, (0.3, 0.8), (1, 1))),
+                       speckle=(0.04, 0.1)),
 }
 
 
@@ -168,6 +175,13 @@ class MaterialLibrary:
             kinds=tuple(r[9] for r in rows),
             speckle=np.array([r[10] for r in rows], f32),
             speckle_cell=np.array([r[11] for r in rows], f32))
+
+
+def merge_tables(a: MaterialTable, b: MaterialTable) -> MaterialTable:
+    """The materials of `a` followed by those of `b` (ids of b shift by len(a))."""
+    arrays = {f.name: np.concatenate([getattr(a, f.name), getattr(b, f.name)])
+              for f in fields(MaterialTable) if f.name != "kinds"}
+    return MaterialTable(kinds=a.kinds + b.kinds, **arrays)
 
 
 def _hsv(rng: np.random.Generator, hue: Range, sat: Range, val: Range) -> np.ndarray:
