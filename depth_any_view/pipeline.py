@@ -251,6 +251,11 @@ def resolve_rig_file(value: str) -> Path:
         raise
 
 
+def one_line(text: str) -> str:
+    """`text` with every run of whitespace (newlines too) made one space: a log line."""
+    return " ".join(str(text).split())
+
+
 def height_colors(z: np.ndarray, z_min: float, z_max: float) -> np.ndarray:
     """(N, 3) float32 RGB in [0, 1] of heights z (N,), blue (low) -> green -> red (high).
 
@@ -409,7 +414,9 @@ class Pipeline:
 
     # ------------------------------------------------------------------ inputs
     def _error(self, key: str, message: str) -> str:
-        """Record the latest error of an input (for diagnostics) and return it."""
+        """Record the latest error of an input (for diagnostics) and return it, on one line
+        (an array in a message may span several)."""
+        message = one_line(message)
         self.last_errors[key] = message
         return message
 
@@ -443,15 +450,17 @@ class Pipeline:
                 key = _info_key(info)
             except (AttributeError, TypeError, ValueError) as exc:
                 key = ("unreadable", id(info))
-                entry = _InfoEntry(key, None, f"camera '{camera}' CameraInfo is not readable: "
-                                              f"{type(exc).__name__}: {exc}")
+                entry = _InfoEntry(key, None, one_line(
+                    f"camera '{camera}' CameraInfo is not readable: "
+                    f"{type(exc).__name__}: {exc}"))
             else:
                 entry = self._info.get(camera)
                 if entry is None or entry.key != key:
                     try:
                         entry = _InfoEntry(key, PinholeCamera.from_camera_info(*key), None)
                     except CalibrationError as exc:
-                        entry = _InfoEntry(key, None, f"camera '{camera}' CameraInfo: {exc}")
+                        entry = _InfoEntry(key, None,
+                                           one_line(f"camera '{camera}' CameraInfo: {exc}"))
         if entry.error is not None:
             self._counts["camera_info"][camera]["invalid"] += 1
             self._error(f"{camera}/camera_info", entry.error)
@@ -640,9 +649,8 @@ class Pipeline:
         for name, view in synced.views.items():
             built, kind, message = self._view(name, view)
             if built is None:
-                skipped[name] = message
+                skipped[name] = self._error(f"{name}/{kind}", message)
                 self._counts["views_skipped"][name][kind] += 1
-                self._error(f"{name}/{kind}", message)
             else:
                 views.append(built)
                 payloads[name] = view.payload

@@ -48,7 +48,7 @@ TINY_MODEL = {"backbone": "resnet18", "backbone_width": 8, "image_size": [32, 32
               "grid_dims": [16, 16, 8], "occ_channels": 8, "occ_stride": 2, "occ_hidden": 8,
               "occ_blocks": 1, "occ_fine_channels": 8, "occ_fine_kernel": 1,
               "min_depth": MIN_DEPTH, "max_depth": MAX_DEPTH}
-NODE_PARAMS = {"threads": 1, "warmup_iters": 1, "input_timeout": 0.5,
+NODE_PARAMS = {"threads": 1, "warmup_iters": 1, "input_timeout": 1.0,
                "diagnostics_period": 0.5, "grid_z_min": 0.4, "grid_z_max": 1.0,
                "warn_throttle": 0.5}
 OUTPUTS = ["/depth_any_view/points", "/depth_any_view/occupancy/voxels",
@@ -527,12 +527,15 @@ def test_one_camera_stopping_still_gives_outputs_from_the_others(system) -> None
     assert robot.messages("/cameras/front/depth/image", after=t0 + 1.5)
     assert not [m for m in robot.messages("/cameras/back/depth/image", after=t0 + 1.0)
                 if stamp_to_ns(m.header.stamp) > t0_ns]
-    robot.wait_for(lambda: _status(robot.messages("/diagnostics", after=t0 + 1.0) or
-                                   robot.messages("/diagnostics"),
-                                   "depth_any_view: cameras").level == b"\x01",
-                   10.0, "a WARN diagnostic for the missing camera", log)
-    cams = _status(robot.messages("/diagnostics", after=t0 + 1.0), "depth_any_view: cameras")
-    assert cams.message == "missing cameras: back"
+    # Any report after the camera stopped may be the one; on a loaded machine an earlier
+    # report can also name cameras whose images were merely late (input_timeout).
+    def back_missing() -> bool:
+        return any(st.name == "depth_any_view: cameras" and st.level == b"\x01"
+                   and st.message == "missing cameras: back"
+                   for m in robot.messages("/diagnostics", after=t0 + 1.0) for st in m.status)
+
+    robot.wait_for(back_missing, 15.0, "a WARN diagnostic naming only the missing camera",
+                   log)
     assert proc.poll() is None
 
 

@@ -199,8 +199,9 @@ def pose_to_transform(pose: Any, quaternion_tolerance: float = 1e-3) -> np.ndarr
         if not (np.all(np.isfinite(p)) and np.all(np.isfinite(q))):
             raise ValueError(f"pose has NaN or inf: position {p.tolist()}, "
                              f"quaternion {q.tolist()}")
-        n = float(np.linalg.norm(q))
-        if abs(n - 1.0) > quaternion_tolerance:
+        with np.errstate(over="ignore"):  # |q| of 1e300 is inf: refused below
+            n = float(np.linalg.norm(q))
+        if not abs(n - 1.0) <= quaternion_tolerance:
             raise ValueError(f"pose quaternion {q.tolist()} is not normalised "
                              f"(norm {n:.6f}, tolerance {quaternion_tolerance})")
         x, y, z, w = q / n

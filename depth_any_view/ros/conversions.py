@@ -62,8 +62,15 @@ def stamp_to_ns(stamp: Any) -> int:
 
 
 def ns_to_stamp(stamp_ns: int) -> Time:
-    """builtin_interfaces/Time of integer nanoseconds (>= 0)."""
+    """builtin_interfaces/Time of integer nanoseconds.
+
+    Raises ValueError for a stamp whose seconds do not fit Time's int32 `sec` (rclpy does
+    not check by default and the value would silently wrap around when published).
+    """
     sec, nanosec = divmod(int(stamp_ns), 1_000_000_000)
+    if not -(2**31) <= sec < 2**31:
+        raise ValueError(f"stamp {stamp_ns} ns is outside what builtin_interfaces/Time "
+                         "holds (int32 seconds)")
     return Time(sec=sec, nanosec=nanosec)
 
 
@@ -153,8 +160,9 @@ def pose_to_matrix(pose: Pose, quaternion_tolerance: float = QUATERNION_TOLERANC
         raise ValueError(f"field '{field}.position' holds NaN or inf: {p.tolist()}")
     if not np.all(np.isfinite(q)):
         raise ValueError(f"field '{field}.orientation' holds NaN or inf: {q.tolist()}")
-    norm = float(np.linalg.norm(q))
-    if abs(norm - 1.0) > quaternion_tolerance:
+    with np.errstate(over="ignore"):  # |q| of 1e300 is inf: refused below, no warning
+        norm = float(np.linalg.norm(q))
+    if not abs(norm - 1.0) <= quaternion_tolerance:
         raise ValueError(f"field '{field}.orientation' is not a unit quaternion (norm "
                          f"{norm:.6f}, tolerance {quaternion_tolerance}): {q.tolist()}")
     return pose_to_transform((p, q), quaternion_tolerance)

@@ -9,12 +9,20 @@ into plain `Status` records (level, name, message, key/values), and
 
 Statuses (hardware_id = the node name):
 - `depth_any_view: cameras`: rate per camera (Hz), bad inputs; WARN naming the cameras
-  that sent nothing for `input_timeout` seconds or were missing from the last set.
-- `depth_any_view: synchronizer`: sets complete/partial, dropped images by reason, resets.
+  that sent nothing for `input_timeout` seconds or were missing from the last set, and
+  the cameras whose input was rejected within the last `input_timeout` seconds (with the
+  last message, which names the camera and the field).
+- `depth_any_view: synchronizer`: sets complete/partial, dropped images by reason, resets,
+  the largest stamp spread of a set; WARN while a camera has sent no CameraInfo, and for
+  `event_hold` seconds after a reset (a stamp jump), saying why.
 - `depth_any_view: inference`: device, precision, weights, latency p50/p95 (inference and
   end-to-end, seconds), sets processed and dropped by reason; ERROR after failures.
 - `depth_any_view: occupancy`: frame (odom, or base_link without odometry = WARN),
-  resets with the last reason, rejected updates.
+  resets with the last reason, rejected updates; WARN while odometry is rejected (within
+  `input_timeout`) and for `event_hold` seconds after a map reset or a refused update,
+  saying why.
+
+"Within the last x seconds" of an event at t means now - x < t <= now (monotonic seconds).
 """
 
 from __future__ import annotations
@@ -81,14 +89,19 @@ class NodeDiagnostics:
     """Thread-safe counters and windows behind /diagnostics (see the module docstring)."""
 
     def __init__(self, cameras: list[str], *, latency_window: int = 100,
-                 input_timeout: float = 1.0, rate_window: float = 5.0) -> None:
-        """Track `cameras` (configured order); windows of `latency_window` sets."""
+                 input_timeout: float = 1.0, rate_window: float = 5.0,
+                 event_hold: float = 5.0) -> None:
+        """Track `cameras` (configured order); windows of `latency_window` sets; events
+        (resets, refused updates) keep their status at WARN for `event_hold` seconds."""
         self.cameras = list(cameras)
         self.input_timeout = float(input_timeout)
+        self.event_hold = float(event_hold)
         self._lock = threading.Lock()
         self._rates = {c: RateMeter(rate_window) for c in self.cameras}
         self._bad = Counter()  # (camera, field) -> count
         self._bad_last: dict[str, str] = {}  # camera -> last bad-input message
+        self._bad_time: dict[str, float] = {}  # camera -> monotonic time of the last one
+        self._events: dict[str, tuple[float, str]] = {}  # status -> (time, last event)
         self._dropped = Counter()  # reason -> sets dropped after synchronization
         self._inference = deque(maxlen=latency_window)  # seconds
         self._end_to_end = deque(maxlen=latency_window)  # seconds
@@ -106,11 +119,20 @@ class NodeDiagnostics:
         with self._lock:
             self._rates[camera].tick(time.monotonic() if t is None else t)
 
-    def bad_input(self, camera: str, field_name: str, message: str) -> None:
-        """One input of `camera` was rejected because of `field_name`."""
+    def bad_input(self, camera: str, field_name: str, message: str,
+                  t: float | None = None) -> None:
+        """One input of `camera` (or 'odometry') was rejected because of `field_name`, at
+        monotonic time t (default now)."""
         with self._lock:
             self._bad[(camera, field_name)] += 1
             self._bad_last[camera] = message
+            self._bad_time[camera] = time.monotonic() if t is None else t
+
+    def event(self, status: str, message: str, t: float | None = None) -> None:
+        """Something happened that `status` ('synchronizer' or 'occupancy') reports at WARN
+        for `event_hold` seconds: a reset, a refused update (monotonic time t, default now)."""
+        with self._lock:
+            self._events[status] = (time.monotonic() if t is None else t, message)
 
     def set_dropped(self, reason: str, error: str | None = None) -> None:
         """A synchronized set was dropped before publication, for `reason`."""
@@ -176,6 +198,10 @@ class NodeDiagnostics:
         with self._lock:
             bad = dict(self._bad)
             bad_last = dict(self._bad_last)
+            recent_bad = {c: bad_last[c] for c, t in self._bad_time.items()
+                          if now - self.input_timeout < t <= now}
+            events = {k: m for k, (t, m) in self._events.items()
+                      if now - self.event_hold < t <= now}
             dropped = dict(self._dropped)
             inf = percentiles(self._inference)
             e2e = percentiles(self._end_to_end)
@@ -184,30 +210,36 @@ class NodeDiagnostics:
             failing = self._errors_since_success
             fusion = dict(self._fusion)
             odom_note = self._odometry_note
-        return [self._cameras_status(rates, missing, bad, bad_last),
-                self._sync_status(sync_stats),
+        return [self._cameras_status(rates, missing, bad, bad_last, recent_bad),
+                self._sync_status(sync_stats, events.get("synchronizer")),
                 self._inference_status(engine, inf, e2e, processed, dropped, last_error,
                                        failing),
-                self._occupancy_status(fusion, odom_note)]
+                self._occupancy_status(fusion, odom_note, recent_bad.get("odometry"),
+                                       events.get("occupancy"))]
 
     # ------------------------------------------------------------------ status builders
     def _cameras_status(self, rates: dict[str, float], missing: list[str],
-                        bad: dict[tuple[str, str], int], bad_last: dict[str, str]) -> Status:
-        """Per-camera rates; WARN naming missing cameras."""
+                        bad: dict[tuple[str, str], int], bad_last: dict[str, str],
+                        recent_bad: dict[str, str]) -> Status:
+        """Per-camera rates; WARN naming missing cameras and cameras sending bad input."""
         values = {f"{c} rate (Hz)": f"{rates[c]:.2f}" for c in self.cameras}
         for (camera, field_name), n in sorted(bad.items()):
             values[f"{camera} bad {field_name}"] = str(n)
         for camera, msg in sorted(bad_last.items()):
             values[f"{camera} last bad input"] = msg
+        parts = []
         if missing:
-            level = WARN
-            msg = f"missing cameras: {', '.join(missing)}"
-        else:
-            level = OK
-            msg = f"all {len(self.cameras)} cameras publishing"
-        return Status(level, f"{PREFIX}: cameras", msg, values)
+            parts.append(f"missing cameras: {', '.join(missing)}")
+        bad_now = [c for c in self.cameras if c in recent_bad]
+        if bad_now:
+            parts.append(f"bad input from {', '.join(bad_now)}: "
+                         f"{'; '.join(recent_bad[c] for c in bad_now)}")
+        if parts:
+            return Status(WARN, f"{PREFIX}: cameras", "; ".join(parts), values)
+        return Status(OK, f"{PREFIX}: cameras", f"all {len(self.cameras)} cameras publishing",
+                      values)
 
-    def _sync_status(self, stats: dict[str, Any] | None) -> Status:
+    def _sync_status(self, stats: dict[str, Any] | None, event: str | None = None) -> Status:
         """Synchronizer counters: sets complete/partial, drops by reason, resets."""
         if not stats:
             return Status(STALE, f"{PREFIX}: synchronizer", "no synchronizer statistics")
@@ -216,16 +248,22 @@ class NodeDiagnostics:
                   "resets": str(stats["resets"])}
         for reason, n in stats["dropped"].items():
             values[f"images dropped: {reason}"] = str(n)
+        if "max_spread_ns" in stats:
+            values["largest set spread (ms)"] = f"{stats['max_spread_ns'] / 1e6:.3f}"
         without_info = [c for c, s in stats["cameras"].items() if not s["has_camera_info"]]
         if stats.get("last_reset"):
             values["last reset"] = str(stats["last_reset"])
         if without_info:
             return Status(WARN, f"{PREFIX}: synchronizer",
                           f"waiting for CameraInfo of: {', '.join(without_info)}", values)
+        if event:
+            return Status(WARN, f"{PREFIX}: synchronizer", event, values)
         total = sum(stats["dropped"].values())
+        reasons = ", ".join(f"{r} {n}" for r, n in stats["dropped"].items() if n)
         return Status(OK, f"{PREFIX}: synchronizer",
-                      f"{stats['sets_complete'] + stats['sets_partial']} sets, "
-                      f"{total} images dropped", values)
+                      f"{stats['sets_complete'] + stats['sets_partial']} sets "
+                      f"({stats['sets_partial']} partial), {total} images dropped"
+                      + (f" ({reasons})" if reasons else ""), values)
 
     def _inference_status(self, engine: dict[str, Any] | None, inf: list[float],
                           e2e: list[float], processed: int, dropped: dict[str, int],
@@ -252,12 +290,19 @@ class NodeDiagnostics:
                       f"{device}: p50 {inf[0] * 1e3:.1f} ms, end-to-end p95 "
                       f"{e2e[1] * 1e3:.1f} ms", values)
 
-    def _occupancy_status(self, fusion: dict[str, Any], odom_note: str | None) -> Status:
-        """Fusion frame, resets and rejected updates; WARN without odometry."""
+    def _occupancy_status(self, fusion: dict[str, Any], odom_note: str | None,
+                          odom_rejected: str | None = None,
+                          event: str | None = None) -> Status:
+        """Fusion frame, resets and rejected updates; WARN without odometry, while odometry
+        is rejected, and after a map reset or a refused update."""
         values = {k: str(v) for k, v in fusion.items()}
         if odom_note:
             values["odometry"] = odom_note
-            return Status(WARN, f"{PREFIX}: occupancy", odom_note, values)
+        if odom_rejected:
+            values["odometry rejected"] = odom_rejected
+        parts = [p for p in (odom_note, odom_rejected, event) if p]
+        if parts:
+            return Status(WARN, f"{PREFIX}: occupancy", "; ".join(parts), values)
         if not fusion:
             return Status(WARN, f"{PREFIX}: occupancy", "no occupancy update yet", values)
         return Status(OK, f"{PREFIX}: occupancy",

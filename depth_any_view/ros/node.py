@@ -23,21 +23,27 @@ Bad input never stops the node: a message that cannot be used (unsupported encod
 `step` or size that does not match, missing or invalid CameraInfo, NaN odometry) is
 dropped with a throttled warning naming the camera and field, and counted in
 /diagnostics; the set goes ahead with the other cameras when at least `min_cameras`
-remain. Start-up problems (a bad parameter, rig file or weights) end the process with one
-line on stderr and exit status 2, before any of the node's topics exist.
+remain. A set the network fails on (e.g. out of memory) is dropped with a throttled error
+and counted, and the next set is tried. Start-up problems (a bad parameter, parameters
+file, rig file or weights) end the process with one line on stderr and exit status 2,
+before any of the node's topics exist. docs/TROUBLESHOOTING.md lists the messages.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import sys
+import tempfile
 import threading
 import time
 from dataclasses import replace
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import rclpy
+import yaml
 from diagnostic_msgs.msg import DiagnosticArray
 from nav_msgs.msg import OccupancyGrid, Odometry
 from rcl_interfaces.msg import SetParametersResult
@@ -58,6 +64,7 @@ from depth_any_view.pipeline import (
     Pipeline,
     PipelineConfig,
     PipelineResult,
+    one_line,
     resolve_rig_file,
 )
 from depth_any_view.ros.conversions import (
@@ -250,7 +257,8 @@ class DepthAnyViewNode(Node):
         self.rig: Rig = self.pipeline.rig
         self._applied: Settings = s  # the settings the pipeline runs with
         self.diag = NodeDiagnostics(s.camera_names, latency_window=s.latency_window,
-                                    input_timeout=s.input_timeout)
+                                    input_timeout=s.input_timeout,
+                                    event_hold=max(5.0, 2.0 * s.diagnostics_period))
         self._engine_info = {k: v for k, v in self.pipeline.engine.describe().items()
                              if k in ("device", "device_name", "precision", "preset", "weights",
                                       "image_size", "compiled")}
@@ -311,13 +319,17 @@ class DepthAnyViewNode(Node):
         """The node clock (sim time under use_sim_time) in integer nanoseconds."""
         return int(self.get_clock().now().nanoseconds)
 
-    def _warn(self, key: Any, message: str) -> None:
-        """A warning, at most once per `warn_throttle` seconds for each key."""
+    def _warn(self, key: Any, message: str, *, error: bool = False) -> None:
+        """A warning (an error with `error`), at most once per `warn_throttle` seconds for
+        each key."""
         now = time.monotonic()
         last = self._throttle.get(key)
         if last is None or now - last >= self.settings.warn_throttle:
             self._throttle[key] = now
-            self.get_logger().warning(message)
+            if error:
+                self.get_logger().error(message)
+            else:
+                self.get_logger().warning(message)
 
     def _warn_once(self, key: str, message: str) -> None:
         """A warning logged only the first time for `key`."""
@@ -327,6 +339,7 @@ class DepthAnyViewNode(Node):
 
     def _bad(self, source: str, field_name: str, message: str) -> None:
         """Count and (throttled) report a rejected input of `source` (camera or odometry)."""
+        message = one_line(message)
         self.diag.bad_input(source, field_name, message)
         self._warn((source, field_name), f"{message} (dropped)")
 
@@ -387,6 +400,7 @@ class DepthAnyViewNode(Node):
         reset = self.pipeline.take_reset()
         if reset is not None:
             self.get_logger().info(f"synchronizer reset: {reset.reason}")
+            self.diag.event("synchronizer", f"synchronizer reset: {reset.reason}")
         for synced in sets:
             if self._slot.put(synced):
                 self.diag.set_dropped("superseded")
@@ -395,8 +409,15 @@ class DepthAnyViewNode(Node):
         """Publish /diagnostics."""
         # The synchronizer is only touched from this (the executor's) thread, never by
         # the worker, so its counters can be read here without the pipeline's full stats.
-        statuses = self.diag.statuses(sync_stats=self.pipeline.sync.stats(),
-                                      engine=self._engine_info)
+        sync_stats = self.pipeline.sync.stats()
+        s = self.settings
+        for cam, c in sync_stats["cameras"].items():
+            if c["received"] and not c["has_camera_info"]:  # its images wait, then drop
+                self._warn((cam, "no_camera_info"), (
+                    f"camera '{cam}': images arrive on {s.camera_topic(cam, s.image_topic)} "
+                    f"but no CameraInfo on {s.camera_topic(cam, s.camera_info_topic)} yet; "
+                    "its images wait for it (and are dropped after sync_timeout)"))
+        statuses = self.diag.statuses(sync_stats=sync_stats, engine=self._engine_info)
         self._pub_diag.publish(to_diagnostic_array(statuses, self.get_clock().now().to_msg(),
                                                    NODE_NAME))
 
@@ -444,8 +465,8 @@ class DepthAnyViewNode(Node):
                 if self._stop.is_set() or not self.context.ok():
                     return  # shutting down: publishers are gone, nothing to report
                 self.diag.set_dropped("error", f"{type(exc).__name__}: {exc}")
-                self.get_logger().error(f"set at {synced.stamp_ns} ns failed: "
-                                        f"{type(exc).__name__}: {exc}")
+                self._warn(("worker", type(exc).__name__), f"set at {synced.stamp_ns} ns "
+                           f"failed and was dropped: {type(exc).__name__}: {exc}", error=True)
 
     def _handle(self, synced: SyncedSet) -> None:
         """One set: apply changed parameters, run the pipeline, publish its result."""
@@ -464,7 +485,8 @@ class DepthAnyViewNode(Node):
             reason, _, detail = result.dropped.partition(": ")
             if reason == DROP_INFERENCE:
                 self.diag.set_dropped(reason, detail)
-                self._warn("inference", f"inference failed, set dropped: {detail}")
+                self._warn("inference", f"inference failed, set dropped: {detail}",
+                           error=True)
             else:
                 self.diag.set_dropped(reason)
             return
@@ -477,6 +499,11 @@ class DepthAnyViewNode(Node):
             self._pub_points.publish(xyzrgb_cloud(
                 result.points, result.colors, make_header(result.stamp_ns, result.points_frame)))
         self._publish_occupancy(result, s)
+        fusion = result.fusion
+        if fusion is not None and fusion.reset_reason is not None:
+            self.diag.event("occupancy", f"map reset: {fusion.reset_reason}")
+        elif fusion is not None and not fusion.accepted:
+            self.diag.event("occupancy", fusion.message)
         note = result.odometry_note
         self.diag.odometry_note(None if note is None else f"{note} (odometry topic "
                                                           f"{s.odom_topic})")
@@ -512,15 +539,74 @@ class DepthAnyViewNode(Node):
         super().destroy_node()
 
 
+def params_file_error(args: list[str]) -> str | None:
+    """Why a `--params-file` among the ROS arguments of `args` cannot be read, or None.
+
+    rcl refuses such a file too, but in words about its parser; this names the file, the
+    line and column of a YAML error, or says that the file is missing.
+    """
+    in_ros = False
+    for i, arg in enumerate(args):
+        if arg == "--ros-args":
+            in_ros = True
+        elif arg == "--":
+            in_ros = False
+        elif in_ros and arg == "--params-file":
+            if i + 1 >= len(args):
+                return "--params-file needs a file name"
+            path = Path(args[i + 1])
+            try:
+                data = yaml.safe_load(path.read_text())
+            except OSError as exc:
+                return f"parameters file '{path}' cannot be read: {exc.strerror or exc}"
+            except yaml.YAMLError as exc:
+                mark = getattr(exc, "problem_mark", None)
+                where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+                problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+                return f"parameters file '{path}' is not valid YAML{where}: {problem}"
+            if not isinstance(data, dict):
+                return (f"parameters file '{path}' must be a mapping of node names to "
+                        "'ros__parameters' (see config/depth_any_view.yaml)")
+    return None
+
+
+def _init_rclpy(args: list[str] | None) -> None:
+    """`rclpy.init`, holding back what rcl itself writes to stderr meanwhile: replayed when
+    it works, dropped when it fails (the exception says the same; the caller prints one
+    line)."""
+    try:
+        fd = sys.stderr.fileno()
+    except (AttributeError, OSError, ValueError):  # no file descriptor (captured stderr)
+        rclpy.init(args=args)
+        return
+    sys.stderr.flush()
+    saved = os.dup(fd)
+    with tempfile.TemporaryFile() as held:
+        os.dup2(held.fileno(), fd)
+        try:
+            rclpy.init(args=args)
+        finally:
+            os.dup2(saved, fd)
+            os.close(saved)
+        held.seek(0)
+        text = held.read()
+        if text:
+            os.write(fd, text)
+
+
 def main(args: list[str] | None = None) -> int:
     """Run the node until shutdown; exit status 2 with one line on stderr if it cannot start.
 
     `rclpy.init`, spin, then `destroy_node` and `try_shutdown` in `finally` (works on Jazzy
     and Kilted alike).
     """
+    problem = params_file_error(sys.argv if args is None else args)
+    if problem is not None:
+        print(f"{NODE_NAME}: {problem}", file=sys.stderr)
+        return 2
     try:
-        rclpy.init(args=args)
-    except Exception as exc:  # noqa: BLE001 - e.g. a malformed --params-file
+        _init_rclpy(args)
+    except Exception as exc:  # noqa: BLE001 - e.g. a --params-file rcl cannot use
         print(f"{NODE_NAME}: cannot initialise ROS: {str(exc).splitlines()[0]}",
               file=sys.stderr)
         return 2

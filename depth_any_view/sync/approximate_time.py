@@ -175,6 +175,7 @@ class ApproximateTimeSynchronizer:
         self._watermark_ns: int | None = None  # newest stamp of the last emitted set
         self._sets_complete = 0
         self._sets_partial = 0
+        self._max_spread_ns = 0  # largest stamp spread of an emitted set (<= slop_ns)
         self._resets = 0
         self._last_reset: SyncReset | None = None
         self._pending_reset: SyncReset | None = None
@@ -280,7 +281,8 @@ class ApproximateTimeSynchronizer:
         return {c: len(s.queue) for c, s in self._cams.items()}
 
     def stats(self) -> dict[str, Any]:
-        """Counters: per camera received/used/queued/dropped-by-reason, totals, resets.
+        """Counters: per camera received/used/queued/dropped-by-reason, totals, resets and
+        `max_spread_ns`, the largest stamp spread of a set so far (never above the slop).
 
         For every camera, received == used + sum(dropped.values()) + queued.
         """
@@ -296,7 +298,7 @@ class ApproximateTimeSynchronizer:
                 dropped_total[reason] += n
         return {"cameras": cams, "dropped": dropped_total,
                 "sets_complete": self._sets_complete, "sets_partial": self._sets_partial,
-                "resets": self._resets,
+                "max_spread_ns": self._max_spread_ns, "resets": self._resets,
                 "last_reset": None if self._last_reset is None else self._last_reset.reason}
 
     # ------------------------------------------------------------------ internals
@@ -433,6 +435,7 @@ class ApproximateTimeSynchronizer:
             state.queue = keep
         self._watermark_ns = newest
         stamps = sorted(v.stamp_ns for v in views.values())
+        self._max_spread_ns = max(self._max_spread_ns, stamps[-1] - stamps[0])
         if missing:
             self._sets_partial += 1
         else:
