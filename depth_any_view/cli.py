@@ -158,6 +158,50 @@ def cmd_eval_bag(args: argparse.Namespace) -> int:
     return 0
 
 
+def _csv(text: str) -> tuple[str, ...]:
+    """'lite,paper' -> ('lite', 'paper')."""
+    items = tuple(t.strip() for t in text.split(",") if t.strip())
+    if not items:
+        raise argparse.ArgumentTypeError(f"'{text}' must be a comma-separated list")
+    return items
+
+
+def _rates(text: str) -> tuple[float, ...]:
+    """'1,2,5' -> (1.0, 2.0, 5.0) Hz, each > 0."""
+    try:
+        rates = tuple(float(t) for t in _csv(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"rates '{text}' must be numbers in Hz, e.g. "
+                                         "1,2,5,10") from None
+    if any(not r > 0 for r in rates):
+        raise argparse.ArgumentTypeError(f"rates '{text}' must all be > 0 Hz")
+    return tuple(sorted(rates))
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    """Per-stage latency, network per preset/device/precision, comparisons, scaling and
+    end to end over DDS; writes bench.json and bench.md (see BENCHMARKS.md)."""
+    from depth_any_view.bench.run import BenchOptions, run_bench
+
+    if args.repeats is not None and args.repeats < 1:
+        raise ValueError(f"--repeats must be >= 1, got {args.repeats}")
+    changes: dict = {"out": Path(args.out), "devices": args.device,
+                     "command": "depth-any-view " + " ".join(sys.argv[1:]),
+                     "dds": not args.skip_dds, "scaling": not args.skip_scaling,
+                     "threads": args.threads, "size": args.size}
+    if args.presets is not None:
+        changes["presets"] = args.presets
+    if args.repeats is not None:
+        changes["repeats"] = args.repeats
+    if args.rates is not None:
+        changes["dds_rates"] = args.rates
+    opts = BenchOptions.quick(**changes) if args.quick else BenchOptions(**changes)
+    result = run_bench(opts, progress=print)
+    for t in result["targets"]:
+        print(f"target {t['target']:>9}: {t['text']}  [{t['name']}]")
+    return 0
+
+
 def format_headline(h: dict) -> str:
     """One line of the headline figures (n/a where the bag had no ground truth)."""
     def f(key: str, fmt: str, scale: float = 1.0) -> str:
@@ -287,6 +331,29 @@ def build_parser() -> argparse.ArgumentParser:
                    help="skip writing the node's outputs as an MCAP bag")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_eval_bag)
+
+    p = sub.add_parser("bench", help="benchmarks: stages, network, scaling, DDS end to end")
+    p.add_argument("--out", default="output/bench", help="output folder (bench.json, bench.md)")
+    p.add_argument("--quick", action="store_true",
+                   help="a short run of everything (lite only, few repeats and points)")
+    p.add_argument("--skip-dds", action="store_true",
+                   help="no end-to-end run of the node over DDS")
+    p.add_argument("--skip-scaling", action="store_true", help="no scaling tables")
+    p.add_argument("--device", type=_csv, default=("auto",),
+                   help="device(s), comma-separated: auto, cpu, cuda, cuda:N (default auto)")
+    p.add_argument("--presets", type=_csv, default=None,
+                   help="presets for the network table, comma-separated (default lite,paper; "
+                        "--quick: lite); the first (lite when listed) runs the stages")
+    p.add_argument("--repeats", type=int, default=None,
+                   help="timed runs per stage (default 20, --quick 3); a heavy preset on "
+                        "the CPU runs its network once")
+    p.add_argument("--size", type=parse_size, default=None,
+                   help="camera image size WxH (default: 256x256 lite, 512x512 paper)")
+    p.add_argument("--rates", type=_rates, default=None,
+                   help="DDS input rates to climb, Hz (default 1,2,3,4,5,6,8,10,15,20,30)")
+    p.add_argument("--threads", type=int, default=0,
+                   help="torch CPU threads, also for the node (0 = torch's default)")
+    p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("demo", help="the end-to-end demo of the README")
     p.add_argument("--out", default="output/demo", help="output directory")

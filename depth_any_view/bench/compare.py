@@ -1,0 +1,171 @@
+"""Side-by-side comparisons in the same run, as ratios (baseline time / project time).
+
+- PointCloud2 packing: `xyzrgb_cloud` (one structured numpy array, one byte copy) against
+  the per-point Python of ROS 1 / early ROS 2 `sensor_msgs.point_cloud2.create_cloud`
+  (`struct.pack_into` per point, PCL colour packed per point with `struct`), which ROS
+  tutorials copy;
+- image message -> array: `image_msg_to_array` (a zero-copy `np.frombuffer` view) against
+  the per-row Python conversion tutorials use without cv_bridge (`list()` of each row);
+- depth -> 32FC1 Image message: `depth_to_image_msg` against per-row `struct.pack`;
+- depth -> points on the CPU: numpy (`depth_to_points`) against torch
+  (`depth_to_points_torch`) on the same arrays;
+- the network on the CPU: fp32 against bf16 autocast (from the forward table).
+
+Every baseline's output is checked to equal the project's (same bytes / same values), so
+a ratio never compares different work.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+from typing import Any
+
+import numpy as np
+
+from depth_any_view.bench.common import time_call
+from depth_any_view.bench.stages import POINTS_STRIDE, input_messages, ros_available
+from depth_any_view.bench.workload import Workload, network_inputs
+
+
+# ---------------------------------------------------------------------------- baselines
+def naive_xyzrgb_cloud(points: np.ndarray, colors: np.ndarray, header: Any) -> Any:
+    """PointCloud2 x y z rgb built per point, as the classic `create_cloud` recipe does."""
+    import ctypes
+
+    from sensor_msgs.msg import PointCloud2, PointField
+
+    fields = [PointField(name="x", offset=0, datatype=PointField.FLOAT32, count=1),
+              PointField(name="y", offset=4, datatype=PointField.FLOAT32, count=1),
+              PointField(name="z", offset=8, datatype=PointField.FLOAT32, count=1),
+              PointField(name="rgb", offset=12, datatype=PointField.FLOAT32, count=1)]
+    rows = []
+    for (x, y, z), (r, g, b) in zip(points.tolist(), colors.tolist()):
+        rgb = struct.unpack("<f", struct.pack("<I", (r << 16) | (g << 8) | b))[0]
+        rows.append([x, y, z, rgb])
+    cloud_struct = struct.Struct("<ffff")
+    buff = ctypes.create_string_buffer(cloud_struct.size * len(rows))
+    offset = 0
+    for p in rows:
+        cloud_struct.pack_into(buff, offset, *p)
+        offset += cloud_struct.size
+    return PointCloud2(header=header, height=1, width=len(rows), is_dense=False,
+                       is_bigendian=False, fields=fields, point_step=cloud_struct.size,
+                       row_step=cloud_struct.size * len(rows), data=buff.raw)
+
+
+def naive_image_msg_to_array(msg: Any) -> np.ndarray:
+    """(H, W, C) uint8 of an 8-bit image message, row by row through Python lists."""
+    channels = msg.step // msg.width
+    rows = []
+    for r in range(msg.height):
+        start = r * msg.step
+        rows.append(list(msg.data[start:start + msg.width * channels]))
+    return np.array(rows, dtype=np.uint8).reshape(msg.height, msg.width, channels)
+
+
+def naive_depth_to_image_msg(depth: np.ndarray, header: Any) -> Any:
+    """32FC1 Image of depth (H, W) metres, packed row by row with `struct` (NaN invalid)."""
+    from sensor_msgs.msg import Image
+
+    h, w = depth.shape
+    data = bytearray()
+    nan = float("nan")
+    for row in depth.tolist():
+        data += struct.pack(f"<{w}f", *[v if math.isfinite(v) and v > 0 else nan
+                                        for v in row])
+    return Image(header=header, height=h, width=w, encoding="32FC1", is_bigendian=0,
+                 step=4 * w, data=bytes(data))
+
+
+# ---------------------------------------------------------------------------- comparisons
+def _entry(what: str, project: dict[str, float], baseline: dict[str, float], project_name: str,
+           baseline_name: str, same: bool | None) -> dict[str, Any]:
+    """One comparison row: both summaries and the ratio of medians (None = outputs not
+    comparable, e.g. another precision)."""
+    ratio = baseline["median"] / project["median"] if project["median"] > 0 else None
+    return {"what": what, "project": project_name, "baseline": baseline_name,
+            "project_s": project, "baseline_s": baseline, "ratio": ratio,
+            "same_output": None if same is None else bool(same)}
+
+
+def compare_conversions(w: Workload, image_size: tuple[int, int], *, repeats: int,
+                        warmup: int = 1) -> dict[str, Any]:
+    """The ROS conversion and depth -> points comparisons on one set of `w` (see module
+    docstring); ROS ones are skipped (with the reason) without rclpy."""
+    import torch
+
+    from depth_any_view.mapping.points import depth_to_points, depth_to_points_torch
+
+    out: dict[str, Any] = {"rows": [], "skipped": {}}
+    depth_n, K_n, images_n = network_inputs(w, image_size)
+    T = np.array(w.T_base_cam)  # a writable copy (torch.from_numpy below)
+    points, colors = depth_to_points(depth_n, K_n, T, images_n, stride=POINTS_STRIDE)
+    base_repeats = max(1, min(repeats, 5))  # the per-point baselines are slow
+
+    # numpy vs torch depth -> points on the CPU
+    td, tK, tT = torch.from_numpy(depth_n), torch.from_numpy(K_n), torch.from_numpy(T)
+    ti = torch.from_numpy(images_n)
+    tp, tc = depth_to_points_torch(td, tK, tT, ti, stride=POINTS_STRIDE)
+    same = bool(np.allclose(tp.numpy(), points, atol=1e-3) and
+                np.array_equal(tc.numpy(), colors))
+    out["rows"].append(_entry(
+        f"depth -> points, {w.num_views} views {image_size[1]}x{image_size[0]} stride "
+        f"{POINTS_STRIDE} (CPU)",
+        time_call(lambda i: depth_to_points(depth_n, K_n, T, images_n, stride=POINTS_STRIDE),
+                  repeats, warmup),
+        time_call(lambda i: depth_to_points_torch(td, tK, tT, ti, stride=POINTS_STRIDE),
+                  repeats, warmup),
+        "numpy depth_to_points", "torch depth_to_points_torch", same))
+
+    reason = ros_available()
+    if reason is not None:
+        out["skipped"]["ros"] = reason
+        return out
+    from depth_any_view.ros import conversions as C
+
+    header = C.make_header(1_000_000_000, "base_link")
+    project_cloud = C.xyzrgb_cloud(points, colors, header)
+    naive_cloud = naive_xyzrgb_cloud(points, colors, header)
+    out["rows"].append(_entry(
+        f"PointCloud2 packing, {points.shape[0]} points x y z rgb",
+        time_call(lambda i: C.xyzrgb_cloud(points, colors, header), repeats, warmup),
+        time_call(lambda i: naive_xyzrgb_cloud(points, colors, header), base_repeats, 1),
+        "xyzrgb_cloud (numpy)", "per-point struct.pack_into (create_cloud recipe)",
+        bytes(project_cloud.data) == bytes(naive_cloud.data)))
+
+    msgs = input_messages(w, 1_000_000_000)["images"]
+    same = all(np.array_equal(C.image_msg_to_array(m), naive_image_msg_to_array(m))
+               for m in msgs)
+    out["rows"].append(_entry(
+        f"Image message -> array, {len(msgs)} x {w.size[0]}x{w.size[1]} rgb8",
+        time_call(lambda i: [C.image_msg_to_array(m) for m in msgs], repeats, warmup),
+        time_call(lambda i: [naive_image_msg_to_array(m) for m in msgs], base_repeats, 1),
+        "image_msg_to_array (frombuffer)", "per-row Python lists", same))
+
+    depth = [np.asarray(w.depth[i]) for i in range(w.num_views)]
+    same = all(bytes(C.depth_to_image_msg(d, header).data)
+               == bytes(naive_depth_to_image_msg(d, header).data) for d in depth)
+    out["rows"].append(_entry(
+        f"depth array -> 32FC1 Image message, {len(depth)} x {w.size[0]}x{w.size[1]}",
+        time_call(lambda i: [C.depth_to_image_msg(d, header) for d in depth], repeats, warmup),
+        time_call(lambda i: [naive_depth_to_image_msg(d, header) for d in depth],
+                  base_repeats, 1),
+        "depth_to_image_msg (numpy)", "per-row struct.pack", same))
+    return out
+
+
+def precision_ratios(forward_rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """fp32 / bf16 forward ratios on the CPU per preset, from the forward table rows."""
+    out = []
+    by = {(r["preset"], r["device"], r["precision"]): r for r in forward_rows
+          if "forward_s" in r}
+    for (preset, device, precision), r in by.items():
+        if precision != "bf16" or not device.startswith("cpu"):
+            continue
+        fp32 = by.get((preset, device, "fp32"))
+        if fp32 is None:
+            continue
+        out.append(_entry(f"network forward, preset {preset}, {r['views']} views, CPU",
+                          r["forward_s"], fp32["forward_s"], "bf16 autocast", "fp32", None))
+    return out

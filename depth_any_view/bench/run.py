@@ -1,0 +1,361 @@
+"""`depth-any-view bench`: every measurement of the benchmark in one run, then the report.
+
+Order: machine facts; per-stage latency of one set (stage preset, each device); the
+network forward per preset x device x precision (the heavy ones with fewer repeats);
+side-by-side comparisons; scaling tables; end to end over DDS; targets; bench.json and
+bench.md in the output folder (report.py).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from depth_any_view.bench import common
+from depth_any_view.bench.dds import DEFAULT_RATES, DdsOptions, run_dds
+from depth_any_view.bench.workload import make_workload
+
+LOG = logging.getLogger(__name__)
+
+DEFAULT_INPUT = {"lite": (256, 256), "paper": (512, 512)}  # (width, height) per preset
+NON_NETWORK_TARGET_S = 0.015  # issue 7: everything but the forward pass, lite, CPU
+DDS_TARGET_HZ = 5.0  # issue 7: the node keeps up end to end over DDS (lite, CPU)
+GPU_TARGET = {"preset": "paper", "size": (512, 512), "precision": "bf16", "hz": 30.0}
+
+
+@dataclass
+class BenchOptions:
+    """Everything a benchmark run can change; defaults are the full run."""
+
+    out: Path = Path("output/bench")
+    presets: tuple[str, ...] = ("lite", "paper")
+    devices: tuple[str, ...] = ("auto",)  # auto, cpu, cuda, cuda:N
+    precisions: tuple[str, ...] | None = None  # None: every one the device supports
+    repeats: int = 20  # timed runs per stage and light forward
+    warmup: int = 2  # untimed runs first
+    heavy_repeats: int = 1  # timed forwards of a heavy preset on the CPU (paper)
+    size: tuple[int, int] | None = None  # camera images (W, H); None: DEFAULT_INPUT
+    stage_preset: str = "lite"  # preset of the stage table, scaling and DDS
+    model_overrides: dict[str, Any] = field(default_factory=dict)  # every preset (tests)
+    scaling: bool = True
+    scaling_views: tuple[int, ...] = (1, 2, 3, 4, 5, 6)
+    scaling_sizes: tuple[int, ...] = (128, 192, 256, 384, 512)
+    scaling_grids: tuple[int, ...] = (32, 48, 64, 96, 128)
+    scaling_repeats: int = 2
+    dds: bool = True
+    dds_rates: tuple[float, ...] = DEFAULT_RATES
+    dds_step_s: float = 5.0
+    dds_min_sets: int = 6
+    dds_drain_s: float = 3.0
+    dds_node_params: dict[str, Any] = field(default_factory=dict)
+    threads: int = 0  # torch CPU threads (0 = torch's default)
+    seed: int = 0
+    workload_grid: int = 64  # ground-truth occupancy voxels per axis of the synthetic frame
+    command: str = ""
+
+    @classmethod
+    def quick(cls, **changes: Any) -> BenchOptions:
+        """A short run that exercises everything (a minute or two on a small CPU)."""
+        base = cls(presets=("lite",), repeats=3, warmup=1, heavy_repeats=1,
+                   scaling_views=(1, 3, 6), scaling_sizes=(128, 256), scaling_grids=(32, 64),
+                   scaling_repeats=1, dds_rates=(1.0, 2.0, 5.0), dds_step_s=2.0,
+                   dds_min_sets=3, dds_drain_s=2.0)
+        return replace(base, **changes)
+
+    def input_size(self, preset: str) -> tuple[int, int]:
+        """Camera image size (W, H) for a preset."""
+        if self.size is not None:
+            return tuple(self.size)
+        if preset in DEFAULT_INPUT and not self.model_overrides.get("image_size"):
+            return DEFAULT_INPUT[preset]
+        from depth_any_view.model.config import load_model_config
+
+        h, w = self.model_overrides.get("image_size") or load_model_config(preset).image_size
+        return int(w), int(h)
+
+
+def resolve_devices(devices: tuple[str, ...]) -> list[str]:
+    """Concrete device names ('auto' -> cuda when available, else cpu), no duplicates."""
+    from depth_any_view.inference.engine import resolve_device
+
+    out = []
+    for d in devices:
+        name = str(resolve_device(d))
+        if name == "cuda":
+            name = "cuda:0"
+        if name not in out:
+            out.append(name)
+    return out
+
+
+def device_precisions(device: str, wanted: tuple[str, ...] | None
+                      ) -> list[tuple[str, str | None]]:
+    """(precision, None) for each usable precision, (precision, why not) for the others."""
+    import torch
+
+    from depth_any_view.config import ConfigError
+    from depth_any_view.inference.engine import PRECISIONS, resolve_amp_dtype
+
+    out = []
+    for p in wanted or PRECISIONS:
+        try:
+            resolve_amp_dtype(p, torch.device(device))
+            out.append((p, None))
+        except ConfigError as exc:
+            out.append((p, str(exc)))
+    return out
+
+
+def _heavy(preset: str, device: str) -> bool:
+    """A preset too slow for many repeats on this device (paper on the CPU)."""
+    return device.startswith("cpu") and preset != "lite" and "lite" not in Path(preset).stem
+
+
+def _model_yaml(preset: str, overrides: dict[str, Any], out: Path) -> str:
+    """The preset itself, or a model config YAML of the preset with overrides (for the
+    node, which takes a preset or a path)."""
+    if not overrides:
+        return preset
+    from depth_any_view.model.config import load_model_config
+
+    cfg = {k: list(v) if isinstance(v, tuple) else v
+           for k, v in asdict(load_model_config(preset)).items()}
+    cfg.update({k: list(v) if isinstance(v, tuple) else v for k, v in overrides.items()})
+    path = out / f"model_{Path(preset).stem}_bench.yaml"
+    path.write_text(yaml.safe_dump(cfg, sort_keys=True))
+    return str(path)
+
+
+def _forward_row(preset: str, device: str, precision: str, engine: Any, fwd: dict[str, Any],
+                 size: tuple[int, int], views: int) -> dict[str, Any]:
+    """One row of the forward table."""
+    total = fwd["total"]["median"]
+    return {"preset": preset, "device": device, "device_name": engine.describe()["device_name"],
+            "precision": precision, "views": views, "input_size": list(size),
+            "network_size": [engine.image_size[1], engine.image_size[0]],
+            "grid_dims": list(engine.grid.dims),
+            "preprocess_s": fwd["preprocess"], "forward_s": fwd["forward"],
+            "postprocess_s": fwd["postprocess"], "total_s": fwd["total"],
+            "hz": 1.0 / total if total > 0 else None, "repeats": fwd["repeats"],
+            "warmup": fwd["warmup"], "memory": fwd["memory"]}
+
+
+def run_bench(opts: BenchOptions, progress: Callable[[str], None] | None = None
+              ) -> dict[str, Any]:
+    """Run the benchmark into `opts.out`; returns the result (also written as bench.json
+    and bench.md there)."""
+    from depth_any_view.bench import report
+    from depth_any_view.bench.compare import compare_conversions, precision_ratios
+    from depth_any_view.bench.scaling import scale_grid, scale_size, scale_views
+    from depth_any_view.bench.stages import (
+        LocalPublishers,
+        bench_forward,
+        bench_stages,
+        make_engine,
+        ros_available,
+        views_of,
+    )
+
+    t_start = time.perf_counter()
+    out = Path(opts.out)
+    out.mkdir(parents=True, exist_ok=True)
+    say = progress or (lambda text: None)
+
+    def step(text: str) -> None:
+        say(f"[{time.perf_counter() - t_start:6.1f} s] {text}")
+
+    if opts.threads > 0:
+        import torch
+
+        torch.set_num_threads(opts.threads)
+    for name in ("depth_any_view.inference.engine", "depth_any_view.pipeline"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+    domain_id = common.ros_domain_id()
+    devices = resolve_devices(opts.devices)
+    result: dict[str, Any] = {
+        "version": 1, "started": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "command": opts.command or " ".join(sys.argv),
+        "options": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(opts).items()},
+        "machine": common.machine_info(devices), "ros_domain_id": domain_id,
+        "stages": {}, "forward": [], "comparisons": {}, "scaling": {}, "dds": {}, "notes": []}
+    no_ros = ros_available()
+    if no_ros:
+        result["notes"].append(f"ROS stages and DDS skipped: {no_ros}")
+    sp = opts.stage_preset if opts.stage_preset in opts.presets else opts.presets[0]
+    size = opts.input_size(sp)
+    step(f"synthetic frame {size[0]}x{size[1]}")
+    w = make_workload(size, opts.seed, opts.workload_grid)
+
+    # ---- per-stage latency, and the forward rows of the stage preset in fp32
+    publishers = None if no_ros else LocalPublishers(w.names, domain_id)
+    stage_engines = {}
+    try:
+        for device in devices:
+            step(f"stages: {sp} on {device}")
+            engine = make_engine(sp, device, "fp32", overrides=opts.model_overrides)
+            stage_engines[device] = engine
+            with common.PeakMemory(engine.device) as mem:
+                r = bench_stages(engine, w, repeats=opts.repeats, warmup=opts.warmup,
+                                 publishers=publishers)
+            d = r.as_dict()
+            d.update(preset=sp, device=device, precision="fp32", memory=mem.as_dict(),
+                     engine=engine.describe())
+            result["stages"][device] = d
+            fwd = {**r.forward, **{s: r.stages[s] for s in ("preprocess", "forward",
+                                                             "postprocess")}}
+            result["forward"].append(_forward_row(sp, device, "fp32", engine, fwd, size,
+                                                  w.num_views))
+    finally:
+        if publishers is not None:
+            publishers.close()
+
+    # ---- the network per preset, device, precision
+    for device in devices:
+        for preset in opts.presets:
+            p_size = opts.input_size(preset)
+            pw = make_workload(p_size, opts.seed, opts.workload_grid)
+            for precision, why_not in device_precisions(device, opts.precisions):
+                if preset == sp and precision == "fp32":
+                    continue  # measured with the stages
+                if why_not:
+                    result["forward"].append({"preset": preset, "device": device,
+                                              "precision": precision, "skipped": why_not})
+                    continue
+                heavy = _heavy(preset, device)
+                reps = opts.heavy_repeats if heavy else opts.repeats
+                warm = 1 if heavy else opts.warmup
+                step(f"forward: {preset} {device} {precision} ({reps} runs)")
+                try:
+                    engine = make_engine(preset, device, precision,
+                                         overrides=opts.model_overrides)
+                    fwd = bench_forward(engine, views_of(pw), reps, warm)
+                except Exception as exc:  # noqa: BLE001 - e.g. out of memory: say so, go on
+                    result["forward"].append({"preset": preset, "device": device,
+                                              "precision": precision,
+                                              "error": f"{type(exc).__name__}: {exc}"})
+                    continue
+                result["forward"].append(_forward_row(preset, device, precision, engine, fwd,
+                                                      p_size, pw.num_views))
+                del engine
+
+    # ---- comparisons (CPU)
+    step("comparisons")
+    net_size = next(iter(stage_engines.values())).image_size
+    result["comparisons"] = compare_conversions(w, net_size, repeats=opts.repeats,
+                                                warmup=opts.warmup)
+    result["comparisons"]["rows"].extend(precision_ratios(result["forward"]))
+
+    # ---- scaling
+    device = devices[0]
+    if opts.scaling:
+        kw = {"repeats": opts.scaling_repeats, "warmup": 1, "overrides": opts.model_overrides,
+              "seed": opts.seed, "workload_grid": opts.workload_grid}
+        step(f"scaling: views {list(opts.scaling_views)}")
+        result["scaling"]["views"] = scale_views(sp, device, "fp32", opts.scaling_views, size,
+                                                 **kw)
+        step(f"scaling: input size {list(opts.scaling_sizes)}")
+        result["scaling"]["size"] = scale_size(sp, device, "fp32", opts.scaling_sizes, **kw)
+        step(f"scaling: grid {list(opts.scaling_grids)}")
+        result["scaling"]["grid"] = scale_grid(sp, device, "fp32", opts.scaling_grids, size,
+                                               **kw)
+    else:
+        result["scaling"] = {"skipped": "--skip-scaling"}
+
+    # ---- end to end over DDS
+    if not opts.dds:
+        result["dds"] = {"skipped": "--skip-dds"}
+    elif no_ros:
+        result["dds"] = {"skipped": no_ros}
+    else:
+        step(f"dds: node ({sp}, {device}) with six {size[0]}x{size[1]} cameras")
+        params = {"threads": opts.threads} if opts.threads > 0 else {}
+        params.update(opts.dds_node_params)
+        dds_opts = DdsOptions(preset=_model_yaml(sp, opts.model_overrides, out),
+                              device=device, precision="fp32", rates=tuple(opts.dds_rates),
+                              step_s=opts.dds_step_s, min_sets=opts.dds_min_sets,
+                              drain_s=opts.dds_drain_s, target_hz=DDS_TARGET_HZ,
+                              node_params=params)
+        result["dds"] = run_dds(w, dds_opts, out, domain_id, progress=step)
+
+    result["memory"] = {"bench_peak_rss_mib": common.peak_rss_mib(),
+                        "node_peak_rss_mib": result["dds"].get("node_peak_rss_mib")}
+    result["targets"] = evaluate_targets(result, sp)
+    result["load_average_end"] = common.load_average()
+    result["duration_s"] = time.perf_counter() - t_start
+    paths = report.write_report(result, out)
+    result["files"] = {k: str(v) for k, v in paths.items()}
+    step(f"wrote {paths['json']} and {paths['markdown']}")
+    return result
+
+
+def evaluate_targets(result: dict[str, Any], stage_preset: str) -> list[dict[str, Any]]:
+    """The issue's targets against the measurements: met, or missed by how much."""
+    out = []
+    cpu = next((d for k, d in result["stages"].items() if k.startswith("cpu")), None)
+    if cpu is not None:
+        measured = cpu["non_network_median_s"]
+        c = cpu["counts"]
+        out.append(_target(
+            f"everything but the network forward, {stage_preset}, {c['views']} views "
+            f"{c['image_width']}x{c['image_height']}, CPU (sum of stage medians)",
+            "<= 15 ms", measured * 1e3, NON_NETWORK_TARGET_S * 1e3, "ms", lower_better=True))
+    else:
+        out.append({"name": "everything but the network forward on the CPU", "target": "<= 15 ms",
+                    "met": None, "text": "not measured (no CPU stage table in this run)"})
+    dds = result.get("dds", {})
+    if "max_rate_hz" in dds:
+        top = dds.get("target", {}).get("ladder_top_hz")
+        t = _target(f"node processes every set end to end over DDS ({stage_preset}, "
+                    f"{dds['options']['device']}, six {dds['images'][0]}x{dds['images'][1]} "
+                    "cameras)", f">= {DDS_TARGET_HZ:g} Hz", dds["max_rate_hz"], DDS_TARGET_HZ,
+                    "Hz", lower_better=False)
+        if top is not None and dds["max_rate_hz"] >= top:
+            t["text"] += f" (the top of the ladder, {top:g} Hz: the limit is higher)"
+        t["text"] += (f"; every output of every set delivered up to "
+                      f"{dds.get('max_rate_complete_hz', 0.0):g} Hz")
+        out.append(t)
+    else:
+        why = dds.get("skipped") or dds.get("error", "n/a")
+        out.append({"name": "node keeps up end to end over DDS",
+                    "target": f">= {DDS_TARGET_HZ:g} Hz", "met": None,
+                    "text": f"not measured: {why}"})
+    g = GPU_TARGET
+    row = next((r for r in result["forward"] if r.get("preset") == g["preset"]
+                and str(r.get("device", "")).startswith("cuda")
+                and r.get("precision") == g["precision"] and "total_s" in r
+                and tuple(r["network_size"]) == g["size"]), None)
+    name = (f"{g['preset']} preset {g['size'][0]}x{g['size'][1]} {g['precision']} on a GPU "
+            "(engine: preprocess + forward + postprocess)")
+    if row is None:
+        out.append({"name": name, "target": f">= {g['hz']:g} Hz", "met": None,
+                    "text": "not measured: no CUDA device in this run"})
+    else:
+        out.append(_target(name, f">= {g['hz']:g} Hz", row["hz"], g["hz"], "Hz",
+                           lower_better=False))
+    return out
+
+
+def _target(name: str, target: str, measured: float, limit: float, unit: str, *,
+            lower_better: bool) -> dict[str, Any]:
+    """A target row with 'met' and how far off it is (absolute and as a factor)."""
+    met = measured <= limit if lower_better else measured >= limit
+    if met:
+        text = f"met: {measured:.1f} {unit}"
+    elif lower_better:
+        text = (f"missed by {measured - limit:.1f} {unit}: {measured:.1f} {unit} is "
+                f"{measured / limit:.1f}x the target")
+    else:
+        factor = f"{limit / measured:.1f}x short" if measured > 0 else "nothing kept up with"
+        text = f"missed by {limit - measured:.1f} {unit}: {measured:.1f} {unit} ({factor})"
+    return {"name": name, "target": target, "measured": measured, "unit": unit, "met": met,
+            "text": text}

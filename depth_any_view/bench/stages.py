@@ -1,0 +1,381 @@
+"""Per-stage latency of one synchronized set, as the node runs it, stage by stage.
+
+Stages (in the node's order), each timed on its own over repeated runs after warm-up:
+
+    intake          message -> array for every image (`image_msg_to_array`), CameraInfo and
+                    odometry into the pipeline, images into the synchronizer (callbacks)
+    decode          input encoding -> RGB (`to_rgb8`)
+    preprocess      engine: upload, resize, normalise         } one `InferenceEngine.infer`,
+    forward         engine: the network                       } timed by the engine itself
+    postprocess     engine: depth policy, resize to input, host copy
+    points          network-size depth -> coloured points in base_link (`depth_to_points`)
+    pointcloud2     points -> sensor_msgs/PointCloud2 (`xyzrgb_cloud`)
+    fusion_update   log-odds occupancy update through the odometry pose
+    fusion_outputs  occupied voxel list and the 2D grid of the fused map
+    voxels_msg      voxel PointCloud2 (`voxel_cloud`)
+    markers         MarkerArray CUBE_LIST (`marker_array_msg`, at most marker_max_voxels)
+    grid_msg        nav_msgs/OccupancyGrid (`occupancy_grid_msg`)
+    depth_msgs      per-camera 32FC1 depth Image + CameraInfo (`depth_to_image_msg`)
+    publish         rclpy `publish` of every output message of the set (no subscriber)
+
+The stages after the network take the frame's ground truth in the network's place (see
+`workload.py`), so point and voxel counts are realistic although the weights are random.
+The ROS stages need rclpy and the message packages; without them they are left out and
+the result says why.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from depth_any_view.bench.common import PeakMemory, summarize, time_call
+from depth_any_view.bench.workload import (
+    Workload,
+    network_inputs,
+    occupancy_volume,
+    pose_on_track,
+)
+from depth_any_view.inference.engine import EngineConfig, InferenceEngine
+from depth_any_view.inference.preprocess import ViewInput
+
+LOG = logging.getLogger(__name__)
+
+STAGES = ("intake", "decode", "preprocess", "forward", "postprocess", "points", "pointcloud2",
+          "fusion_update", "fusion_outputs", "voxels_msg", "markers", "grid_msg",
+          "depth_msgs", "publish")
+ENGINE_STAGES = ("preprocess", "forward", "postprocess")
+ROS_STAGES = ("intake", "pointcloud2", "voxels_msg", "markers", "grid_msg", "depth_msgs",
+              "publish")
+STAGE_LABELS = {
+    "intake": "message -> array, CameraInfo, odometry, synchronizer (callbacks)",
+    "decode": "input encoding -> RGB",
+    "preprocess": "preprocessing (upload, resize, normalise)",
+    "forward": "network forward",
+    "postprocess": "postprocessing (depth policy, resize to input, host copy)",
+    "points": "depth -> points (base_link, stride 2)",
+    "pointcloud2": "PointCloud2 packing (x y z rgb)",
+    "fusion_update": "occupancy fusion update (log-odds, odometry)",
+    "fusion_outputs": "fused map -> occupied voxels + 2D grid",
+    "voxels_msg": "voxel PointCloud2",
+    "markers": "MarkerArray CUBE_LIST",
+    "grid_msg": "OccupancyGrid message",
+    "depth_msgs": "depth Image + CameraInfo messages",
+    "publish": "rclpy publish of all outputs",
+}
+POINTS_STRIDE = 2  # node parameter points_stride (default)
+MARKER_MAX_VOXELS = 50_000  # node parameter marker_max_voxels (default)
+PERIOD_NS = 100_000_000  # 10 Hz between the benchmark's sets
+OUTPUT_TOPICS = {  # the node's default output topics (docs/DESIGN.md)
+    "points": "/depth_any_view/points", "voxels": "/depth_any_view/occupancy/voxels",
+    "markers": "/depth_any_view/occupancy/markers", "grid": "/depth_any_view/occupancy/grid"}
+
+
+def make_engine(preset: str, device: str = "cpu", precision: str = "fp32", *,
+                overrides: dict[str, Any] | None = None, threads: int = 0,
+                compile: bool = False) -> InferenceEngine:
+    """A random-weight engine of a preset (speed does not depend on the weights), set up as
+    the node runs it: depth at the input resolution, network-size images returned."""
+    cfg = EngineConfig(preset=preset, random_init=True, device=device, precision=precision,
+                       model_overrides=dict(overrides or {}), warmup_iters=0, threads=threads,
+                       compile=compile, return_images=True)
+    logging.getLogger("depth_any_view.inference.engine").setLevel(logging.ERROR)
+    return InferenceEngine(cfg)
+
+
+def views_of(w: Workload) -> list[ViewInput]:
+    """The engine inputs of a workload."""
+    return [ViewInput(n, w.images[i], w.cameras[i], w.T_base_cam[i])
+            for i, n in enumerate(w.names)]
+
+
+def bench_forward(engine: InferenceEngine, views: Sequence[ViewInput], repeats: int,
+                  warmup: int = 1) -> dict[str, Any]:
+    """Summaries (seconds) of preprocess / forward / postprocess / total of `engine.infer`
+    over `repeats` runs after `warmup`, with peak memory of the whole measurement."""
+    with PeakMemory(engine.device) as mem:
+        for _ in range(max(0, warmup)):
+            engine.infer(views)
+        runs = [engine.infer(views).timings for _ in range(max(1, repeats))]
+    out: dict[str, Any] = {s: summarize([r[s] for r in runs])
+                           for s in (*ENGINE_STAGES, "total")}
+    out["memory"] = mem.as_dict()
+    out["repeats"] = len(runs)
+    out["warmup"] = int(warmup)
+    return out
+
+
+# ---------------------------------------------------------------------------- ROS messages
+def ros_available() -> str | None:
+    """None when rclpy and the message packages import, else why not."""
+    try:
+        import rclpy  # noqa: F401
+
+        import depth_any_view.ros.conversions  # noqa: F401
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        return f"rclpy / ROS message packages not importable: {exc}"
+    return None
+
+
+def input_messages(w: Workload, stamp_ns: int, encoding: str = "rgb8") -> dict[str, Any]:
+    """What the cameras and odometry publish for one set: Image and CameraInfo per camera
+    (the images in `encoding`: rgb8 or bgr8) and one Odometry."""
+    from nav_msgs.msg import Odometry
+
+    from depth_any_view.ros import conversions as C
+
+    images, infos = [], []
+    for i in range(w.num_views):
+        header = C.make_header(stamp_ns, w.frame_ids[i])
+        rgb = w.images[i] if encoding == "rgb8" else np.ascontiguousarray(w.images[i][..., ::-1])
+        images.append(C.array_to_image_msg(rgb, encoding, header))
+        infos.append(C.camera_to_camera_info(w.cameras[i], header))
+    odom = Odometry(header=C.make_header(stamp_ns, "odom"), child_frame_id="base_link")
+    odom.pose.pose = C.matrix_to_pose(w.T_odom_base)
+    return {"images": images, "infos": infos, "odom": odom}
+
+
+class LocalPublishers:
+    """The node's output publishers in a private rclpy context (for the `publish` stage)."""
+
+    def __init__(self, names: Sequence[str], domain_id: int) -> None:
+        import rclpy
+        from nav_msgs.msg import OccupancyGrid
+        from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+        from visualization_msgs.msg import MarkerArray
+
+        from depth_any_view.ros.qos import qos_profile
+
+        self.context = rclpy.Context()
+        rclpy.init(context=self.context, domain_id=int(domain_id))
+        self.node = rclpy.create_node("depth_any_view_bench_publish", context=self.context)
+        q = qos_profile("reliable", 5)
+        self.depth = {n: self.node.create_publisher(Image, f"/cameras/{n}/depth/image", q)
+                      for n in names}
+        self.info = {n: self.node.create_publisher(
+            CameraInfo, f"/cameras/{n}/depth/camera_info", q) for n in names}
+        self.points = self.node.create_publisher(PointCloud2, OUTPUT_TOPICS["points"], q)
+        self.voxels = self.node.create_publisher(PointCloud2, OUTPUT_TOPICS["voxels"], q)
+        self.markers = self.node.create_publisher(MarkerArray, OUTPUT_TOPICS["markers"], q)
+        self.grid = self.node.create_publisher(OccupancyGrid, OUTPUT_TOPICS["grid"],
+                                               qos_profile("transient_local", 1))
+
+    def publish(self, msgs: dict[str, Any]) -> None:
+        """Publish one set's output messages."""
+        for name, (img, info) in msgs["depth"].items():
+            self.depth[name].publish(img)
+            self.info[name].publish(info)
+        self.points.publish(msgs["points"])
+        self.voxels.publish(msgs["voxels"])
+        self.markers.publish(msgs["markers"])
+        self.grid.publish(msgs["grid"])
+
+    def close(self) -> None:
+        """Destroy the node and shut the context down."""
+        import rclpy
+
+        self.node.destroy_node()
+        rclpy.try_shutdown(context=self.context)
+
+
+# ---------------------------------------------------------------------------- the stages
+@dataclass
+class StageResult:
+    """Per-stage summaries (seconds) and the sizes the stages worked on."""
+
+    stages: dict[str, dict[str, float]]
+    counts: dict[str, int]
+    skipped: dict[str, str]
+    forward: dict[str, Any]
+
+    def medians(self) -> dict[str, float]:
+        """Stage -> median seconds."""
+        return {k: v["median"] for k, v in self.stages.items()}
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready form with the totals."""
+        non_net = [s for s in self.stages if s != "forward"]
+        return {"stages": self.stages, "counts": self.counts, "skipped": self.skipped,
+                "forward_detail": self.forward,
+                "non_network_median_s": sum(self.stages[s]["median"] for s in non_net),
+                "non_network_p95_s": sum(self.stages[s]["p95"] for s in non_net),
+                "set_median_s": sum(v["median"] for v in self.stages.values())}
+
+
+def bench_stages(engine: InferenceEngine, w: Workload, *, repeats: int, warmup: int = 1,
+                 forward_repeats: int | None = None, publishers: LocalPublishers | None = None,
+                 only: Sequence[str] | None = None) -> StageResult:
+    """Time every stage of one set of `w` with `engine` (see the module docstring).
+
+    Args:
+        engine: a ready engine (its preset, device and precision are what is measured).
+        w: the set of views.
+        repeats: timed runs per stage (>= 1); `forward_repeats` for the network
+            (default: `repeats`).
+        warmup: untimed runs first, per stage.
+        publishers: output publishers for the `publish` stage (None: stage skipped).
+        only: restrict to these stages (scaling tables); None = all.
+    """
+    from depth_any_view.data.encodings import to_rgb8
+    from depth_any_view.mapping.points import depth_to_points
+
+    want = set(STAGES if only is None else only)
+    unknown = want - set(STAGES)
+    if unknown:
+        raise ValueError(f"unknown benchmark stage(s) {sorted(unknown)}; known: {STAGES}")
+    stages: dict[str, dict[str, float]] = {}
+    skipped: dict[str, str] = {}
+    counts: dict[str, int] = {"views": w.num_views, "image_width": w.size[0],
+                              "image_height": w.size[1],
+                              "network_height": engine.image_size[0],
+                              "network_width": engine.image_size[1],
+                              "grid_voxels": int(np.prod(engine.grid.dims))}
+    no_ros = ros_available()
+    if no_ros is not None:
+        skipped.update({s: no_ros for s in ROS_STAGES if s in want})
+        want -= set(ROS_STAGES)
+    if "publish" in want and publishers is None:
+        skipped["publish"] = "no publishers given (rclpy context not created)"
+        want.discard("publish")
+
+    def run(name: str, fn: Callable[[int], Any]) -> None:
+        if name in want:
+            stages[name] = time_call(fn, repeats, warmup)
+
+    # ---- inputs: messages into the pipeline (the node's callbacks), decode
+    if "intake" in want:
+        counts["synchronized_sets"] = _intake(engine, w, run)
+    run("decode", lambda i: [to_rgb8(w.images[k], "rgb8") for k in range(w.num_views)])
+
+    # ---- the engine
+    forward: dict[str, Any] = {}
+    if want & set(ENGINE_STAGES):
+        forward = bench_forward(engine, views_of(w), forward_repeats or repeats, warmup)
+        stages.update({s: forward[s] for s in ENGINE_STAGES if s in want})
+
+    # ---- points, the cloud and the depth messages
+    depth_n, K_n, images_n = network_inputs(w, engine.image_size)
+    T = np.asarray(w.T_base_cam)
+    points, colors = depth_to_points(depth_n, K_n, T, images_n, stride=POINTS_STRIDE)
+    counts["points"] = int(points.shape[0])
+    run("points", lambda i: depth_to_points(depth_n, K_n, T, images_n, stride=POINTS_STRIDE))
+    out_msgs: dict[str, Any] = {}
+    if no_ros is None:
+        from depth_any_view.ros import conversions as C
+
+        header = C.make_header(1_000_000_000, "base_link")
+        run("pointcloud2", lambda i: C.xyzrgb_cloud(points, colors, header))
+        run("depth_msgs", lambda i: _depth_msgs(w))
+        out_msgs = {"depth": _depth_msgs(w), "points": C.xyzrgb_cloud(points, colors, header)}
+        counts["cloud_bytes"] = len(out_msgs["points"].data)
+
+    # ---- the occupancy map and its messages, publishing
+    if want & {"fusion_update", "fusion_outputs", "voxels_msg", "markers", "grid_msg",
+               "publish"}:
+        _map_stages(engine, w, want, run, counts, out_msgs)
+        if "publish" in want and publishers is not None:
+            run("publish", lambda i: publishers.publish(out_msgs))
+    ordered = {s: stages[s] for s in STAGES if s in stages}
+    return StageResult(ordered, counts, skipped, {k: v for k, v in forward.items()
+                                                   if k not in ENGINE_STAGES})
+
+
+def _intake(engine: InferenceEngine, w: Workload, run: Callable[..., None]) -> int:
+    """Time the node's input callbacks for one set; returns the sets synchronized."""
+    from depth_any_view.geometry.rig import load_rig
+    from depth_any_view.pipeline import Pipeline, PipelineConfig
+    from depth_any_view.ros import conversions as C
+    from depth_any_view.sync.approximate_time import SyncConfig
+
+    msgs = input_messages(w, 0)
+    pipeline = Pipeline(PipelineConfig(sync=SyncConfig(cameras=tuple(w.names))),
+                        load_rig("surround6").subset(list(w.names)), engine=engine)
+    ready: list[int] = []
+
+    def intake(i: int) -> None:
+        stamp = 1_000_000_000 + i * PERIOD_NS
+        for k, name in enumerate(w.names):
+            img = msgs["images"][k]
+            C.stamp_to_ns(img.header.stamp)
+            array = C.image_msg_to_array(img)
+            pipeline.add_camera_info(name, stamp, msgs["infos"][k])
+            ready.extend(s.stamp_ns for s in pipeline.add_image(
+                name, stamp, array, stamp, encoding=img.encoding,
+                frame_id=img.header.frame_id))
+        pipeline.add_odometry(stamp, C.odometry_to_transform(msgs["odom"]))
+
+    run("intake", intake)
+    return len(ready)
+
+
+def _depth_msgs(w: Workload) -> dict[str, Any]:
+    """Depth Image + CameraInfo per camera, at the input resolution (ground-truth depth)."""
+    from depth_any_view.ros import conversions as C
+
+    out = {}
+    for k, name in enumerate(w.names):
+        h = C.make_header(1_000_000_000, w.frame_ids[k])
+        out[name] = (C.depth_to_image_msg(w.depth[k], h),
+                     C.camera_to_camera_info(w.cameras[k], h))
+    return out
+
+
+def _map_stages(engine: InferenceEngine, w: Workload, want: set[str],
+                run: Callable[..., None], counts: dict[str, int],
+                out_msgs: dict[str, Any]) -> None:
+    """Fusion, the map's outputs and their messages (added to `out_msgs` for publishing)."""
+    from depth_any_view.mapping.fusion import FusionConfig, OccupancyFusion
+
+    fusion = OccupancyFusion(FusionConfig.matching(engine.grid), device=engine.device)
+    prob, observed = occupancy_volume(w, engine.grid)
+    T0 = np.asarray(w.T_odom_base)
+    step = [0]
+
+    def fuse(i: int) -> None:
+        k = step[0]
+        step[0] += 1
+        status = fusion.update(prob, observed, engine.grid, 1_000_000_000 + k * PERIOD_NS,
+                               pose_on_track(T0, k))
+        if not status.accepted:
+            raise RuntimeError(f"benchmark fusion update rejected: {status.message}")
+
+    if "fusion_update" in want:
+        run("fusion_update", fuse)
+    else:
+        fuse(0)
+    run("fusion_outputs", lambda i: (fusion.occupied_voxels(), fusion.occupancy_grid()))
+    centres, probs = fusion.occupied_voxels()
+    grid2d = fusion.occupancy_grid()
+    counts["occupied_voxels"] = int(centres.shape[0])
+    counts["grid_cells"] = int(grid2d.data.size)
+    marker_centres = centres
+    if centres.shape[0] > MARKER_MAX_VOXELS:  # as the node: most probable first
+        marker_centres = centres[np.argsort(-probs, kind="stable")[:MARKER_MAX_VOXELS]]
+    counts["marker_cubes"] = int(marker_centres.shape[0])
+    if ros_available() is not None:
+        return
+    from depth_any_view.ros import conversions as C
+
+    map_header = C.make_header(1_000_000_000, "odom")
+    z0 = float(pose_on_track(T0, step[0])[2, 3])
+    z_range = (z0 + fusion.config.lower[2], z0 + fusion.config.upper[2])
+
+    def markers() -> Any:
+        return C.marker_array_msg(marker_centres, fusion.voxel_size, map_header,
+                                  z_range=z_range)
+
+    run("voxels_msg", lambda i: C.voxel_cloud(centres, probs, map_header))
+    run("markers", lambda i: markers())
+    run("grid_msg", lambda i: C.occupancy_grid_msg(grid2d, map_header))
+    if "publish" in want:
+        out_msgs.update(voxels=C.voxel_cloud(centres, probs, map_header), markers=markers(),
+                        grid=C.occupancy_grid_msg(grid2d, map_header))
+
+
+def stage_sum(medians: dict[str, float], exclude: Sequence[str] = ("forward",)) -> float:
+    """Sum of stage medians (seconds) without the excluded stages."""
+    return float(sum(v for k, v in medians.items() if k not in exclude))

@@ -1,0 +1,225 @@
+"""Tests of depth_any_view/bench: the quick mode at tiny sizes, the parts it is made of.
+
+Structure and sanity only (every figure present, positive and finite, the baselines equal
+to the project's conversions, the report written); never speed: that is what the
+benchmark itself is for.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import struct
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from depth_any_view.bench import common
+from depth_any_view.bench.run import BenchOptions, evaluate_targets, run_bench
+from depth_any_view.bench.stages import STAGES
+from depth_any_view.cli import build_parser, main
+
+TINY = {"image_size": [32, 32], "hidden": 32, "layers": 1, "grid_dims": [8, 8, 8]}
+SIZE = (64, 48)  # (width, height) of the synthetic cameras
+
+
+def _tiny(out: Path, **changes: Any) -> BenchOptions:
+    """The quick mode at tiny sizes (network, images, grids, scaling points)."""
+    base = dict(out=out, presets=("lite",), devices=("cpu",), model_overrides=dict(TINY),
+                size=SIZE, repeats=2, warmup=1, workload_grid=16, scaling_views=(1, 6),
+                scaling_sizes=(32, 64), scaling_grids=(8, 16), scaling_repeats=1,
+                threads=1, dds_rates=(2.0, 5.0), dds_step_s=1.0, dds_min_sets=3,
+                dds_drain_s=1.5, command="test")
+    base.update(changes)
+    return BenchOptions.quick(**base)
+
+
+def _positive(summary: dict[str, float], what: str) -> None:
+    """A timing summary with finite, positive, ordered figures."""
+    for key in ("median", "p95", "mean", "min", "max"):
+        assert math.isfinite(summary[key]) and summary[key] > 0, (what, key, summary)
+    assert summary["min"] <= summary["median"] <= summary["p95"] <= summary["max"], what
+    assert summary["n"] >= 1
+
+
+def _check_common(result: dict[str, Any], out: Path) -> None:
+    """Everything but the DDS part."""
+    m = result["machine"]
+    assert m["cpu"] and m["logical_cores"] >= 1 and m["torch"] and m["torch_threads"] >= 1
+    stages = result["stages"]["cpu"]
+    assert list(stages["stages"]) == [s for s in STAGES if s in stages["stages"]]
+    assert set(STAGES) - {"publish"} <= set(stages["stages"]) | set(stages["skipped"])
+    for name, summary in stages["stages"].items():
+        _positive(summary, name)
+    assert stages["counts"]["points"] > 0 and stages["counts"]["occupied_voxels"] > 0
+    assert stages["counts"]["synchronized_sets"] >= 1
+    assert 0 < stages["non_network_median_s"] < stages["set_median_s"]
+    assert stages["memory"]["peak_rss_mib"] > 0
+
+    rows = {(r["preset"], r["precision"]): r for r in result["forward"]}
+    fp32 = rows[("lite", "fp32")]
+    for key in ("preprocess_s", "forward_s", "postprocess_s", "total_s"):
+        _positive(fp32[key], key)
+    assert fp32["network_size"] == [32, 32] and fp32["grid_dims"] == [8, 8, 8]
+    assert fp32["hz"] > 0 and fp32["memory"]["peak_rss_mib"] > 0
+    assert "skipped" in rows[("lite", "fp16")]  # not on the CPU, and the row says why
+
+    comps = result["comparisons"]["rows"]
+    assert len(comps) >= 4
+    for c in comps:
+        assert c["ratio"] is not None and math.isfinite(c["ratio"]) and c["ratio"] > 0, c
+        assert c["same_output"] in (True, None), c  # a baseline must do the same work
+
+    for key, values in (("views", (1, 6)), ("size", (32, 64)), ("grid", (8, 16))):
+        table = result["scaling"][key]
+        assert [r["value"] for r in table["rows"]] == list(values)
+        for r in table["rows"]:
+            assert "error" not in r, r
+            for key in ("mins", "medians"):
+                assert all(math.isfinite(v) and v > 0 for k, v in r[key].items()
+                           if k != "decode"), (key, r)
+            assert r["mins"]["total"] <= r["medians"]["total"]
+        assert table["growth"]["total"] is not None and math.isfinite(table["growth"]["total"])
+        assert table["growth_text"]["total"] != "n/a"
+
+    names = [t["name"] for t in result["targets"]]
+    assert len(names) == 3 and all(t["text"] for t in result["targets"])
+    assert result["targets"][0]["met"] in (True, False)
+    assert result["targets"][2]["met"] is None  # no GPU target without CUDA
+
+    js = json.loads((out / "bench.json").read_text())
+    assert js["stages"]["cpu"]["stages"]["forward"]["median"] > 0
+    md = (out / "bench.md").read_text()
+    for heading in ("## Targets", "## Per-stage latency", "## Network forward",
+                    "## Comparisons", "## Scaling", "## End to end over DDS", "## Memory"):
+        assert heading in md
+
+
+def test_quick_bench_without_dds(tmp_path: Path) -> None:
+    result = run_bench(_tiny(tmp_path, dds=False))
+    _check_common(result, tmp_path)
+    assert result["dds"] == {"skipped": "--skip-dds"}
+    assert result["targets"][1]["met"] is None
+    assert "not measured" in result["targets"][1]["text"]
+
+
+@pytest.mark.ros
+@pytest.mark.slow
+def test_quick_bench_with_dds(tmp_path: Path) -> None:
+    lines: list[str] = []
+    result = run_bench(_tiny(tmp_path, scaling=False), progress=lines.append)
+    dds = result["dds"]
+    assert "error" not in dds, dds.get("log_tail")
+    assert dds["node_exit_status"] == 0
+    assert dds["node_parameters"]["random_init"] is True
+    assert Path(dds["node_parameters"]["preset"]).is_file()  # the tiny model's YAML
+    assert dds["steps"], "no rate was measured"
+    first = dds["steps"][0]
+    assert first["sets_published"] >= 3 and first["achieved_input_hz"] > 0
+    assert first["sets_complete"] >= 1
+    for group, summary in first["latency_s"].items():
+        if summary is not None:
+            _positive(summary, group)
+    rates = (0.0, *[s["rate_hz"] for s in dds["steps"]])
+    assert dds["max_rate_hz"] in rates and dds["max_rate_complete_hz"] in rates
+    assert dds["max_rate_complete_hz"] <= dds["max_rate_hz"]
+    for s in dds["steps"]:
+        assert s["sets_complete"] <= s["sets_published"] - s["sets_dropped"]
+        assert s["keeps_up"] == (s["sets_dropped"] == 0)
+    assert dds["node_peak_rss_mib"] > 0
+    assert "burst_probe" in dds
+    assert result["targets"][1]["met"] in (True, False)
+    assert any("dds:" in line for line in lines)
+    assert "Highest input rate the node kept up with" in (tmp_path / "bench.md").read_text()
+
+
+# ---------------------------------------------------------------------------- parts
+def test_header_stamp_of_serialized_messages() -> None:
+    pytest.importorskip("rclpy")
+    from rclpy.serialization import serialize_message
+    from visualization_msgs.msg import Marker, MarkerArray
+
+    from depth_any_view.bench.dds import header_stamp_ns
+    from depth_any_view.ros import conversions as C
+
+    stamp = 1_700_000_123_456_789_012
+    img = C.depth_to_image_msg(np.ones((3, 4), np.float32), C.make_header(stamp, "cam"))
+    assert header_stamp_ns(serialize_message(img)) == stamp
+    markers = MarkerArray(markers=[Marker(header=C.make_header(stamp, "odom"))])
+    assert header_stamp_ns(serialize_message(markers), sequence_first=True) == stamp
+    big = b"\x00\x00\x00\x00" + struct.pack(">iI", 12, 34) + bytes(8)  # CDR big endian
+    assert header_stamp_ns(big) == 12 * 1_000_000_000 + 34
+    with pytest.raises(ValueError, match="too short"):
+        header_stamp_ns(b"\x00\x01\x00\x00")
+
+
+def test_baselines_do_the_same_work() -> None:
+    pytest.importorskip("rclpy")
+    from depth_any_view.bench.compare import (
+        naive_depth_to_image_msg,
+        naive_image_msg_to_array,
+        naive_xyzrgb_cloud,
+    )
+    from depth_any_view.ros import conversions as C
+
+    rng = np.random.default_rng(0)
+    header = C.make_header(5, "base_link")
+    pts = rng.normal(size=(50, 3)).astype(np.float32)
+    rgb = rng.integers(0, 256, (50, 3), dtype=np.uint8)
+    assert bytes(naive_xyzrgb_cloud(pts, rgb, header).data) == \
+        bytes(C.xyzrgb_cloud(pts, rgb, header).data)
+    image = rng.integers(0, 256, (5, 7, 3), dtype=np.uint8)
+    msg = C.array_to_image_msg(image, "rgb8", header)
+    assert np.array_equal(naive_image_msg_to_array(msg), image)
+    depth = rng.uniform(0.5, 9, (4, 6)).astype(np.float32)
+    depth[0, 0], depth[1, 1] = np.nan, 0.0
+    assert bytes(naive_depth_to_image_msg(depth, header).data) == \
+        bytes(C.depth_to_image_msg(depth, header).data)
+
+
+def test_summaries_and_growth() -> None:
+    s = common.summarize([0.3, 0.1, 0.2])
+    assert s["median"] == pytest.approx(0.2) and s["min"] == 0.1 and s["n"] == 3
+    with pytest.raises(ValueError, match="at least one"):
+        common.summarize([])
+    calls = []
+    t = common.time_call(calls.append, repeats=3, warmup=2)
+    assert calls == [0, 1, 2, 3, 4] and t["n"] == 3
+    with pytest.raises(ValueError, match="repeats"):
+        common.time_call(calls.append, repeats=0)
+    xs = [1, 2, 4, 8]
+    assert common.growth_exponent(xs, [3 * x**2 for x in xs]) == pytest.approx(2.0)
+    assert common.growth_exponent([1], [1]) is None
+    assert "linear in pixels" in common.describe_growth(2.0, "side", 2, "pixels")
+    assert "quadratic" in common.describe_growth(2.1, "views")
+
+
+def test_targets_say_by_how_much() -> None:
+    result = {"stages": {"cpu": {"non_network_median_s": 0.030,
+                                 "counts": {"views": 6, "image_width": 256,
+                                            "image_height": 256}}},
+              "dds": {"max_rate_hz": 3.0, "max_rate_complete_hz": 2.0,
+                      "options": {"device": "cpu"}, "images": [256, 256],
+                      "target": {"ladder_top_hz": 30.0}},
+              "forward": [{"preset": "paper", "device": "cuda:0", "precision": "bf16",
+                           "total_s": {"median": 0.025}, "network_size": [512, 512],
+                           "hz": 40.0}]}
+    cpu, dds, gpu = evaluate_targets(result, "lite")
+    assert cpu["met"] is False and "missed by 15.0 ms" in cpu["text"] and "2.0x" in cpu["text"]
+    assert dds["met"] is False and "missed by 2.0 Hz" in dds["text"]
+    assert "delivered up to 2 Hz" in dds["text"]
+    assert gpu["met"] is True and "40.0 Hz" in gpu["text"]
+
+
+def test_cli_bench_arguments(capsys: pytest.CaptureFixture[str]) -> None:
+    args = build_parser().parse_args(["bench", "--quick", "--skip-dds", "--device", "cpu",
+                                      "--presets", "lite,paper", "--repeats", "4",
+                                      "--rates", "5,1", "--size", "128x96"])
+    assert args.device == ("cpu",) and args.presets == ("lite", "paper")
+    assert args.repeats == 4 and args.rates == (1.0, 5.0) and args.size == (128, 96)
+    assert main(["bench", "--repeats", "0", "--skip-dds"]) == 2
+    assert "--repeats must be >= 1" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["bench", "--rates", "fast"])
