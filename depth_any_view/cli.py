@@ -107,10 +107,18 @@ def cmd_ablate(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    """The README's main job: a synthetic sequence as a bag and a picture of it."""
+    """The README's main job: render a bag, evaluate it, run the node on it over DDS, draw."""
+    from depth_any_view.bag.messages import BagError
     from depth_any_view.demo import run_demo
+    from depth_any_view.model.weights import WeightsError
 
-    return run_demo(Path(args.out), frames=args.frames, seed=args.seed, size=args.size)
+    try:
+        return run_demo(Path(args.out), frames=args.frames, seed=args.seed, size=args.size,
+                        rate=args.rate, weights=args.weights, random_init=args.random_init,
+                        skip_live=args.skip_live, params_file=args.params, scene=args.scene)
+    except (BagError, WeightsError) as exc:
+        print(f"depth-any-view demo: error: {exc}", file=sys.stderr)
+        return 2
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
@@ -360,6 +368,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--frames", type=int, default=30, help="number of frames (10 Hz)")
     p.add_argument("--seed", type=int, default=7, help="random seed")
     p.add_argument("--size", type=parse_size, default=(256, 256), help="image size WxH")
+    p.add_argument("--scene", choices=["mixed", "indoor", "outdoor"], default="outdoor",
+                   help="scene family of the synthetic sequence")
+    p.add_argument("--rate", type=float, default=None,
+                   help="replay speed factor of the live stage (default: paced from the "
+                        "offline time per set so that the node keeps up)")
+    p.add_argument("--weights", default=None,
+                   help="safetensors weights (default: the shipped lite weights; random "
+                        "weights, said loudly, while they are not installed)")
+    p.add_argument("--random-init", action="store_true",
+                   help="untrained network (checks the plumbing, not the figures)")
+    p.add_argument("--params", default=None,
+                   help="node parameters YAML (default: config/depth_any_view.yaml, run on "
+                        "the CPU, in bf16 where the CPU has bf16 instructions)")
+    p.add_argument("--skip-live", action="store_true",
+                   help="offline stages only: no node, no DDS")
     p.set_defaults(func=cmd_demo)
     return parser
 
