@@ -271,6 +271,23 @@ def height_colors(z: np.ndarray, z_min: float, z_max: float) -> np.ndarray:
     return np.stack([r, g, b], axis=1).astype(np.float32)  # (N, 3)
 
 
+def most_probable(probability: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the `k` highest of `probability` (N,), highest first, ties in index order:
+    `np.argsort(-probability, kind="stable")[:k]`, in O(N + k log k) instead of O(N log N)
+    (36 655 fused probabilities, k = 10 000: 0.3 ms instead of 1.3 ms)."""
+    neg = -np.asarray(probability).reshape(-1)
+    k = int(k)
+    if k >= neg.size or np.isnan(neg).any():  # (NaN: the plain sort, NaN last)
+        return np.argsort(neg, kind="stable")[:max(k, 0)]
+    if k <= 0:
+        return np.zeros(0, dtype=np.intp)
+    kth = np.partition(neg, k - 1)[k - 1]  # the k-th highest probability, negated
+    better = np.flatnonzero(neg < kth)  # all of these are in
+    ties = np.flatnonzero(neg == kth)[:k - better.size]  # then ties, lowest index first
+    chosen = np.sort(np.concatenate([better, ties]))  # index order: stable below
+    return chosen[np.argsort(neg[chosen], kind="stable")]
+
+
 # ---------------------------------------------------------------------------- results
 @dataclass(frozen=True)
 class CameraOutput:
@@ -748,8 +765,7 @@ class Pipeline:
         extent around the robot's height at the set."""
         centres = np.zeros((0, 3), np.float32) if result.voxels is None else result.voxels
         if centres.shape[0] > max_voxels:
-            keep = np.argsort(-result.voxel_probability, kind="stable")[:max_voxels]
-            centres = centres[keep]
+            centres = centres[most_probable(result.voxel_probability, max_voxels)]
         base_z = 0.0 if result.pose is None else float(result.pose[2, 3])
         cfg = self.fusion.config
         return centres, (base_z + cfg.lower[2], base_z + cfg.upper[2])

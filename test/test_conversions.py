@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import struct
+from typing import Any
 
 import numpy as np
 import pytest
@@ -315,3 +316,53 @@ def test_marker_array_cube_list_coloured_by_height() -> None:
     empty = C.marker_array_msg(np.zeros((0, 3)), 0.2, C.make_header(3, "odom"), z_range=(0, 1))
     assert empty.markers[0].action == empty.markers[0].DELETE
 
+
+
+def _roundtrip(ma: Any) -> Any:
+    """A MarkerArray as a subscriber gets it (float32 colours, float64 points)."""
+    from rclpy.serialization import deserialize_message, serialize_message
+    from visualization_msgs.msg import MarkerArray
+
+    return deserialize_message(serialize_message(ma), MarkerArray)
+
+
+@pytest.mark.parametrize("n, frame", [(0, "odom"), (1, "odom"), (2, "map"), (5, "o"),
+                                      (1000, "base_link")])
+def test_marker_array_bytes_deserialize_to_marker_array_msg(n: int, frame: str) -> None:
+    """The numpy-spliced CDR is the message marker_array_msg builds, for list lengths and
+    frame names that shift the alignment of the points."""
+    from rclpy.serialization import deserialize_message
+    from visualization_msgs.msg import MarkerArray
+
+    rng = np.random.default_rng(n)
+    centres = (rng.random((n, 3)) * 20.0 - 10.0).astype(np.float32)  # (N, 3) metres
+    header = C.make_header(1_700_000_000_123_456_789, frame)
+    size = np.array([0.4, 0.4, 0.0625])
+    data = C.marker_array_bytes(centres, size, header, z_range=(-0.8, 3.2))
+    assert isinstance(data, bytes)
+    got = deserialize_message(data, MarkerArray)
+    want = _roundtrip(C.marker_array_msg(centres, size, header, z_range=(-0.8, 3.2)))
+    assert got == want
+    (m,) = got.markers
+    assert len(m.points) == n and len(m.colors) == n
+    if n:
+        assert C._FAST_MARKERS is True  # the numpy path was used, not the fallback
+        np.testing.assert_array_equal([[p.x, p.y, p.z] for p in m.points[-2:]],
+                                      centres[-2:].astype(np.float64))
+    else:
+        assert m.action == m.DELETE
+
+
+def test_marker_array_bytes_falls_back_when_the_splice_check_fails(monkeypatch) -> None:
+    """Where rclpy's serialization does not match the splice, the bytes are rclpy's own."""
+    from rclpy.serialization import deserialize_message
+    from visualization_msgs.msg import MarkerArray
+
+    monkeypatch.setattr(C, "_FAST_MARKERS", False)
+    centres = np.array([[0.0, 0.0, 0.5], [1.0, 2.0, 3.0]])
+    header = C.make_header(7, "odom")
+    got = deserialize_message(C.marker_array_bytes(centres, 0.2, header, z_range=(0, 1)),
+                              MarkerArray)
+    assert got == _roundtrip(C.marker_array_msg(centres, 0.2, header, z_range=(0, 1)))
+    monkeypatch.setattr(C, "_FAST_MARKERS", None)  # the check runs again and passes here
+    assert C._fast_markers_ok() is True

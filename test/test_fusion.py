@@ -326,3 +326,64 @@ def test_64_cubed_updates_along_a_moving_path_are_accepted():
             T = make_transform(rotz(0.01 * k), [0.05 * k, 0.01 * k, 0.0])
             status = fusion.update(p, obs, grid, S + k * S // 10, T)
             assert status.accepted, (interp, k, status.message)
+
+
+def test_map_work_runs_with_cpu_threads_and_restores_torch_threads(monkeypatch):
+    """Updates and queries run torch with config.cpu_threads (1 by default) intra-op
+    threads and give torch its own setting back; the thread count never changes results."""
+    import depth_any_view.mapping.fusion as fusion_module
+
+    seen_threads = []
+    real_grid_sample = fusion_module.F.grid_sample
+
+    def recording_grid_sample(*args, **kwargs):
+        seen_threads.append(torch.get_num_threads())
+        return real_grid_sample(*args, **kwargs)
+
+    monkeypatch.setattr(fusion_module.F, "grid_sample", recording_grid_sample)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        maps = {n: OccupancyFusion(FusionConfig.matching(GRID, cpu_threads=n)) for n in (0, 1)}
+        rng = np.random.default_rng(3)
+        for k in range(6):
+            p, obs = frame_volume(pose(k), rng, flip=0.2, visible=0.7)
+            for f in maps.values():
+                assert f.update(p, obs, GRID, S + k * S // 10, pose(k)).accepted
+                assert torch.get_num_threads() == 2
+        assert seen_threads == [2, 1] * 6  # cpu_threads 0 leaves torch's setting alone
+        a, b = maps[0], maps[1]
+        assert torch.equal(a._log_odds, b._log_odds) and torch.equal(a._known, b._known)
+        arrays = {"occupied_voxels": lambda f: f.occupied_voxels(),
+                  "labels": lambda f: (f.labels(),),
+                  "occupancy_grid": lambda f: (f.occupancy_grid().data,),
+                  "probability_grid": lambda f: (f.probability_grid().probability,
+                                                 f.probability_grid().known),
+                  "sample": lambda f: (f.sample(GRID, pose(5)),)}
+        for query, get in arrays.items():
+            for x, y in zip(get(a), get(b)):
+                np.testing.assert_array_equal(x, y)
+            assert torch.get_num_threads() == 2, query
+    finally:
+        torch.set_num_threads(before)
+    with pytest.raises(ValueError, match="cpu_threads"):
+        FusionConfig(cpu_threads=-1)
+
+
+def test_probability_grid_is_a_snapshot_and_inputs_are_not_modified():
+    """Buffers are reused between updates: what a query returned and the caller's volume
+    stay as they were."""
+    fusion = OccupancyFusion(FusionConfig.matching(GRID))
+    p, obs = frame_volume(np.eye(4))
+    p[:, :, :2] = np.nan
+    p_in, obs_in = p.copy(), obs.copy()
+    fusion.update(p, obs, GRID, S, np.eye(4))
+    np.testing.assert_array_equal(p, p_in)
+    np.testing.assert_array_equal(obs, obs_in)
+    first = fusion.probability_grid()
+    known = first.known.copy()
+    for k in range(1, 4):  # whole-voxel moves: the map shifts through its spare buffer
+        T = make_transform(np.eye(3), [0.2 * k, 0.0, 0.0])
+        fusion.update(*frame_volume(T), GRID, S + k * S // 10, T)
+    np.testing.assert_array_equal(first.known, known)
+    assert fusion.probability_grid().known.sum() > known.sum()

@@ -87,13 +87,24 @@ TINY_MODEL = {"backbone": "resnet18", "backbone_width": 8, "image_size": [32, 32
 
 
 class Recorder:
-    """Stands in for a publisher: keeps what is published."""
+    """Stands in for a publisher: keeps what is published, and when (time.monotonic())."""
 
     def __init__(self) -> None:
         self.msgs: list[Any] = []
+        self.times: list[float] = []
 
     def publish(self, msg: Any) -> None:
         self.msgs.append(msg)
+        self.times.append(time.monotonic())
+
+
+def _markers(data: Any) -> Any:
+    """The MarkerArray the node published as serialized bytes."""
+    from rclpy.serialization import deserialize_message
+    from visualization_msgs.msg import MarkerArray
+
+    assert isinstance(data, bytes)  # published serialized (conversions.marker_array_bytes)
+    return deserialize_message(data, MarkerArray)
 
 
 @pytest.fixture(scope="module")
@@ -182,10 +193,15 @@ def _feed(node: Any, msgs: dict[str, Any]) -> Any:
 def test_the_node_publishes_exactly_what_the_pipeline_computes(node: Any,
                                                                frames: list[Any]) -> None:
     """The node is an adapter: a Pipeline fed the same data gives the same outputs."""
+    from rclpy.parameter import Parameter
+    from rclpy.serialization import deserialize_message, serialize_message
+    from visualization_msgs.msg import MarkerArray
+
     from depth_any_view.pipeline import Pipeline
     from depth_any_view.ros import conversions as C
     from depth_any_view.ros.node import pipeline_config
 
+    assert node.set_parameters([Parameter("markers_period", value=0.0)])[0].successful
     ref = Pipeline(pipeline_config(node.settings), node.rig, engine=node.pipeline.engine)
     for frame in frames[:3]:
         msgs = _messages(frame)
@@ -221,8 +237,13 @@ def test_the_node_publishes_exactly_what_the_pipeline_computes(node: Any,
         np.testing.assert_array_equal(voxels["probability"], r.voxel_probability)
         np.testing.assert_array_equal(C.occupancy_grid_to_array(node._pub_grid.msgs[-1]),
                                       r.grid2d.data)
-        assert len(node._pub_markers.msgs[-1].markers[0].points) == len(r.voxels)
-    assert node.diag.processed == 3
+        centres, z_range = ref.marker_voxels(r, node.settings.marker_max_voxels)
+        want = C.marker_array_msg(centres, ref.fusion.voxel_size,
+                                  C.make_header(r.stamp_ns, "odom"), z_range=z_range)
+        got = _markers(node._pub_markers.msgs[-1])
+        assert got == deserialize_message(serialize_message(want), MarkerArray)
+        assert len(got.markers[0].points) == len(r.voxels)
+    assert node.diag.processed == 3 and len(node._pub_markers.msgs) == 3
 
 
 @pytest.mark.ros
@@ -273,3 +294,57 @@ def test_runtime_parameters_reach_the_pipeline(node: Any, frames: list[Any]) -> 
     clouds = len(node._pub_points.msgs)
     node._handle(_feed(node, _messages(frames[2])))
     assert not node.pipeline.cfg.points.enabled and len(node._pub_points.msgs) == clouds
+
+
+@pytest.mark.ros
+def test_markers_are_published_at_most_every_markers_period(node: Any,
+                                                             frames: list[Any]) -> None:
+    """Frames 0.1 s apart: with the default period of 1 s only the first set's markers go
+    out; a period of 0 publishes every set's; a stamp going backwards publishes at once."""
+    from rclpy.parameter import Parameter
+
+    from depth_any_view.ros import conversions as C
+
+    assert node.settings.markers_period == 1.0
+    for frame in frames[:3]:
+        node._handle(_feed(node, _messages(frame)))
+    assert len(node._pub_voxels.msgs) == 3  # the other outputs go out every set
+    assert len(node._pub_markers.msgs) == 1
+    (m,) = _markers(node._pub_markers.msgs[0]).markers
+    assert C.stamp_to_ns(m.header.stamp) == frames[0].stamp_ns and m.type == m.CUBE_LIST
+    assert node.set_parameters([Parameter("markers_period", value=0.0)])[0].successful
+    node._handle(_feed(node, _messages(frames[3])))
+    assert len(node._pub_markers.msgs) == 2
+    assert node.set_parameters([Parameter("markers_period", value=1.0)])[0].successful
+    assert node._markers_due(replace_stamp(node, frames[3].stamp_ns + 10**8), 1.0) is False
+    assert node._markers_due(replace_stamp(node, frames[3].stamp_ns + 10**9), 1.0) is True
+    assert node._markers_due(replace_stamp(node, frames[0].stamp_ns), 1.0) is True  # looped
+    assert not node.set_parameters([Parameter("markers_period", value=-1.0)])[0].successful
+
+
+def replace_stamp(node: Any, stamp_ns: int) -> Any:
+    """A processed PipelineResult of the node's last kind with another stamp (no reset)."""
+    from depth_any_view.pipeline import PipelineResult
+
+    return PipelineResult(stamp_ns=stamp_ns, cameras={}, missing=[], skipped={})
+
+
+@pytest.mark.ros
+def test_large_messages_are_spaced_by_publish_spacing(node: Any, frames: list[Any],
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every message above LARGE_MESSAGE_BYTES goes out at least publish_spacing after the
+    previous one (the test's images are tiny, so the threshold is lowered)."""
+    from rclpy.parameter import Parameter
+
+    import depth_any_view.ros.node as N
+
+    monkeypatch.setattr(N, "LARGE_MESSAGE_BYTES", 1000)  # a 32x24 depth image is 3072 bytes
+    assert node.set_parameters([Parameter("publish_spacing", value=0.03)])[0].successful
+    node._handle(_feed(node, _messages(frames[0])))
+    large = [r for r in (*node._pub_depth.values(), node._pub_points, node._pub_voxels,
+                         node._pub_markers) if r.msgs and N._payload_bytes(r.msgs[-1]) > 1000]
+    assert len(large) >= 7  # six depth images and the cloud (voxels and markers if many)
+    times = sorted(t for r in large for t in r.times)
+    assert min(np.diff(times)) >= 0.03
+    assert all(N._payload_bytes(m) < 1000 for m in node._pub_depth_info["front"].msgs)
+    assert N._payload_bytes(b"abc") == 3 and N._payload_bytes(object()) == 0

@@ -16,9 +16,11 @@ from depth_any_view.pipeline import (
     STAGES,
     Pipeline,
     PipelineConfig,
+    PipelineResult,
     PointsConfig,
     height_colors,
     interpolate_pose,
+    most_probable,
     resolve_rig_file,
 )
 from depth_any_view.sync.approximate_time import SyncConfig
@@ -307,3 +309,34 @@ def test_height_colors_ramp_from_blue_to_red() -> None:
     np.testing.assert_array_equal(c[0], c[1])  # clipped below the range
     np.testing.assert_array_equal(c[3], c[4])  # and above it
     assert c[1, 2] > c[1, 0] and c[3, 0] > c[3, 2] and c[2, 1] == 1.0
+
+
+def test_most_probable_is_the_stable_argsort_prefix() -> None:
+    """The top-k selection of the markers equals argsort(-p, stable)[:k], ties included."""
+    rng = np.random.default_rng(0)
+    for trial in range(60):
+        n = int(rng.integers(0, 200))
+        if trial % 2:  # few distinct values: many ties, as clamped fused probabilities
+            p = rng.choice([0.6, 0.75, 0.9, 0.98], n).astype(np.float32)
+        else:
+            p = rng.random(n).astype(np.float32)
+        for k in (0, 1, 3, n // 2, n - 1, n, n + 5):
+            np.testing.assert_array_equal(most_probable(p, k),
+                                          np.argsort(-p, kind="stable")[:max(k, 0)])
+    p = np.array([0.7, np.nan, 0.9, 0.7], dtype=np.float32)  # NaN: the plain sort, NaN last
+    np.testing.assert_array_equal(most_probable(p, 3), [2, 0, 3])
+
+
+def test_marker_voxels_keeps_the_most_probable(engine: InferenceEngine) -> None:
+    pipeline = Pipeline(PipelineConfig(sync=SyncConfig(cameras=("front",))),
+                        load_rig("surround6").subset(["front"]), engine=engine)
+    voxels = np.arange(15, dtype=np.float32).reshape(5, 3)  # (5, 3) metres
+    result = PipelineResult(stamp_ns=1, cameras={}, missing=[], skipped={}, voxels=voxels,
+                            voxel_probability=np.array([0.7, 0.9, 0.7, 0.95, 0.8],
+                                                       dtype=np.float32),
+                            pose=np.eye(4))
+    centres, z_range = pipeline.marker_voxels(result, 3)
+    np.testing.assert_array_equal(centres, voxels[[3, 1, 4]])
+    cfg = pipeline.fusion.config
+    assert z_range == (cfg.lower[2], cfg.upper[2])
+    assert pipeline.marker_voxels(result, 10)[0] is voxels  # fewer than the cap: all, as is

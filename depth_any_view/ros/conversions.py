@@ -29,6 +29,7 @@ import numpy as np
 from builtin_interfaces.msg import Duration, Time
 from geometry_msgs.msg import Point, Pose, Quaternion
 from nav_msgs.msg import OccupancyGrid
+from rclpy.serialization import deserialize_message, serialize_message
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2, PointField
 from std_msgs.msg import ColorRGBA, Header
 from visualization_msgs.msg import Marker, MarkerArray
@@ -326,27 +327,46 @@ def occupancy_grid_to_array(msg: Any) -> np.ndarray:
     return data.reshape(h, w)  # (H, W)
 
 
-def marker_array_msg(centres: np.ndarray, voxel_size: np.ndarray, header: Header, *,
-                     z_range: tuple[float, float], namespace: str = "occupancy",
-                     alpha: float = 0.85) -> MarkerArray:
-    """MarkerArray with one CUBE_LIST of voxel centres (N, 3) metres coloured by height.
-
-    An empty input gives a DELETE of the list, so RViz clears the previous voxels.
-    Marker.points and .colors are lists of message objects by definition; they are built
-    from `tolist()` of the vectorised arrays, the only per-point work left.
-    """
-    centres = np.asarray(centres, dtype=np.float64).reshape(-1, 3)
+def _cube_list(header: Header, voxel_size: np.ndarray, namespace: str, alpha: float,
+               empty: bool) -> Marker:
+    """The CUBE_LIST marker of `marker_array_msg` without its points and colours."""
     size = np.broadcast_to(np.asarray(voxel_size, dtype=np.float64), (3,))
     m = Marker(header=header, ns=namespace, id=0, type=Marker.CUBE_LIST)
     m.pose.orientation.w = 1.0
     m.scale.x, m.scale.y, m.scale.z = (float(v) for v in size)
     m.lifetime = Duration(sec=0, nanosec=0)
     m.frame_locked = False
-    if centres.shape[0] == 0:
+    if empty:
         m.action = Marker.DELETE
+    else:
+        m.action = Marker.ADD
+        m.color = ColorRGBA(r=1.0, g=1.0, b=1.0, a=float(alpha))
+    return m
+
+
+def _cube_rgba(centres: np.ndarray, z_range: tuple[float, float], alpha: float) -> np.ndarray:
+    """(N, 4) float32 RGBA of the cubes at centres (N, 3): height colours and `alpha`."""
+    rgba = np.empty((centres.shape[0], 4), dtype=np.float32)
+    rgba[:, :3] = height_colors(centres[:, 2], *z_range)
+    rgba[:, 3] = np.float32(alpha)
+    return rgba
+
+
+def marker_array_msg(centres: np.ndarray, voxel_size: np.ndarray, header: Header, *,
+                     z_range: tuple[float, float], namespace: str = "occupancy",
+                     alpha: float = 0.85) -> MarkerArray:
+    """MarkerArray with one CUBE_LIST of voxel centres (N, 3) metres coloured by height.
+
+    An empty input gives a DELETE of the list, so RViz clears the previous voxels.
+    Marker.points and .colors are lists of message objects by definition: this builds one
+    geometry_msgs/Point and one std_msgs/ColorRGBA per cube (about 1.5 us each, and as
+    much again when rclpy converts them on publishing). To publish, `marker_array_bytes`
+    gives the same message serialized with numpy, without those objects.
+    """
+    centres = np.asarray(centres, dtype=np.float64).reshape(-1, 3)
+    m = _cube_list(header, voxel_size, namespace, alpha, centres.shape[0] == 0)
+    if centres.shape[0] == 0:
         return MarkerArray(markers=[m])
-    m.action = Marker.ADD
-    m.color = ColorRGBA(r=1.0, g=1.0, b=1.0, a=float(alpha))
     rgb = height_colors(centres[:, 2], *z_range).tolist()  # (N, 3)
     m.points = [Point(x=x, y=y, z=z) for x, y, z in centres.tolist()]
     a = float(alpha)
@@ -354,12 +374,90 @@ def marker_array_msg(centres: np.ndarray, voxel_size: np.ndarray, header: Header
     return MarkerArray(markers=[m])
 
 
+_SENTINEL = (-1.2345678901234567e-300, 9.87654321e+299, -3.14159e-299)  # one marked Point
+
+
+def _marker_bytes_fast(centres: np.ndarray, voxel_size: np.ndarray, header: Header,
+                       z_range: tuple[float, float], namespace: str,
+                       alpha: float) -> bytes | None:
+    """CDR of `marker_array_msg(...)` for N >= 1 cubes spliced with numpy, or None when
+    rclpy's serialization does not look like little-endian CDR.
+
+    The marker is serialized twice, without points and with one marked point. CDR writes
+    `points` as a uint32 count, padding to 8 bytes (counted from the payload's start after
+    the 4-byte encapsulation header) when elements follow, then 24 bytes per Point; then
+    `colors` as a count and 16 bytes per ColorRGBA. Padding bytes are not zeroed by the
+    serializer, so positions are found from the marked point and the lengths, never by
+    comparing bytes.
+    """
+    m = _cube_list(header, voxel_size, namespace, alpha, empty=False)
+    empty = serialize_message(MarkerArray(markers=[m]))  # ~20 us: header, scale, colour
+    m.points = [Point(x=_SENTINEL[0], y=_SENTINEL[1], z=_SENTINEL[2])]
+    one = serialize_message(MarkerArray(markers=[m]))
+    mark = np.array(_SENTINEL, dtype="<f8").tobytes()
+    at_mark = one.find(mark)
+    pad = len(one) - len(empty) - 24  # padding before the points' doubles: 0 or 4
+    if one[:2] != b"\x00\x01" or pad not in (0, 4) or at_mark < 0 or one.rfind(mark) != at_mark:
+        return None  # not CDR little endian (then the generic path is used)
+    at = at_mark - pad - 4  # offset of the points' count
+    n = centres.shape[0]
+    count = np.array([n], dtype="<u4").tobytes()
+    return b"".join((empty[:at], count, bytes(pad),
+                     np.ascontiguousarray(centres, dtype="<f8").tobytes(),  # (N, 3) Point
+                     count, _cube_rgba(centres, z_range, alpha).astype("<f4").tobytes(),
+                     empty[at + 8:]))  # (N, 4) ColorRGBA, then the fields after `colors`
+
+
+_FAST_MARKERS: bool | None = None  # whether the numpy splice matches rclpy (checked once)
+
+
+def _fast_markers_ok() -> bool:
+    """True when `_marker_bytes_fast` gives the message rclpy serializes (checked once per
+    process by deserializing both, on small lists whose fields shift the alignment)."""
+    global _FAST_MARKERS
+    if _FAST_MARKERS is None:
+        ok = True
+        size = np.array([0.2, 0.2, 0.1])
+        for n, frame in ((1, "odom"), (2, "odom_"), (3, "map"), (2, "o")):
+            c = np.arange(n * 3, dtype=np.float64).reshape(n, 3) * 0.37 - 1.0
+            h = make_header(1_234_567_891, frame)
+            want = deserialize_message(serialize_message(
+                marker_array_msg(c, size, h, z_range=(-1.0, 2.0))), MarkerArray)
+            got = _marker_bytes_fast(c, size, h, (-1.0, 2.0), "occupancy", 0.85)
+            ok = ok and got is not None and deserialize_message(got, MarkerArray) == want
+        _FAST_MARKERS = bool(ok)
+    return _FAST_MARKERS
+
+
+def marker_array_bytes(centres: np.ndarray, voxel_size: np.ndarray, header: Header, *,
+                       z_range: tuple[float, float], namespace: str = "occupancy",
+                       alpha: float = 0.85) -> bytes:
+    """`marker_array_msg(...)` serialized (CDR), built with numpy: what the node publishes.
+
+    rclpy's `Publisher.publish` takes serialized bytes of the publisher's type; publishing
+    these skips both the per-cube Point / ColorRGBA objects and rclpy's conversion of them
+    (36 655 cubes: ~0.5 ms instead of ~200 ms + ~170 ms). They deserialize to the message
+    of `rclpy.serialization.serialize_message(marker_array_msg(...))`: the marker is
+    serialized without points, then the points (float64 x y z) and colours (float32 r g b
+    a) are spliced in where rclpy's serializer puts them. A one-time check per process
+    compares the two on small lists; where they differ (another encoding) this falls back
+    to serializing `marker_array_msg`.
+    """
+    centres = np.asarray(centres, dtype=np.float64).reshape(-1, 3)
+    if centres.shape[0] and _fast_markers_ok():
+        fast = _marker_bytes_fast(centres, voxel_size, header, z_range, namespace, alpha)
+        if fast is not None:
+            return fast
+    return serialize_message(marker_array_msg(centres, voxel_size, header, z_range=z_range,
+                                              namespace=namespace, alpha=alpha))
+
+
 __all__ = [
     "INPUT_ENCODINGS", "XYZP_DTYPE", "XYZRGB_DTYPE", "CalibrationError", "ImageEncodingError",
     "array_to_image_msg", "camera_info_to_camera", "camera_to_camera_info",
     "cloud_to_structured", "depth_to_image_msg", "dtype_to_fields", "fields_to_dtype",
     "height_colors", "image_msg_to_array", "image_msg_to_depth", "image_msg_to_rgb",
-    "make_header", "marker_array_msg", "matrix_to_pose", "ns_to_stamp",
+    "make_header", "marker_array_bytes", "marker_array_msg", "matrix_to_pose", "ns_to_stamp",
     "occupancy_grid_msg", "occupancy_grid_to_array", "odometry_to_transform",
     "pose_to_matrix", "stamp_to_ns", "structured_to_cloud", "voxel_cloud",
     "xyzrgb_cloud", "xyzrgb_from_cloud",

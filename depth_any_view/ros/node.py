@@ -19,6 +19,14 @@ Threads:
   applies changed runtime parameters (`Pipeline.reconfigure`), processes the set and
   publishes depth, points and occupancy, all stamped with the set.
 
+Publishing: large messages (depth images, clouds, markers: over `LARGE_MESSAGE_BYTES`) go
+out at least `publish_spacing` seconds apart. Published back to back, a set's 2.5-4 MB of
+them can overflow the receive buffers of Fast DDS's default transports on a busy host; a
+reliable reader then gets the lost samples only when the writer repairs them, up to
+seconds later (measured: depth images 0.8-1.4 s median late back to back, on time 1-3 ms
+apart; BENCHMARKS.md). The MarkerArray (RViz only) is rebuilt and published at most every
+`markers_period` seconds of set stamps, serialized with numpy (`marker_array_bytes`).
+
 Bad input never stops the node: a message that cannot be used (unsupported encoding, a
 `step` or size that does not match, missing or invalid CameraInfo, NaN odometry) is
 dropped with a throttled warning naming the camera and field, and counted in
@@ -72,7 +80,7 @@ from depth_any_view.ros.conversions import (
     depth_to_image_msg,
     image_msg_to_array,
     make_header,
-    marker_array_msg,
+    marker_array_bytes,
     occupancy_grid_msg,
     odometry_to_transform,
     stamp_to_ns,
@@ -95,6 +103,15 @@ NODE_NAME = "depth_any_view"
 # Parameters rclpy itself declares or understands; they may appear in parameter files.
 ROS_OWN_PARAMETERS = ("use_sim_time", "start_type_description_service")
 INFERENCE_STAGES = ("preprocess", "forward", "postprocess")  # PipelineResult.timings keys
+LARGE_MESSAGE_BYTES = 64 * 1024  # a message above this is paced (publish_spacing)
+
+
+def _payload_bytes(msg: Any) -> int:
+    """Bytes of a message's bulk data: serialized bytes, or an Image's / PointCloud2's
+    `data` (0 for other messages)."""
+    if isinstance(msg, (bytes, bytearray)):
+        return len(msg)
+    return len(getattr(msg, "data", b""))
 
 
 class StartupError(RuntimeError):
@@ -264,6 +281,8 @@ class DepthAnyViewNode(Node):
                                       "image_size", "compiled")}
         self._throttle: dict[Any, float] = {}
         self._once: set[str] = set()
+        self._markers_stamp_ns: int | None = None  # set stamp of the last MarkerArray
+        self._last_large = 0.0  # time.monotonic() of the last large message published
 
         self._create_topics(s)
         steady = Clock(clock_type=ClockType.STEADY_TIME)
@@ -493,11 +512,12 @@ class DepthAnyViewNode(Node):
         if s.publish_depth:
             for name, out in result.cameras.items():  # the input image's header
                 header = make_header(out.stamp_ns, out.frame_id)
-                self._pub_depth[name].publish(depth_to_image_msg(out.depth, header))
+                self._send(self._pub_depth[name], depth_to_image_msg(out.depth, header), s)
                 self._pub_depth_info[name].publish(camera_to_camera_info(out.camera, header))
         if s.publish_points:
-            self._pub_points.publish(xyzrgb_cloud(
-                result.points, result.colors, make_header(result.stamp_ns, result.points_frame)))
+            self._send(self._pub_points, xyzrgb_cloud(
+                result.points, result.colors, make_header(result.stamp_ns, result.points_frame)),
+                s)
         self._publish_occupancy(result, s)
         fusion = result.fusion
         if fusion is not None and fusion.reset_reason is not None:
@@ -519,14 +539,38 @@ class DepthAnyViewNode(Node):
             return
         header = make_header(result.stamp_ns, result.map_frame)
         if s.publish_voxels:
-            self._pub_voxels.publish(voxel_cloud(result.voxels, result.voxel_probability,
-                                                 header))
-        if s.publish_markers:
+            self._send(self._pub_voxels, voxel_cloud(result.voxels, result.voxel_probability,
+                                                     header), s)
+        if s.publish_markers and self._markers_due(result, s.markers_period):
             centres, z_range = self.pipeline.marker_voxels(result, s.marker_max_voxels)
-            self._pub_markers.publish(marker_array_msg(
-                centres, self.pipeline.fusion.voxel_size, header, z_range=z_range))
+            self._send(self._pub_markers, marker_array_bytes(
+                centres, self.pipeline.fusion.voxel_size, header, z_range=z_range), s)
+            self._markers_stamp_ns = result.stamp_ns
         if s.publish_grid and result.grid2d is not None:
             self._pub_grid.publish(occupancy_grid_msg(result.grid2d, header))
+
+    def _markers_due(self, result: PipelineResult, period: float) -> bool:
+        """Whether this set's MarkerArray is due: `period` seconds of stamps after the last
+        one (0 = every set), at once after a map reset or a stamp going backwards."""
+        last = self._markers_stamp_ns
+        fusion = result.fusion
+        if last is None or period <= 0 or result.stamp_ns < last or (
+                fusion is not None and fusion.reset_reason is not None):
+            return True
+        return result.stamp_ns - last >= round(period * 1e9)
+
+    def _send(self, publisher: Any, msg: Any, s: Settings) -> None:
+        """Publish `msg` (a message or serialized bytes); a large one at least
+        `publish_spacing` seconds after the previous large one (see the module docstring).
+        """
+        if _payload_bytes(msg) > LARGE_MESSAGE_BYTES and s.publish_spacing > 0:
+            wait = self._last_large + s.publish_spacing - time.monotonic()
+            if wait > 0:
+                time.sleep(wait)
+            publisher.publish(msg)
+            self._last_large = time.monotonic()
+            return
+        publisher.publish(msg)
 
     # ------------------------------------------------------------------ shutdown
     def destroy_node(self) -> None:

@@ -194,6 +194,14 @@ PARAMETERS: tuple[ParamSpec, ...] = (
        0.0, 1000.0, runtime=True, unit=M),
     _p("marker_max_voxels", 50000, "Most voxels drawn in the MarkerArray (highest "
        "probability first)", 1, 10_000_000, runtime=True),
+    _p("markers_period", 1.0,
+       "Rebuild and publish the MarkerArray (for RViz) at most this often, in seconds of set "
+       "stamps, and at once after a map reset; 0 = every set", 0.0, 3600.0, runtime=True,
+       unit=S),
+    _p("publish_spacing", 0.002,
+       "Least time between two large output messages (depth images, clouds, markers): a "
+       "burst can overflow DDS receive buffers on a busy host and reliable topics then arrive "
+       "seconds late; 0 = back to back", 0.0, 0.1, runtime=True, unit=S),
     # ---------------------------------------------------------------- occupancy fusion
     _p("occupied_threshold", 0.6, "Fused probability at or above which a voxel is occupied",
        0.5, 0.999, runtime=True),
