@@ -111,3 +111,11 @@ def test_results_figure_of_a_test_frame(split_and_weights, tmp_path):
     assert main(["evaluate", "--weights", str(weights), "--data", str(split), "--out",
                  str(out), "--quiet", "--figure", str(out / "fig.png")]) == 0
     assert (out / "fig.png").is_file() and (out / "metrics.json").is_file()
+
+
+def test_random_init_baseline_needs_no_weights(split_and_weights):
+    split, _ = split_and_weights
+    # The lite network at random: a baseline the trained weights are compared with.
+    result = evaluate_split(split, weights=None, random_init=True, max_frames=1,
+                            progress=False)
+    assert result["frames"] == 1 and np.isfinite(result["depth"]["abs_rel"])

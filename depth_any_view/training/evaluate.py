@@ -66,7 +66,8 @@ def evaluate_split(data: Sequence[str | Path] | str | Path, *, weights: str | Pa
         raise FileNotFoundError(f"no shard directories under {data}; make them with "
                                 "`depth-any-view synth --format shards` or "
                                 "scripts/make_datasets.sh")
-    cfg = EngineConfig(weights=str(weights) if weights else None, preset=None,
+    cfg = EngineConfig(weights=str(weights) if weights else None,
+                       preset="lite" if random_init and not weights else None,  # baseline
                        random_init=random_init, warmup_iters=0,
                        **(engine_overrides or {}))
     engine = InferenceEngine(cfg)

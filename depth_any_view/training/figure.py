@@ -95,7 +95,8 @@ def write_results_figure(data: Sequence[str | Path] | str | Path, out: str | Pat
         raise ValueError(f"frame {frame_index} is past the end of {data}")
     frame = load_frame(d, index, meta)
     engine = InferenceEngine(EngineConfig(weights=str(weights) if weights else None,
-                                          preset=None, random_init=random_init,
+                                          preset="lite" if random_init and not weights
+                                          else None, random_init=random_init,
                                           warmup_iters=0, **(engine_overrides or {})))
     H, W = frame.depth.shape[1:]
     views = [ViewInput(frame.camera_names[v], frame.images[v],
@@ -150,8 +151,9 @@ def write_results_figure(data: Sequence[str | Path] | str | Path, out: str | Pat
         ax.set_xlabel("y (m, left +)", fontsize=8)
         ax.set_ylabel("x (m, forward +)", fontsize=8)
         ax.tick_params(labelsize=7)
-    fig.suptitle(f"{Path(d).name} frame {index}: per-frame network output "
-                 f"({engine.weights_source}), occupancy band {Z_BAND[0]}-{Z_BAND[1]} m",
+    source = Path(str(engine.weights_source)).name
+    fig.suptitle(f"{Path(d).name} frame {index}: per-frame network output ({source}), "
+                 f"occupancy band {Z_BAND[0]}-{Z_BAND[1]} m",
                  fontsize=10)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
