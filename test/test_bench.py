@@ -17,8 +17,9 @@ import numpy as np
 import pytest
 
 from depth_any_view.bench import common
+from depth_any_view.bench.dds import DdsOptions, expected_groups, marker_expectation
 from depth_any_view.bench.run import BenchOptions, evaluate_targets, run_bench
-from depth_any_view.bench.stages import STAGES
+from depth_any_view.bench.stages import MARKER_MAX_VOXELS, STAGES
 from depth_any_view.cli import build_parser, main
 
 TINY = {"image_size": [32, 32], "hidden": 32, "layers": 1, "grid_dims": [8, 8, 8]}
@@ -55,6 +56,11 @@ def _check_common(result: dict[str, Any], out: Path) -> None:
         _positive(summary, name)
     assert stages["counts"]["points"] > 0 and stages["counts"]["occupied_voxels"] > 0
     assert stages["counts"]["synchronized_sets"] >= 1
+    assert 0 < stages["counts"]["marker_cubes"] <= MARKER_MAX_VOXELS
+    if "markers" in stages["stages"]:  # the node's path: serialized bytes
+        assert stages["counts"]["marker_bytes"] > 0
+    if "publish" in stages["stages"]:
+        assert "large_messages" in stages["counts"]  # none over 64 KiB at tiny sizes
     assert 0 < stages["non_network_median_s"] < stages["set_median_s"]
     assert stages["memory"]["peak_rss_mib"] > 0
 
@@ -68,6 +74,8 @@ def _check_common(result: dict[str, Any], out: Path) -> None:
 
     comps = result["comparisons"]["rows"]
     assert len(comps) >= 4
+    if not result["comparisons"]["skipped"]:
+        assert any(c["what"].startswith("MarkerArray") for c in comps)
     for c in comps:
         assert c["ratio"] is not None and math.isfinite(c["ratio"]) and c["ratio"] > 0, c
         assert c["same_output"] in (True, None), c  # a baseline must do the same work
@@ -125,9 +133,18 @@ def test_quick_bench_with_dds(tmp_path: Path) -> None:
     rates = (0.0, *[s["rate_hz"] for s in dds["steps"]])
     assert dds["max_rate_hz"] in rates and dds["max_rate_complete_hz"] in rates
     assert dds["max_rate_complete_hz"] <= dds["max_rate_hz"]
+    assert dds["node_settings"]["markers_period"] == 1.0
+    assert "markers" not in dds["expected_outputs"]  # per period, not per set
     for s in dds["steps"]:
         assert s["sets_complete"] <= s["sets_published"] - s["sets_dropped"]
         assert s["keeps_up"] == (s["sets_dropped"] == 0)
+        m = s["markers"]
+        assert m["period_s"] == 1.0 and m["due"] >= 1
+        assert m["received"] == s["sets_per_output"]["markers"] == m["due"] - m["missing"] \
+            + m["extra"]
+        assert m["received"] <= s["sets_published"] - s["sets_dropped"]
+        assert s["all_complete"] == (s["sets_complete"] == s["sets_published"]
+                                     and m["missing"] == 0)
     assert dds["node_peak_rss_mib"] > 0
     assert "burst_probe" in dds
     assert result["targets"][1]["met"] in (True, False)
@@ -155,12 +172,55 @@ def test_header_stamp_of_serialized_messages() -> None:
         header_stamp_ns(b"\x00\x01\x00\x00")
 
 
+def test_markers_due_per_period_as_the_node() -> None:
+    ms = 1_000_000
+    sets = [k * 200 * ms for k in range(11)]  # 5 Hz for 2 s
+    every = marker_expectation(sets, sets[::5], None, 1.0)  # due at 0, 1 and 2 s
+    assert (every["due"], every["received"], every["missing"], every["extra"]) == (3, 3, 0, 0)
+    lost = marker_expectation(sets, [0, 2000 * ms], None, 1.0)
+    assert lost["missing"] == 1 and lost["missing_stamps"] == [1000 * ms]
+    anchored = marker_expectation(sets[:4], [], -500 * ms, 1.0)  # last one before the step
+    assert anchored["due"] == 1 and anchored["missing_stamps"] == [600 * ms]
+    reset = marker_expectation(sets[:6], [0, 400 * ms, 1400 * ms], None, 1.0)
+    assert reset["extra"] == 1 and reset["due"] == 2 and reset["missing"] == 0
+    assert marker_expectation(sets[:3], sets[:3], None, 0.0)["due"] == 3  # 0 = every set
+    assert marker_expectation([], [], None, 1.0)["due"] == 0
+
+
+def test_expected_outputs_follow_node_parameters() -> None:
+    assert "markers" not in expected_groups(DdsOptions())
+    assert set(expected_groups(DdsOptions())) == {"depth", "depth_info", "points", "voxels",
+                                                  "grid"}
+    off = DdsOptions(node_params={"publish_depth": False, "publish_grid": False})
+    assert expected_groups(off) == ("points", "voxels")
+
+
+def test_markers_stage_is_the_nodes_path() -> None:
+    pytest.importorskip("rclpy")
+    from depth_any_view.bench import stages
+    from depth_any_view.ros import conversions as C
+    from depth_any_view.ros import node
+
+    assert stages.LARGE_MESSAGE_BYTES == node.LARGE_MESSAGE_BYTES
+    assert stages.MARKERS_PERIOD_S == 1.0
+    header = C.make_header(5, "cam")
+    big = C.depth_to_image_msg(np.ones((256, 256), np.float32), header)
+    small = C.depth_to_image_msg(np.ones((4, 4), np.float32), header)
+    msgs = {"depth": {"a": (big, None), "b": (small, None)}, "markers": bytes(70_000),
+            "points": small}
+    assert stages.large_messages(msgs) == 2
+    assert stages.payload_bytes(b"abc") == 3 and stages.payload_bytes(object()) == 0
+
+
 def test_baselines_do_the_same_work() -> None:
     pytest.importorskip("rclpy")
     from depth_any_view.bench.compare import (
+        compare_markers,
         naive_depth_to_image_msg,
         naive_image_msg_to_array,
+        naive_marker_array_bytes,
         naive_xyzrgb_cloud,
+        same_markers,
     )
     from depth_any_view.ros import conversions as C
 
@@ -177,6 +237,15 @@ def test_baselines_do_the_same_work() -> None:
     depth[0, 0], depth[1, 1] = np.nan, 0.0
     assert bytes(naive_depth_to_image_msg(depth, header).data) == \
         bytes(C.depth_to_image_msg(depth, header).data)
+    centres = rng.normal(size=(40, 3))
+    size = np.full(3, 0.2)
+    fast = C.marker_array_bytes(centres, size, header, z_range=(-1.0, 1.0))
+    assert same_markers(naive_marker_array_bytes(centres, size, header, z_range=(-1.0, 1.0)),
+                        fast)
+    assert not same_markers(naive_marker_array_bytes(centres[:-1], size, header,
+                                                     z_range=(-1.0, 1.0)), fast)
+    row = compare_markers(centres, repeats=1, warmup=0, base_repeats=1)
+    assert row["same_output"] is True and row["ratio"] > 0
 
 
 def test_summaries_and_growth() -> None:

@@ -91,6 +91,7 @@ def test_soak_memory_flat_queues_bounded_no_exceptions(node: Any) -> None:
     queue_size = node.settings.sync_queue_size
     largest_queue = 0
     samples: list[tuple[int, int]] = []  # (set index, RSS bytes)
+    processed_at: list[int] = []  # sets processed at each sample
     t_start = time.monotonic()
 
     def handled() -> int:
@@ -132,6 +133,7 @@ def test_soak_memory_flat_queues_bounded_no_exceptions(node: Any) -> None:
                 if i == WARMUP or i == SETS - 1:
                     gc.collect()
                 samples.append((i, _rss_bytes()))
+                processed_at.append(node.diag.processed)
         deadline = time.monotonic() + 30.0
         while handled() < emitted():
             assert time.monotonic() < deadline, "the last set was never handled"
@@ -169,7 +171,9 @@ def test_soak_memory_flat_queues_bounded_no_exceptions(node: Any) -> None:
     assert "error" not in dropped and "inference_error" not in dropped, dropped
     assert node._worker.is_alive()
     assert handled() == emitted() >= 0.99 * SETS  # every set processed or superseded
-    assert node.diag.processed >= 0.75 * SETS
+    # The worker kept processing all along (how many sets a slow machine supersedes in
+    # between is its speed, not a property of the node).
+    assert all(b > a for a, b in zip(processed_at, processed_at[1:])), processed_at
     assert broken == len([i for i in range(SETS) if i % 97 == 50])
     assert stats["sets"]["without_odometry"] > 0  # the gap was seen (the rest superseded)
     assert stats["fusion"]["resets"] >= 2  # odometry lost, odometry back

@@ -7,12 +7,15 @@
 - image message -> array: `image_msg_to_array` (a zero-copy `np.frombuffer` view) against
   the per-row Python conversion tutorials use without cv_bridge (`list()` of each row);
 - depth -> 32FC1 Image message: `depth_to_image_msg` against per-row `struct.pack`;
+- MarkerArray: `marker_array_bytes` (serialized with numpy, what the node publishes)
+  against the message-object path it replaced (`marker_array_msg`, one Point and one
+  ColorRGBA per cube, then rclpy's `serialize_message`, which publishing an object does);
 - depth -> points on the CPU: numpy (`depth_to_points`) against torch
   (`depth_to_points_torch`) on the same arrays;
 - the network on the CPU: fp32 against bf16 autocast (from the forward table).
 
-Every baseline's output is checked to equal the project's (same bytes / same values), so
-a ratio never compares different work.
+Every baseline's output is checked to equal the project's (same bytes / same values /
+the same message once deserialized), so a ratio never compares different work.
 """
 
 from __future__ import annotations
@@ -24,7 +27,12 @@ from typing import Any
 import numpy as np
 
 from depth_any_view.bench.common import time_call
-from depth_any_view.bench.stages import POINTS_STRIDE, input_messages, ros_available
+from depth_any_view.bench.stages import (
+    MARKER_MAX_VOXELS,
+    POINTS_STRIDE,
+    input_messages,
+    ros_available,
+)
 from depth_any_view.bench.workload import Workload, network_inputs
 
 
@@ -152,7 +160,56 @@ def compare_conversions(w: Workload, image_size: tuple[int, int], *, repeats: in
         time_call(lambda i: [naive_depth_to_image_msg(d, header) for d in depth],
                   base_repeats, 1),
         "depth_to_image_msg (numpy)", "per-row struct.pack", same))
+    out["rows"].append(compare_markers(points[:MARKER_MAX_VOXELS], repeats=repeats,
+                                       warmup=warmup, base_repeats=base_repeats))
     return out
+
+
+def naive_marker_array_bytes(centres: np.ndarray, voxel_size: np.ndarray, header: Any, *,
+                             z_range: tuple[float, float]) -> bytes:
+    """The MarkerArray the way the node built it before: message objects per cube
+    (`marker_array_msg`), serialized by rclpy (as `publish` of the object does)."""
+    from rclpy.serialization import serialize_message
+
+    from depth_any_view.ros import conversions as C
+
+    return serialize_message(C.marker_array_msg(centres, voxel_size, header,
+                                                z_range=z_range))
+
+
+def same_markers(a: bytes, b: bytes) -> bool:
+    """Whether two serialized MarkerArrays deserialize to equal messages (padding bytes
+    of CDR are not zeroed, so the bytes themselves may differ)."""
+    from rclpy.serialization import deserialize_message
+    from visualization_msgs.msg import MarkerArray
+
+    return deserialize_message(bytes(a), MarkerArray) == deserialize_message(bytes(b),
+                                                                             MarkerArray)
+
+
+def compare_markers(centres: np.ndarray, *, repeats: int, warmup: int = 1,
+                    base_repeats: int = 3) -> dict[str, Any]:
+    """MarkerArray of `centres` (N, 3) metres as cubes of 0.1 m: `marker_array_bytes`
+    against `naive_marker_array_bytes`, one comparison row."""
+    from depth_any_view.ros import conversions as C
+
+    centres = np.asarray(centres, dtype=np.float32).reshape(-1, 3)
+    header = C.make_header(1_000_000_000, "odom")
+    size = np.full(3, 0.1)
+    z = centres[:, 2] if centres.shape[0] else np.zeros(1)
+    z_range = (float(z.min()), float(z.max()) + 1e-3)
+
+    def project(i: int) -> bytes:
+        return C.marker_array_bytes(centres, size, header, z_range=z_range)
+
+    def baseline(i: int) -> bytes:
+        return naive_marker_array_bytes(centres, size, header, z_range=z_range)
+
+    return _entry(f"MarkerArray, {centres.shape[0]} cubes, serialized for publishing",
+                  time_call(project, repeats, warmup), time_call(baseline, base_repeats, 1),
+                  "marker_array_bytes (numpy)",
+                  "marker_array_msg objects + serialize_message", same_markers(
+                      project(0), baseline(0)))
 
 
 def precision_ratios(forward_rows: list[dict[str, Any]]) -> list[dict[str, Any]]:

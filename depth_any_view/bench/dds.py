@@ -13,9 +13,14 @@ processed every published set, i.e. every set's point cloud arrived (none droppe
 node's latest-wins hand-over replaces a set still waiting when the network is slower than
 the cameras). The ladder stops at the first rate the node does not keep up with; the
 highest one it kept up with is `max_rate_hz`. Separately, a set is complete when every
-output of every camera arrived (depth images and CameraInfo, points, voxels, markers,
-grid); `max_rate_complete_hz` is the highest rate with every set complete: what DDS
-delivered, large depth images included.
+per-set output arrived (`SET_GROUPS`: depth images and CameraInfo of every camera, points,
+voxels, grid). The MarkerArray is not a per-set output: the node publishes it at most every
+`markers_period` seconds of set stamps (1 s by default), so each step checks it per period
+instead (`marker_expectation`: the node's rule replayed over the processed sets) and
+reports how many were due, arrived, and their rate. A step is `all_complete` when every
+set is complete and every due MarkerArray arrived; `max_rate_complete_hz` is the highest
+rate where that held: what DDS delivered, large depth images included. Outputs a node
+parameter turns off (`publish_depth`, `publish_points`, ...) are not expected.
 
 The six cameras of a set are published `camera_spacing_s` apart (4 ms; unsynchronised
 drivers spread further): published back to back from one process, six 256x256 rgb8 images
@@ -52,6 +57,10 @@ LOG = logging.getLogger(__name__)
 
 NODE_MODULE = "depth_any_view.ros.node"
 OUTPUT_GROUPS = ("depth", "depth_info", "points", "voxels", "markers", "grid")
+SET_GROUPS = ("depth", "depth_info", "points", "voxels", "grid")  # one per processed set
+GROUP_SWITCH = {"depth": "publish_depth", "depth_info": "publish_depth",  # node parameters
+                "points": "publish_points", "voxels": "publish_voxels",
+                "markers": "publish_markers", "grid": "publish_grid"}
 DEFAULT_RATES = (1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0, 15.0, 20.0, 30.0)
 
 
@@ -88,6 +97,47 @@ def header_stamp_ns(data: bytes, sequence_first: bool = False) -> int:
     offset = 8 if sequence_first else 4
     sec, nanosec = struct.unpack_from(order + "iI", data, offset)
     return sec * 1_000_000_000 + nanosec
+
+
+def node_setting(opts: DdsOptions, name: str) -> Any:
+    """The value of node parameter `name` in this run: `opts.node_params`, else its
+    default."""
+    from depth_any_view.ros.params import SPECS
+
+    return opts.node_params.get(name, SPECS[name].default)
+
+
+def expected_groups(opts: DdsOptions) -> tuple[str, ...]:
+    """The per-set output groups the node publishes with this run's parameters."""
+    return tuple(g for g in SET_GROUPS if node_setting(opts, GROUP_SWITCH[g]))
+
+
+def marker_expectation(processed: list[int], received: list[int], last_before: int | None,
+                       period_s: float) -> dict[str, Any]:
+    """Which MarkerArrays the node published for a step, by its rule (`_markers_due` in
+    ros/node.py): a set's markers are due `period_s` seconds of stamps after the last
+    published ones (0 = every set). Replayed over the stamps (ns) of the processed sets and
+    of the markers received (a set whose markers arrived was processed; its markers were
+    published, due by the rule or after a map reset), from the last marker stamp before
+    the step (`last_before`, None = none yet).
+
+    Returns {'due', 'received', 'missing', 'extra'} counts and 'missing_stamps'.
+    """
+    got = set(received)
+    period_ns = round(float(period_s) * 1e9)
+    last, due, missing, extra = last_before, 0, [], 0
+    for s in sorted(set(processed) | got):
+        by_rule = last is None or period_ns <= 0 or s < last or s - last >= period_ns
+        if by_rule:
+            due += 1
+            if s not in got:
+                missing.append(s)  # published (by the rule) and lost, or not published
+        elif s in got:
+            extra += 1  # e.g. at once after a map reset
+        if by_rule or s in got:
+            last = s
+    return {"due": due, "received": len(got), "missing": len(missing), "extra": extra,
+            "missing_stamps": missing}
 
 
 def node_parameters(opts: DdsOptions) -> tuple[dict[str, Any], str]:
@@ -240,6 +290,12 @@ class _Rig:
             by_group[group] = got
         return by_group
 
+    def marker_stamps(self) -> list[int]:
+        """Stamps (ns) of every MarkerArray received so far."""
+        with self.lock:
+            return [s for t, g in self.topics.items() if g == "markers"
+                    for s in self.arrivals.get(t, {})]
+
     def close(self) -> None:
         import rclpy
 
@@ -266,34 +322,71 @@ def _step(rig: _Rig, rate: float, opts: DdsOptions, proc: subprocess.Popen) -> d
     span = time.monotonic() - t0
     achieved = (n - 1) / span if span > 0 and n > 1 else rate
     end = time.monotonic()
+    want = expected_groups(opts)
     while proc.poll() is None:
-        groups = rig.outputs_of(stamps)
-        if all(len(groups[g]) == n for g in OUTPUT_GROUPS):
+        groups, markers = _delivered(rig, stamps, opts)
+        if all(len(groups[g]) == n for g in want) and markers["missing"] == 0:
             break
         with rig.lock:
             quiet = time.monotonic() - max(rig.last_arrival, end)
         if quiet > opts.drain_s or time.monotonic() - end > 10 * opts.drain_s + 30:
             break
         time.sleep(0.05)
-    groups = rig.outputs_of(stamps)
-    complete = [s for s in stamps if all(s in groups[g] for g in OUTPUT_GROUPS)]
+    groups, markers = _delivered(rig, stamps, opts)
+    want = expected_groups(opts)
+    complete = [s for s in stamps if all(s in groups[g] for g in want)]
     produced = [s for s in stamps if any(s in groups[g] for g in OUTPUT_GROUPS)]
-    processed = [s for s in stamps if s in groups["points"]]
+    processed = _processed(groups, stamps, want)
     latency = {}
     for g in OUTPUT_GROUPS:
         lat = [(groups[g][s] - s) / 1e9 for s in stamps if s in groups[g]]
         latency[g] = summarize(lat) if lat else None
-    last = [(max(groups[g][s] for g in OUTPUT_GROUPS) - s) / 1e9 for s in complete]
-    latency["all"] = summarize(last) if last else None
-    arrivals = sorted(groups["points"].values())
+    last = [(max(groups[g][s] for g in want) - s) / 1e9 for s in complete] if want else []
+    latency["all"] = summarize(last) if last else None  # per-set outputs (not markers)
+    rate_group = next((g for g in ("points", *want) if g in want), "points")
+    arrivals = sorted(groups[rate_group].values())
     out_span = (arrivals[-1] - arrivals[0]) / 1e9 if len(arrivals) > 1 else None
+    keeps_up = len(processed) == n
     return {"rate_hz": rate, "achieved_input_hz": achieved, "sets_published": n,
             "sets_produced": len(produced), "sets_complete": len(complete),
             "sets_per_output": {g: len(groups[g]) for g in OUTPUT_GROUPS},
-            "sets_dropped": n - len(processed), "sets_incomplete": n - len(complete),
-            "keeps_up": len(processed) == n, "all_complete": len(complete) == n,
-            "output_hz": (len(arrivals) - 1) / out_span if out_span else None,  # points
+            "expected_outputs": list(want), "sets_dropped": n - len(processed),
+            "sets_incomplete": n - len(complete), "keeps_up": keeps_up,
+            "all_complete": len(complete) == n and markers["missing"] == 0,
+            "markers": markers,
+            "output_hz": (len(arrivals) - 1) / out_span if out_span else None,
+            "output_hz_of": rate_group,
             "publish_lateness_s": summarize(lateness), "latency_s": latency}
+
+
+def _processed(groups: dict[str, dict[int, int]], stamps: list[int],
+               want: tuple[str, ...]) -> list[int]:
+    """Stamps the node processed: its point cloud arrived (or, with points off, any per-set
+    output)."""
+    if "points" in want:
+        return [s for s in stamps if s in groups["points"]]
+    return [s for s in stamps if any(s in groups[g] for g in want)]
+
+
+def _delivered(rig: _Rig, stamps: list[int],
+               opts: DdsOptions) -> tuple[dict[str, dict[int, int]], dict[str, Any]]:
+    """Per group: stamp -> arrival ns (`_Rig.outputs_of`), and the MarkerArrays of the
+    step against those due (`marker_expectation`, plus 'period_s', 'hz' and
+    'complete')."""
+    groups = rig.outputs_of(stamps)
+    period = float(node_setting(opts, "markers_period"))
+    received = sorted(groups["markers"])
+    if node_setting(opts, "publish_markers"):
+        before = [s for s in rig.marker_stamps() if stamps and s < stamps[0]]
+        markers = marker_expectation(_processed(groups, stamps, expected_groups(opts)),
+                                     received, max(before) if before else None, period)
+    else:
+        markers = {"due": 0, "received": len(received), "missing": 0,
+                   "extra": len(received), "missing_stamps": []}
+    span = (received[-1] - received[0]) / 1e9 if len(received) > 1 else 0.0
+    markers.update(period_s=period, hz=(len(received) - 1) / span if span > 0 else None,
+                   complete=markers["missing"] == 0)
+    return groups, markers
 
 
 def run_dds(w: Workload, opts: DdsOptions, out_dir: Path, domain_id: int,
@@ -319,7 +412,10 @@ def run_dds(w: Workload, opts: DdsOptions, out_dir: Path, domain_id: int,
     result: dict[str, Any] = {"options": {**asdict(opts), "rates": list(opts.rates)},
                               "node_parameters": params, "weights": weights_label,
                               "domain_id": domain_id, "images": list(w.size),
-                              "views": w.num_views, "steps": []}
+                              "views": w.num_views, "steps": [],
+                              "node_settings": {k: node_setting(opts, k) for k in (
+                                  "markers_period", "publish_spacing", "marker_max_voxels")},
+                              "expected_outputs": list(expected_groups(opts))}
     t_launch = time.monotonic()
     with open(log, "wb") as f:
         proc = subprocess.Popen([sys.executable, "-m", NODE_MODULE, "--ros-args",

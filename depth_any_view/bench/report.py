@@ -178,6 +178,14 @@ def _scaling(t: dict[str, Any], title: str) -> list[str]:
     return lines
 
 
+def _markers(m: dict[str, Any] | None) -> str:
+    """'due / arrived' MarkerArrays of a DDS step, with the missing ones bold."""
+    if not m:
+        return "-"
+    text = f"{m['due']} / {m['received']}"
+    return text if not m["missing"] else f"**{text}** ({m['missing']} missing)"
+
+
 def _dds(d: dict[str, Any]) -> list[str]:
     """DDS table."""
     if not d or "steps" not in d:
@@ -199,23 +207,33 @@ def _dds(d: dict[str, Any]) -> list[str]:
 
         rows.append([f"{s['rate_hz']:g}", _f(s["achieved_input_hz"], ".2f"),
                      str(s["sets_published"]), str(s["sets_published"] - s["sets_dropped"]),
-                     str(s["sets_complete"]), _f(s["output_hz"], ".2f"),
+                     str(s["sets_complete"]), _markers(s.get("markers")),
+                     _f(s["output_hz"], ".2f"),
                      cell("depth"), cell("points"), cell("voxels"), cell("markers"),
                      cell("grid"), cell("all"), "yes" if s["keeps_up"] else "**no**"])
     lines += _table(["input Hz", "published Hz", "sets", "processed", "complete",
-                     "points Hz",
+                     "markers due / arrived", "points Hz",
                      "depth ms", "points ms", "voxels ms", "markers ms", "grid ms",
                      "last output ms", "keeps up"], rows)
+    settings = d.get("node_settings") or {}
     if "max_rate_hz" in d:
         lines += ["", f"Highest input rate the node kept up with (processed every set): "
                       f"**{d['max_rate_hz']:g} Hz**; with every output of every set delivered "
                       f"(complete): **{d.get('max_rate_complete_hz', 0.0):g} Hz**. "
                       "'processed': sets whose point cloud arrived (the others were dropped);"
-                      " 'complete': sets of which every output arrived (six depth images and "
-                      "CameraInfo, points, voxels, markers, grid); 'points Hz': arrival rate "
-                      "of the clouds. Latency cells: median / p95 from the input stamp to the "
-                      "arrival at the subscriber (depth: the last of the six cameras; last "
-                      "output: of complete sets)."]
+                      " 'complete': sets of which every per-set output arrived (six depth "
+                      "images and CameraInfo, points, voxels, grid); the MarkerArray is "
+                      "published at most every markers_period "
+                      f"({_f(settings.get('markers_period'), 'g')} s of set stamps), so "
+                      "'markers due / arrived' counts those the node's rule makes due in the "
+                      "step against those that arrived (a rate counts as complete only when "
+                      "all due ones did); 'points Hz': arrival rate of the clouds. Latency "
+                      "cells: median / p95 from the input stamp to the arrival at the "
+                      "subscriber (depth: the last of the six cameras; markers: of the sets "
+                      "that had them; last output: last per-set output of complete sets). "
+                      "The node spaces large messages "
+                      f"{_f(settings.get('publish_spacing'), 'g')} s apart (publish_spacing),"
+                      " included in the latencies."]
     spacing = d.get("options", {}).get("camera_spacing_s")
     if spacing is not None:
         lines += ["", f"The six cameras of a set are published {spacing * 1e3:g} ms apart "

@@ -13,10 +13,17 @@ Stages (in the node's order), each timed on its own over repeated runs after war
     fusion_update   log-odds occupancy update through the odometry pose
     fusion_outputs  occupied voxel list and the 2D grid of the fused map
     voxels_msg      voxel PointCloud2 (`voxel_cloud`)
-    markers         MarkerArray CUBE_LIST (`marker_array_msg`, at most marker_max_voxels)
+    markers         MarkerArray as the node builds it when due: the marker_max_voxels most
+                    probable voxels (`Pipeline.marker_voxels`) serialized with numpy
+                    (`marker_array_bytes`); the node does this at most every
+                    markers_period seconds (1 s), so a set costs it only when due
     grid_msg        nav_msgs/OccupancyGrid (`occupancy_grid_msg`)
     depth_msgs      per-camera 32FC1 depth Image + CameraInfo (`depth_to_image_msg`)
-    publish         rclpy `publish` of every output message of the set (no subscriber)
+    publish         rclpy `publish` of every output of the set (no subscriber), the
+                    MarkerArray as serialized bytes like the node; without the node's
+                    publish_spacing waits between large messages (counted in
+                    `counts['large_messages']`: the node waits about (n - 1) x
+                    publish_spacing on top, idle time, not work)
 
 The stages after the network take the frame's ground truth in the network's place (see
 `workload.py`), so point and voxel counts are realistic although the weights are random.
@@ -42,6 +49,7 @@ from depth_any_view.bench.workload import (
 )
 from depth_any_view.inference.engine import EngineConfig, InferenceEngine
 from depth_any_view.inference.preprocess import ViewInput
+from depth_any_view.ros.params import SPECS
 
 LOG = logging.getLogger(__name__)
 
@@ -62,13 +70,15 @@ STAGE_LABELS = {
     "fusion_update": "occupancy fusion update (log-odds, odometry)",
     "fusion_outputs": "fused map -> occupied voxels + 2D grid",
     "voxels_msg": "voxel PointCloud2",
-    "markers": "MarkerArray CUBE_LIST",
+    "markers": "MarkerArray bytes (most probable voxels; when due, every markers_period)",
     "grid_msg": "OccupancyGrid message",
     "depth_msgs": "depth Image + CameraInfo messages",
-    "publish": "rclpy publish of all outputs",
+    "publish": "rclpy publish of all outputs (markers as bytes, no spacing waits)",
 }
-POINTS_STRIDE = 2  # node parameter points_stride (default)
-MARKER_MAX_VOXELS = 50_000  # node parameter marker_max_voxels (default)
+POINTS_STRIDE = int(SPECS["points_stride"].default)  # node parameter (default)
+MARKER_MAX_VOXELS = int(SPECS["marker_max_voxels"].default)  # node parameter (default)
+MARKERS_PERIOD_S = float(SPECS["markers_period"].default)  # node parameter (default)
+LARGE_MESSAGE_BYTES = 64 * 1024  # the node's ros/node.py LARGE_MESSAGE_BYTES (paced above)
 PERIOD_NS = 100_000_000  # 10 Hz between the benchmark's sets
 OUTPUT_TOPICS = {  # the node's default output topics (docs/DESIGN.md)
     "points": "/depth_any_view/points", "voxels": "/depth_any_view/occupancy/voxels",
@@ -165,7 +175,7 @@ class LocalPublishers:
                                                qos_profile("transient_local", 1))
 
     def publish(self, msgs: dict[str, Any]) -> None:
-        """Publish one set's output messages."""
+        """Publish one set's outputs (messages; the MarkerArray as serialized bytes)."""
         for name, (img, info) in msgs["depth"].items():
             self.depth[name].publish(img)
             self.info[name].publish(info)
@@ -284,16 +294,23 @@ def bench_stages(engine: InferenceEngine, w: Workload, *, repeats: int, warmup: 
                                                    if k not in ENGINE_STAGES})
 
 
-def _intake(engine: InferenceEngine, w: Workload, run: Callable[..., None]) -> int:
-    """Time the node's input callbacks for one set; returns the sets synchronized."""
+def _pipeline(engine: InferenceEngine, w: Workload) -> Any:
+    """A `Pipeline` of the workload's cameras sharing `engine` (its fusion matches the
+    engine's grid, as in the node)."""
     from depth_any_view.geometry.rig import load_rig
     from depth_any_view.pipeline import Pipeline, PipelineConfig
-    from depth_any_view.ros import conversions as C
     from depth_any_view.sync.approximate_time import SyncConfig
 
+    return Pipeline(PipelineConfig(sync=SyncConfig(cameras=tuple(w.names))),
+                    load_rig("surround6").subset(list(w.names)), engine=engine)
+
+
+def _intake(engine: InferenceEngine, w: Workload, run: Callable[..., None]) -> int:
+    """Time the node's input callbacks for one set; returns the sets synchronized."""
+    from depth_any_view.ros import conversions as C
+
     msgs = input_messages(w, 0)
-    pipeline = Pipeline(PipelineConfig(sync=SyncConfig(cameras=tuple(w.names))),
-                        load_rig("surround6").subset(list(w.names)), engine=engine)
+    pipeline = _pipeline(engine, w)
     ready: list[int] = []
 
     def intake(i: int) -> None:
@@ -328,9 +345,10 @@ def _map_stages(engine: InferenceEngine, w: Workload, want: set[str],
                 run: Callable[..., None], counts: dict[str, int],
                 out_msgs: dict[str, Any]) -> None:
     """Fusion, the map's outputs and their messages (added to `out_msgs` for publishing)."""
-    from depth_any_view.mapping.fusion import FusionConfig, OccupancyFusion
+    from depth_any_view.pipeline import PipelineResult
 
-    fusion = OccupancyFusion(FusionConfig.matching(engine.grid), device=engine.device)
+    pipeline = _pipeline(engine, w)  # marker_voxels: the node's voxel selection
+    fusion = pipeline.fusion
     prob, observed = occupancy_volume(w, engine.grid)
     T0 = np.asarray(w.T_odom_base)
     step = [0]
@@ -352,28 +370,48 @@ def _map_stages(engine: InferenceEngine, w: Workload, want: set[str],
     grid2d = fusion.occupancy_grid()
     counts["occupied_voxels"] = int(centres.shape[0])
     counts["grid_cells"] = int(grid2d.data.size)
-    marker_centres = centres
-    if centres.shape[0] > MARKER_MAX_VOXELS:  # as the node: most probable first
-        marker_centres = centres[np.argsort(-probs, kind="stable")[:MARKER_MAX_VOXELS]]
-    counts["marker_cubes"] = int(marker_centres.shape[0])
+    stamp_ns = 1_000_000_000 + (step[0] - 1) * PERIOD_NS  # the last update's
+    result = PipelineResult(stamp_ns=stamp_ns, cameras={}, missing=[], skipped={},
+                            voxels=centres, voxel_probability=probs, grid2d=grid2d,
+                            pose=pose_on_track(T0, step[0] - 1))
+    counts["marker_cubes"] = int(pipeline.marker_voxels(result, MARKER_MAX_VOXELS)[0].shape[0])
     if ros_available() is not None:
         return
     from depth_any_view.ros import conversions as C
 
-    map_header = C.make_header(1_000_000_000, "odom")
-    z0 = float(pose_on_track(T0, step[0])[2, 3])
-    z_range = (z0 + fusion.config.lower[2], z0 + fusion.config.upper[2])
+    map_header = C.make_header(stamp_ns, result.map_frame)
 
-    def markers() -> Any:
-        return C.marker_array_msg(marker_centres, fusion.voxel_size, map_header,
-                                  z_range=z_range)
+    def markers() -> bytes:  # node.py _publish_occupancy, a set with the markers due
+        marker_centres, z_range = pipeline.marker_voxels(result, MARKER_MAX_VOXELS)
+        return C.marker_array_bytes(marker_centres, fusion.voxel_size, map_header,
+                                    z_range=z_range)
 
     run("voxels_msg", lambda i: C.voxel_cloud(centres, probs, map_header))
     run("markers", lambda i: markers())
     run("grid_msg", lambda i: C.occupancy_grid_msg(grid2d, map_header))
+    marker_bytes = markers()
+    counts["marker_bytes"] = len(marker_bytes)
     if "publish" in want:
-        out_msgs.update(voxels=C.voxel_cloud(centres, probs, map_header), markers=markers(),
+        out_msgs.update(voxels=C.voxel_cloud(centres, probs, map_header), markers=marker_bytes,
                         grid=C.occupancy_grid_msg(grid2d, map_header))
+        counts["large_messages"] = large_messages(out_msgs)
+
+
+def payload_bytes(msg: Any) -> int:
+    """Bytes of a message's bulk data as the node counts them for pacing: serialized
+    bytes, or an Image's / PointCloud2's `data` (0 for other messages)."""
+    if isinstance(msg, (bytes, bytearray)):
+        return len(msg)
+    return len(getattr(msg, "data", b""))
+
+
+def large_messages(out_msgs: dict[str, Any]) -> int:
+    """How many of a set's outputs the node paces by publish_spacing (over
+    LARGE_MESSAGE_BYTES): depth images, clouds, the MarkerArray (CameraInfo and the
+    grid go out unpaced)."""
+    msgs = [img for img, _ in out_msgs.get("depth", {}).values()]
+    msgs += [out_msgs.get(k) for k in ("points", "voxels", "markers")]
+    return sum(payload_bytes(m) > LARGE_MESSAGE_BYTES for m in msgs if m is not None)
 
 
 def stage_sum(medians: dict[str, float], exclude: Sequence[str] = ("forward",)) -> float:
