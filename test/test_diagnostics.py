@@ -56,6 +56,18 @@ def test_statuses_ok_when_all_cameras_publish() -> None:
     assert occ.level == OK and "odom" in occ.message
 
 
+def test_stamps_from_another_clock_are_not_a_latency() -> None:
+    d = NodeDiagnostics(CAMS)
+    d.set_processed([], 0.05, 0.08)
+    d.set_processed([], 0.05, 9.6e7)  # a bag's stamps against the wall clock, no /clock
+    _, _, inf, _ = d.statuses(sync_stats=_sync_stats(), engine={"device": "cpu"})
+    assert inf.level == WARN and "use_sim_time:=true" in inf.message
+    assert float(inf.values["end-to-end p95 (s)"]) == pytest.approx(0.08)  # not polluted
+    d.set_processed([], 0.05, 0.09)  # the clocks agree again
+    _, _, inf, _ = d.statuses(sync_stats=_sync_stats(), engine={"device": "cpu"})
+    assert inf.level == OK and "end-to-end" not in inf.values
+
+
 def test_statuses_warn_and_error() -> None:
     d = NodeDiagnostics(CAMS, input_timeout=0.5)
     d.image_received("front", t=100.0)

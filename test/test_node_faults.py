@@ -310,8 +310,10 @@ def test_network_error_at_runtime_drops_the_set_and_the_next_one_works(
         engine._run_network = out_of_memory_once
         K = _intrinsics()
 
+        t0 = node.get_clock().now().nanoseconds
+
         def feed(i: int) -> None:
-            stamp = 10**9 + i * 100_000_000
+            stamp = t0 + i * 100_000_000  # the node's clock: a real end-to-end latency
             infos, imgs = _camera_messages(stamp, images[i % N_IMAGES], rig, K)
             node._on_odometry(_odometry(stamp))
             for cam in cams:

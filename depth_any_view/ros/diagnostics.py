@@ -39,6 +39,9 @@ import numpy as np
 OK, WARN, ERROR, STALE = 0, 1, 2, 3
 LEVEL_NAMES = {OK: "OK", WARN: "WARN", ERROR: "ERROR", STALE: "STALE"}
 PREFIX = "depth_any_view"
+# An end-to-end latency outside this range (seconds) means the set stamps do not come from
+# the node's clock (a bag replayed without /clock or use_sim_time): not a latency at all.
+PLAUSIBLE_END_TO_END_S = (-1.0, 60.0)
 
 
 @dataclass
@@ -105,6 +108,7 @@ class NodeDiagnostics:
         self._dropped = Counter()  # reason -> sets dropped after synchronization
         self._inference = deque(maxlen=latency_window)  # seconds
         self._end_to_end = deque(maxlen=latency_window)  # seconds
+        self._clock_offset_s: float | None = None  # last implausible end-to-end latency
         self._processed = 0
         self._last_missing: list[str] = []
         self._last_error: str | None = None
@@ -149,7 +153,12 @@ class NodeDiagnostics:
             self._processed += 1
             self._last_missing = list(missing)
             self._inference.append(float(inference_s))
-            self._end_to_end.append(float(end_to_end_s))
+            lo, hi = PLAUSIBLE_END_TO_END_S
+            if lo <= float(end_to_end_s) <= hi:
+                self._end_to_end.append(float(end_to_end_s))
+                self._clock_offset_s = None
+            else:
+                self._clock_offset_s = float(end_to_end_s)
             self._errors_since_success = 0
             if fusion is not None:
                 self._fusion = dict(fusion)
@@ -205,6 +214,7 @@ class NodeDiagnostics:
             dropped = dict(self._dropped)
             inf = percentiles(self._inference)
             e2e = percentiles(self._end_to_end)
+            clock_offset = self._clock_offset_s
             processed = self._processed
             last_error = self._last_error
             failing = self._errors_since_success
@@ -213,7 +223,7 @@ class NodeDiagnostics:
         return [self._cameras_status(rates, missing, bad, bad_last, recent_bad),
                 self._sync_status(sync_stats, events.get("synchronizer")),
                 self._inference_status(engine, inf, e2e, processed, dropped, last_error,
-                                       failing),
+                                       failing, clock_offset),
                 self._occupancy_status(fusion, odom_note, recent_bad.get("odometry"),
                                        events.get("occupancy"))]
 
@@ -267,8 +277,10 @@ class NodeDiagnostics:
 
     def _inference_status(self, engine: dict[str, Any] | None, inf: list[float],
                           e2e: list[float], processed: int, dropped: dict[str, int],
-                          last_error: str | None, failing: int) -> Status:
-        """Device, latency percentiles and drops by reason."""
+                          last_error: str | None, failing: int,
+                          clock_offset: float | None = None) -> Status:
+        """Device, latency percentiles and drops by reason; WARN when the set stamps are
+        not from the node's clock (then there is no end-to-end latency to report)."""
         values = {k: str(v) for k, v in (engine or {}).items()}
         values.update({"inference p50 (s)": f"{inf[0]:.4f}",
                        "inference p95 (s)": f"{inf[1]:.4f}",
@@ -286,6 +298,12 @@ class NodeDiagnostics:
         if processed == 0:
             return Status(WARN, f"{PREFIX}: inference", f"no set processed yet on {device}",
                           values)
+        if clock_offset is not None:
+            text = (f"set stamps are {clock_offset:.3g} s from this node's clock: replaying a "
+                    "bag? publish /clock and set use_sim_time:=true (end-to-end latency not "
+                    "measured)")
+            values["end-to-end"] = text
+            return Status(WARN, f"{PREFIX}: inference", f"{device}: {text}", values)
         return Status(OK, f"{PREFIX}: inference",
                       f"{device}: p50 {inf[0] * 1e3:.1f} ms, end-to-end p95 "
                       f"{e2e[1] * 1e3:.1f} ms", values)
