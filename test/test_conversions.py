@@ -366,3 +366,24 @@ def test_marker_array_bytes_falls_back_when_the_splice_check_fails(monkeypatch) 
     assert got == _roundtrip(C.marker_array_msg(centres, 0.2, header, z_range=(0, 1)))
     monkeypatch.setattr(C, "_FAST_MARKERS", None)  # the check runs again and passes here
     assert C._fast_markers_ok() is True
+
+
+def test_depth_in_both_slam_encodings_decodes_to_the_same_metres() -> None:
+    rng = np.random.default_rng(3)
+    depth = rng.uniform(0.3, 60.0, (24, 32)).astype(np.float32)  # metres
+    depth[0, :4] = [np.nan, 0.0, -1.0, 70.0]  # no estimate, invalid, beyond 16 bits of mm
+    header = C.make_header(7, "front_camera_optical")
+    f32 = C.depth_to_image_msg(depth, header, "32FC1")
+    u16 = C.depth_to_image_msg(depth, header, "16UC1")
+    assert (f32.encoding, u16.encoding) == ("32FC1", "16UC1")
+    assert u16.step == 32 * 2 and len(u16.data) == 24 * 32 * 2 and u16.header == header
+    # As RTAB-Map / depth_image_proc read them: 16UC1 millimetres (0 = none), 32FC1 metres.
+    mm = np.frombuffer(bytes(u16.data), dtype="<u2").reshape(24, 32)
+    assert list(mm[0, :4]) == [0, 0, 0, 0]
+    metres_u16 = C.image_msg_to_depth(u16)
+    metres_f32 = C.image_msg_to_depth(f32)
+    both = np.isfinite(metres_u16)
+    assert both.sum() == depth.size - 4 and np.isnan(metres_f32[0, :3]).all()
+    assert np.abs(metres_u16[both] - metres_f32[both]).max() < 0.001  # rounding: < 1 mm
+    with pytest.raises(ValueError, match="32FC1 or 16UC1"):
+        C.depth_to_image_msg(depth, header, "16SC1")

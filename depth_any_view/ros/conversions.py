@@ -112,11 +112,20 @@ def array_to_image_msg(array: np.ndarray, encoding: str, header: Header) -> Imag
     return msg
 
 
-def depth_to_image_msg(depth: np.ndarray, header: Header) -> Image:
-    """32FC1 sensor_msgs/Image of depth (H, W) metres along z; non-finite/<= 0 -> NaN."""
+def depth_to_image_msg(depth: np.ndarray, header: Header, encoding: str = "32FC1") -> Image:
+    """sensor_msgs/Image of depth (H, W) metres along z, in one of the two REP 118
+    encodings SLAM back-ends read: 32FC1 (metres; non-finite/<= 0 -> NaN) or 16UC1
+    (millimetres, rounded; no reading, <= 0 or beyond 65.535 m -> 0)."""
     d = np.asarray(depth, dtype=np.float32)
     if d.ndim != 2:
         raise ValueError(f"depth must be (H, W) metres, got shape {d.shape}")
+    if encoding == "16UC1":
+        with np.errstate(invalid="ignore"):
+            mm = np.rint(d.astype(np.float64) * 1000.0)
+            ok = np.isfinite(mm) & (mm > 0) & (mm <= np.iinfo(np.uint16).max)
+        return array_to_image_msg(np.where(ok, mm, 0).astype(np.uint16), "16UC1", header)
+    if encoding != "32FC1":
+        raise ValueError(f"depth encoding must be 32FC1 or 16UC1, got {encoding!r}")
     with np.errstate(invalid="ignore"):
         d = np.where(np.isfinite(d) & (d > 0), d, np.float32(np.nan)).astype(np.float32)
     return array_to_image_msg(d, "32FC1", header)

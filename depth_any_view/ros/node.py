@@ -512,7 +512,8 @@ class DepthAnyViewNode(Node):
         if s.publish_depth:
             for name, out in result.cameras.items():  # the input image's header
                 header = make_header(out.stamp_ns, out.frame_id)
-                self._send(self._pub_depth[name], depth_to_image_msg(out.depth, header), s)
+                self._send(self._pub_depth[name], depth_to_image_msg(out.depth, header,
+                                                                          s.depth_encoding), s)
                 self._pub_depth_info[name].publish(camera_to_camera_info(out.camera, header))
         if s.publish_points:
             self._send(self._pub_points, xyzrgb_cloud(

@@ -180,6 +180,9 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     # ---------------------------------------------------------------- outputs
     _p("publish_depth", True, "Publish per-camera depth images and CameraInfo",
        runtime=True),
+    _p("depth_encoding", "32FC1", "Encoding of the published depth images: 32FC1 (metres, "
+       "NaN invalid) or 16UC1 (millimetres, 0 invalid), the two RTAB-Map and "
+       "depth_image_proc read", choices=("32FC1", "16UC1"), runtime=True),
     _p("publish_points", True, "Publish the fused point cloud", runtime=True),
     _p("publish_voxels", True, "Publish occupied voxel centres", runtime=True),
     _p("publish_markers", True, "Publish the voxel MarkerArray", runtime=True),
