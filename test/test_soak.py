@@ -173,7 +173,10 @@ def test_soak_memory_flat_queues_bounded_no_exceptions(node: Any) -> None:
     assert handled() == emitted() >= 0.99 * SETS  # every set processed or superseded
     # The worker kept processing all along (how many sets a slow machine supersedes in
     # between is its speed, not a property of the node).
-    assert all(b > a for a, b in zip(processed_at, processed_at[1:])), processed_at
+    # Sets between samples may all be superseded while one slow set runs, so the check is
+    # that processing went on over the run, not in every interval.
+    assert all(b >= a for a, b in zip(processed_at, processed_at[1:])), processed_at
+    assert processed_at[-1] - processed_at[0] >= len(processed_at) // 2, processed_at
     assert broken == len([i for i in range(SETS) if i % 97 == 50])
     assert stats["sets"]["without_odometry"] > 0  # the gap was seen (the rest superseded)
     assert stats["fusion"]["resets"] >= 2  # odometry lost, odometry back
