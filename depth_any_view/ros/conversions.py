@@ -34,6 +34,7 @@ from sensor_msgs.msg import CameraInfo, Image, PointCloud2, PointField
 from std_msgs.msg import ColorRGBA, Header
 from visualization_msgs.msg import Marker, MarkerArray
 
+from depth_any_view.bag.messages import stamp_to_ns  # one definition for rclpy and rosbags
 from depth_any_view.data.encodings import (
     ImageEncodingError,
     array_to_image_fields,
@@ -57,11 +58,6 @@ DTYPE_TO_FIELD: dict[np.dtype, int] = {v: k for k, v in FIELD_TO_DTYPE.items()}
 
 
 # ---------------------------------------------------------------------------- time, header
-def stamp_to_ns(stamp: Any) -> int:
-    """Integer nanoseconds of a builtin_interfaces/Time."""
-    return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
-
-
 def ns_to_stamp(stamp_ns: int) -> Time:
     """builtin_interfaces/Time of integer nanoseconds.
 
