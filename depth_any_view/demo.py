@@ -27,7 +27,6 @@ import os
 import random
 import shutil
 import signal
-import subprocess
 import sys
 import time
 from collections.abc import Mapping
@@ -38,6 +37,7 @@ from typing import Any
 import numpy as np
 
 from depth_any_view.config import config_path
+from depth_any_view.ros.process import NodeProcess, NodeStartError, log_tail
 
 NODE_EXECUTABLE = "depth_any_view_node"
 BAG_DIR = "sequence"  # the rendered input bag, inside the output folder
@@ -207,11 +207,8 @@ def node_command(params_file: Path, parameters: Mapping[str, Any]) -> list[str]:
 
 
 def _log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
-    try:
-        text = path.read_text(errors="replace").splitlines()
-    except OSError:
-        return "(no log)"
-    return "\n".join("    " + line for line in text[-lines:]) or "    (empty log)"
+    """The last lines of a log, indented, as the demo's messages quote them."""
+    return log_tail(path, lines, indent="    ")
 
 
 def _remove_previous(path: Path) -> None:
@@ -233,47 +230,6 @@ class LiveResult:
     input_sets: int  # sets in the bag
     replay_s: float  # seconds of replay
     node_exit: int | None  # the node's exit status after SIGINT
-
-
-class NodeProcess:
-    """The node as a child process with its output in a log file."""
-
-    def __init__(self, cmd: list[str], log: Path) -> None:
-        self.cmd, self.log = cmd, log
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
-        self._file = open(log, "wb")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen(cmd, stdout=self._file, stderr=subprocess.STDOUT, env=env,
-                                     start_new_session=True)
-
-    def wait_ready(self, timeout_s: float) -> None:
-        """Until the node logs 'ready:'; DemoError with the log's tail if it exits first."""
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise DemoError(f"the node exited with status {self.proc.returncode} before "
-                                f"it was ready; last lines of {self.log}:\n"
-                                f"{_log_tail(self.log)}")
-            if "ready:" in self.log.read_text(errors="replace"):
-                return
-            time.sleep(0.2)
-        raise DemoError(f"the node was not ready after {timeout_s:.0f} s; last lines of "
-                        f"{self.log}:\n{_log_tail(self.log)}")
-
-    def stop(self) -> int | None:
-        """SIGINT (as Ctrl-C), then SIGTERM, then SIGKILL; returns the exit status."""
-        try:
-            for sig, wait_s in ((signal.SIGINT, 20.0), (signal.SIGTERM, 5.0),
-                                (signal.SIGKILL, 5.0)):
-                if self.proc.poll() is not None:
-                    break
-                self.proc.send_signal(sig)
-                try:
-                    self.proc.wait(wait_s)
-                except subprocess.TimeoutExpired:
-                    continue
-            return self.proc.poll()
-        finally:
-            self._file.close()
 
 
 def set_period(median_s: float | None) -> float:
@@ -319,11 +275,14 @@ def run_live(bag: Path, out: Path, params_file: Path, node_parameters: Mapping[s
     node = recorder = player_node = None
     exit_status = None
     try:
-        node = NodeProcess(cmd, log)
+        node = NodeProcess(cmd, log, tail_lines=LOG_TAIL_LINES, tail_indent="    ")
         recorder = Recorder(live_bag, output_topics(_file_and(params_file, values)),
                             input_topic=inputs[0], context=context).start()
         t0 = time.monotonic()
-        node.wait_ready(NODE_READY_TIMEOUT_S)
+        try:
+            node.wait_ready(NODE_READY_TIMEOUT_S)
+        except NodeStartError as exc:
+            raise DemoError(str(exc)) from None
         _say(f"the node is ready ({time.monotonic() - t0:.1f} s); waiting for its topics")
         missing = recorder.wait_for_publishers(DISCOVERY_TIMEOUT_S)
         if missing:

@@ -49,6 +49,7 @@ from depth_any_view.geometry.transforms import quat_to_rotmat, rotmat_to_quat
 from depth_any_view.inference.engine import EngineConfig, InferenceEngine, InferenceError
 from depth_any_view.inference.prediction import Prediction
 from depth_any_view.inference.preprocess import ViewInput
+from depth_any_view.mapping.carving import DepthViews
 from depth_any_view.mapping.fusion import (
     ODOM_FRAME,
     FusionConfig,
@@ -123,6 +124,8 @@ class PipelineConfig:
     odom_max_age_ns: int = 200_000_000  # odometry farther than this from a set is not used
     use_odometry: bool = True  # False: single-frame occupancy in base_link
     odom_frame: str = "odom"  # frame name of the fused outputs while fusing with odometry
+    min_confidence: float = 0.0  # pixels whose depth confidence is below this become NaN in
+    #                              the depth and are left out of the cloud and of carving
 
     def __post_init__(self) -> None:
         """Validate the fields that are not configs of their own (ValueError names them)."""
@@ -138,6 +141,7 @@ class PipelineConfig:
                              f"(nanoseconds), got {age!r}")
         if not isinstance(self.odom_frame, str) or not self.odom_frame:
             raise ValueError("PipelineConfig.odom_frame must be a non-empty frame name")
+        check_min_confidence(self.min_confidence)
         check_fusion_overrides(self.fusion)
 
     @property
@@ -178,9 +182,8 @@ class PipelineConfig:
             random_init=p.get("random_init", "bool", False))
         fusion = {}
         for param, name in _FUSION_PARAMETERS.items():
-            kind = "str" if name == "interpolation" else "float"
             if param in values:
-                fusion[name] = p.get(param, kind, None)
+                fusion[name] = p.get(param, _FUSION_KINDS.get(name, "float"), None)
         points = PointsConfig(stride=p.get("points_stride", "int", 2),
                               voxel_size=p.get("points_voxel_size", "float", 0.0),
                               max_depth=p.get("points_max_depth", "float", 0.0))
@@ -188,7 +191,8 @@ class PipelineConfig:
                    rig_file=p.get("rig_file", "str", "config/rig_surround6.yaml"),
                    odom_max_age_ns=_ns(p.get("odom_max_age", "float", 0.2)),
                    use_odometry=p.get("use_odometry", "bool", True),
-                   odom_frame=p.get("odom_frame", "str", "odom"))
+                   odom_frame=p.get("odom_frame", "str", "odom"),
+                   min_confidence=p.get("min_confidence", "float", 0.0))
 
 
 # Node parameter -> FusionConfig field (docs/DESIGN.md parameter names).
@@ -197,8 +201,20 @@ _FUSION_PARAMETERS = {
     "decay_occupied": "decay_occupied_per_s", "decay_free": "decay_free_per_s",
     "max_linear_speed": "max_linear_speed", "max_angular_speed": "max_angular_speed",
     "fusion_interpolation": "interpolation", "grid_z_min": "grid_z_min",
-    "grid_z_max": "grid_z_max",
+    "grid_z_max": "grid_z_max", "carve_free_space": "carve_free_space",
+    "carve_probability": "carve_probability", "carve_stride": "carve_stride",
+    "carve_max_range": "carve_max_range", "carve_margin": "carve_margin",
 }
+# FusionConfig fields that are not numbers (the others are read as 'float').
+_FUSION_KINDS = {"interpolation": "str", "carve_free_space": "bool", "carve_stride": "int"}
+
+
+def check_min_confidence(value: Any) -> None:
+    """ValueError unless `value` is a number in [0, 1] (the confidence threshold)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
+            0.0 <= float(value) <= 1.0):
+        raise ValueError(f"min_confidence must be a number in [0, 1] (0 = keep every pixel), "
+                         f"got {value!r}")
 
 
 def _ns(seconds: float) -> int:
@@ -299,6 +315,8 @@ class CameraOutput:
     depth: np.ndarray  # (H, W) float32 metres along z, NaN = no estimate
     camera: PinholeCamera  # calibration of `depth` (its CameraInfo), same size
     rgb: np.ndarray  # (H_in, W_in, 3) uint8 input image as decoded (shared; do not modify)
+    confidence: np.ndarray | None = None  # (H, W) float32 in (0, 1] registered with `depth`,
+    #                                       NaN where depth is NaN; None: no confidence head
 
 
 @dataclass
@@ -416,6 +434,7 @@ class Pipeline:
         self._info: dict[str, _InfoEntry] = {}
         self._odom_missing = False
         self._frame_warned: set[str] = set()  # cameras whose frame_id mismatch was logged
+        self._confidence_warned = False  # min_confidence set for weights without confidence
         names = cfg.camera_names
         self._counts: dict[str, Any] = {
             "images": {c: {"received": 0, "rejected": 0} for c in names},
@@ -604,7 +623,8 @@ class Pipeline:
 
     def reconfigure(self, *, points: PointsConfig | None = None,
                     fusion: Mapping[str, Any] | None = None,
-                    use_odometry: bool | None = None) -> None:
+                    use_odometry: bool | None = None,
+                    min_confidence: float | None = None) -> None:
         """Apply settings that may change while running (the node's runtime parameters).
 
         `fusion` replaces the FusionConfig overrides (thresholds, decay, jump limits,
@@ -615,6 +635,9 @@ class Pipeline:
             self.cfg.points = points
         if use_odometry is not None:
             self.cfg.use_odometry = bool(use_odometry)
+        if min_confidence is not None:
+            check_min_confidence(min_confidence)
+            self.cfg.min_confidence = float(min_confidence)
         if fusion is not None:
             fusion = dict(fusion)
             check_fusion_overrides(fusion)
@@ -694,41 +717,74 @@ class Pipeline:
             timings[stage] = float(pred.timings.get(stage, 0.0))
         result.prediction = pred
         rgb = {v.name: v.rgb for v in views}
+        min_conf = self._min_confidence(pred)
         for i, name in enumerate(pred.camera_names):
             depth, camera = pred.view_depth(i)
             depth = np.asarray(depth, dtype=np.float32)
+            conf = pred.view_confidence(i)
             with np.errstate(invalid="ignore"):
-                depth = np.where(np.isfinite(depth) & (depth > 0), depth, np.float32(np.nan))
+                keep = np.isfinite(depth) & (depth > 0)
+                if min_conf > 0:
+                    keep &= conf >= min_conf  # NaN confidence compares False
+                depth = np.where(keep, depth, np.float32(np.nan))
             p = payloads[name]
             result.cameras[name] = CameraOutput(name, p.stamp_ns, p.frame_id,
                                                 depth.astype(np.float32, copy=False), camera,
-                                                rgb[name])
+                                                rgb[name], conf)
+        confident = None  # (V, h, w) network-size pixels confident enough for cloud and map
+        if min_conf > 0:
+            with np.errstate(invalid="ignore"):
+                confident = pred.confidence >= min_conf
         t = time.perf_counter()
         if self.cfg.points.enabled:
-            result.points, result.colors = self._points(pred)
+            result.points, result.colors = self._points(pred, confident)
         timings["points"] = time.perf_counter() - t
         t = time.perf_counter()
-        self._fuse(pred, synced.stamp_ns, result)
+        self._fuse(pred, synced.stamp_ns, result, confident)
         timings["fusion"] = time.perf_counter() - t
         sets["processed"] += 1
         sets["complete" if result.complete else "partial"] += 1
         timings["total"] = time.perf_counter() - t0
         return result
 
-    def _points(self, pred: Prediction) -> tuple[np.ndarray, np.ndarray]:
-        """The coloured cloud (N, 3) metres in base_link of every view's network depth."""
+    def _min_confidence(self, pred: Prediction) -> float:
+        """The confidence threshold in force for this prediction (0 = off). Weights without
+        a confidence head cannot honour one: warned once, and every pixel is kept."""
+        min_conf = self.cfg.min_confidence
+        if min_conf > 0 and pred.confidence is None:
+            if not self._confidence_warned:
+                self._confidence_warned = True
+                LOG.warning("min_confidence is %g but the weights predict no confidence "
+                            "(their model has no confidence head): every pixel is kept; use "
+                            "weights trained with 'confidence: true' or set min_confidence "
+                            "0", min_conf)
+            return 0.0
+        return min_conf
+
+    def _points(self, pred: Prediction,
+                confident: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """The coloured cloud (N, 3) metres in base_link of every view's network depth;
+        `confident` (V, h, w) bool leaves the other pixels out."""
         pc = self.cfg.points
         K = np.stack([c.K for c in pred.cameras])  # (V, 3, 3)
         max_depth = pc.max_depth if pc.max_depth > 0 else float("inf")
-        points, colors = depth_to_points(pred.depth, K, pred.T_base_cam, pred.images,
+        depth = pred.depth
+        if confident is not None:
+            depth = np.where(confident, depth, np.float32(np.nan))
+        points, colors = depth_to_points(depth, K, pred.T_base_cam, pred.images,
                                          stride=pc.stride, min_depth=pc.min_depth,
                                          max_depth=max_depth)
         if pc.voxel_size > 0:
             points, colors = voxel_downsample(points, colors, pc.voxel_size)
         return points, colors
 
-    def _fuse(self, pred: Prediction, stamp_ns: int, result: PipelineResult) -> None:
-        """Fuse the volume through the set's odometry pose and fill the occupancy outputs."""
+    def _fuse(self, pred: Prediction, stamp_ns: int, result: PipelineResult,
+              valid: np.ndarray | None = None) -> None:
+        """Fuse the volume through the set's odometry pose and fill the occupancy outputs.
+
+        With `carve_free_space` on, the network-size depth of every view also carves free
+        space; `valid` (V, h, w) bool leaves pixels out of it (e.g. low confidence).
+        """
         pose = None
         note = None
         if self.cfg.use_odometry:
@@ -742,7 +798,10 @@ class Pipeline:
             elif self._odom_missing:
                 LOG.info("odometry is back: fusing occupancy in %s", self.cfg.odom_frame)
             self._odom_missing = pose is None
-        status = self.fusion.update(pred.occupancy, pred.observed, pred.grid, stamp_ns, pose)
+        views = (DepthViews.from_prediction(pred, valid)
+                 if self.fusion.config.carve_free_space else None)
+        status = self.fusion.update(pred.occupancy, pred.observed, pred.grid, stamp_ns, pose,
+                                    views=views)
         if status.reset_reason is not None:
             LOG.info("occupancy map reset: %s", status.reset_reason)
         result.fusion = status

@@ -4,7 +4,7 @@ The demo renders a synthetic bag, evaluates it offline, starts the real node as 
 process, replays the bag to it over DDS (localhost, the test run's ROS_DOMAIN_ID from
 test/conftest.py), records the node's outputs and draws the picture. Here it runs 4
 frames at 64x64 with a tiny random network (a model config YAML and its weights saved with
-model/weights.save_weights, as test/test_evaluate.py does), so it takes seconds, not
+model/weights.save_weights, by test/helpers.py), so it takes seconds, not
 minutes. Checked: one output set per input set over DDS (the node keeps up at the paced
 rate), the report, the picture and the recorded bag exist, the headline is printed; the
 offline-only mode; a node that cannot start ends the demo non-zero with its log's tail;
@@ -20,16 +20,11 @@ from typing import Any
 
 import numpy as np
 import pytest
-import yaml
+from helpers import tiny_model, write_tiny_network
 
 from depth_any_view.demo import cpu_has_bf16, demo_parameters, node_command, pace, set_period
 
 CAMERAS = ["front", "front_left", "front_right", "back", "back_left", "back_right"]
-TINY_MODEL = {"backbone": "resnet18", "backbone_width": 8, "image_size": [32, 32],
-              "hidden": 32, "layers": 2, "heads": 2, "token_stride": 16, "decoder_width": 16,
-              "grid_dims": [16, 16, 16], "occ_channels": 8, "occ_stride": 2, "occ_hidden": 8,
-              "occ_blocks": 1, "occ_fine_channels": 8, "occ_fine_kernel": 1,
-              "min_depth": 0.3, "max_depth": 20.0}
 LIGHT = {"threads": 1, "warmup_iters": 0}  # node parameters: one CPU thread, no warm-up
 FRAMES = 4
 
@@ -71,20 +66,8 @@ def test_node_command_passes_the_parameters_file_and_values(tmp_path: Path) -> N
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Random weights of a tiny network (its config travels inside the file)."""
-    import torch
-
-    from depth_any_view.model.config import load_model_config
-    from depth_any_view.model.network import build_model
-    from depth_any_view.model.weights import save_weights
-
     folder = tmp_path_factory.mktemp("tiny_network")
-    cfg_path = folder / "model_tiny.yaml"
-    cfg_path.write_text(yaml.safe_dump(TINY_MODEL))
-    cfg = load_model_config(str(cfg_path))
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        model = build_model(cfg)
-    return save_weights(model, cfg, folder / "tiny.safetensors")
+    return write_tiny_network(folder, tiny_model(grid_dims=[16, 16, 16]))["weights"]
 
 
 def _run(out: Path, capsys: pytest.CaptureFixture[str], **kwargs: Any) -> tuple[int, str, str]:

@@ -300,3 +300,27 @@ def test_benchmark_forward_reports_median_and_p95(engine: InferenceEngine) -> No
     assert result["engine"]["device"] == "cpu"
     with pytest.raises(ValueError, match="iters"):
         benchmark_forward(engine, [], iters=0)
+
+
+def test_confidence_head_gives_confidence_registered_with_depth(tmp_path: Path) -> None:
+    cfg = replace(load_model_config("lite"), **TINY, confidence=True)
+    torch.manual_seed(1)
+    path = save_weights(DepthAnyViewNet(cfg), cfg, tmp_path / "conf.safetensors")
+    eng = InferenceEngine(EngineConfig(weights=str(path), preset="lite",
+                                       model_overrides={**TINY, "confidence": True},
+                                       device="cpu", warmup_iters=0))
+    views = _views([(48, 64), (40, 40)], NAMES[:2], distort=True)
+    pred = eng.infer(views)
+    assert pred.confidence.shape == pred.depth.shape and pred.confidence.dtype == np.float32
+    assert np.array_equal(np.isnan(pred.confidence), np.isnan(pred.depth))
+    ok = np.isfinite(pred.confidence)
+    assert np.all((pred.confidence[ok] > 0) & (pred.confidence[ok] <= 1))
+    for i, v in enumerate(views):
+        conf = pred.view_confidence(v.name)
+        assert conf.shape == v.rgb.shape[:2]
+        assert np.array_equal(np.isnan(conf), np.isnan(pred.view_depth(i)[0]))
+
+
+def test_no_confidence_without_the_head(engine: InferenceEngine) -> None:
+    pred = engine.infer(_views([(48, 64)], NAMES[:1]))
+    assert pred.confidence is None and pred.view_confidence(0) is None

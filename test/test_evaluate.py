@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import pytest
 import yaml
+from helpers import OCCUPANCY_GAIN, tiny_model, write_tiny_network
 from rosbags.rosbag2 import Reader, StoragePlugin, Writer
 
 from depth_any_view.bag.evaluate import evaluate_bag, load_node_parameters
@@ -21,11 +22,6 @@ from depth_any_view.config import ConfigError
 CAMERAS = ["front", "front_left", "front_right", "back", "back_left", "back_right"]
 SIZE = (48, 48)  # (width, height) pixels
 FRAMES = 5
-TINY_MODEL = {"backbone": "resnet18", "backbone_width": 8, "image_size": [32, 32],
-              "hidden": 32, "layers": 2, "heads": 2, "token_stride": 16, "decoder_width": 16,
-              "grid_dims": [16, 16, 16], "occ_channels": 8, "occ_stride": 2, "occ_hidden": 8,
-              "occ_blocks": 1, "occ_fine_channels": 8, "occ_fine_kernel": 1,
-              "min_depth": 0.3, "max_depth": 20.0}
 # Deterministic scores: compared between runs (everything but timings and paths).
 SCORE_KEYS = ("sets", "depth", "occupancy", "scale", "coverage", "sync", "fusion",
               "ground_truth", "frames_in_bag", "input_errors")
@@ -42,23 +38,8 @@ def work(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def network(work: Path) -> dict[str, Path]:
     """A tiny model config and its random weights (fixed seed; the occupancy output layer
     scaled so its probabilities are decided), written with the real save path."""
-    import torch
-
-    from depth_any_view.model.config import load_model_config
-    from depth_any_view.model.network import build_model
-    from depth_any_view.model.weights import save_weights
-
-    cfg_path = work / "model_tiny.yaml"
-    cfg_path.write_text(yaml.safe_dump(TINY_MODEL))
-    cfg = load_model_config(str(cfg_path))
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        model = build_model(cfg)
-    out_layer = list(model.occupancy_head.children())[-1]
-    with torch.no_grad():
-        out_layer.weight.mul_(30.0)
-    weights = save_weights(model, cfg, work / "tiny.safetensors")
-    return {"preset": cfg_path, "weights": weights}
+    return write_tiny_network(work, tiny_model(grid_dims=[16, 16, 16]),
+                              occupancy_gain=OCCUPANCY_GAIN)
 
 
 @pytest.fixture(scope="module")

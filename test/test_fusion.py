@@ -8,6 +8,7 @@ import torch
 
 from depth_any_view.geometry.grid import FREE, OCCUPIED, UNKNOWN, VoxelGrid
 from depth_any_view.geometry.transforms import make_transform, transform_points
+from depth_any_view.mapping.carving import DepthViews
 from depth_any_view.mapping.fusion import (
     FusionConfig,
     OccupancyFusion,
@@ -233,6 +234,33 @@ def test_decay_clears_voxels_no_longer_seen_occupied():
         moving.update(*frame_volume(T, box_x=-1.0), GRID, S + k * S // 10, T)
     assert moving.labels()[box_cell] == FREE
     assert moving.labels()[30, 27, 3] == OCCUPIED  # odom (-0.3, -0.9, 0.3): new place
+
+
+def test_carved_free_space_decays_back_to_unknown_when_no_longer_seen():
+    """A carved voxel left unobserved returns to unknown at decay_free_per_s; without the
+    depth (views None) an update carves nothing, whatever the configuration says."""
+    K = np.array([[16.0, 0.0, 15.5], [0.0, 16.0, 15.5], [0.0, 0.0, 1.0]])  # 32 px, 90 deg
+    R = np.array([[0.0, 0.0, 1.0], [-1.0, 0.0, 0.0], [0.0, -1.0, 0.0]])  # looks along +x
+    views = DepthViews(np.full((1, 32, 32), 5.0, np.float32), K[None],
+                       make_transform(R, [0.03, 0.05, 1.03])[None])
+    cfg = FusionConfig.matching(GRID, interpolation="nearest", decay_free_per_s=2.0,
+                                carve_stride=1)  # every pixel of the tiny image
+    fusion = OccupancyFusion(cfg)
+    nothing = np.zeros(GRID.dims, bool)
+    zeros = np.zeros(GRID.dims, np.float32)
+    T = np.eye(4)
+    status = fusion.update(zeros, nothing, GRID, S, T, views=views)
+    assert status.carved_voxels > 100 and status.observed_voxels == 0
+    cell = (45, 32, 7)  # odom centre (2.7, 0.1, 1.1): on the optical axis, 2.7 m ahead
+    assert fusion.probability_grid().probability[cell] == pytest.approx(0.35)  # one miss
+    assert fusion.labels()[cell] == FREE  # 0.35 <= free_threshold 0.4
+    for k in range(1, 8):  # each set: decay +0.2, miss -0.62
+        fusion.update(zeros, nothing, GRID, S + k * S // 10, T, views=views)
+    assert fusion.probability_grid().probability[cell] < 0.06
+    # Not seen any more: -3.1 at +2 per second is back to unknown within 2 s.
+    for k in range(4, 25):
+        assert fusion.update(zeros, nothing, GRID, S + k * S // 10, T).carved_voxels == 0
+    assert fusion.labels()[cell] == UNKNOWN and fusion.stats()["known_voxels"] == 0
 
 
 def test_occupancy_grid_projection_cells_and_band():

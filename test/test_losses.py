@@ -16,6 +16,7 @@ from depth_any_view.training.losses import (
     compute_losses,
     depth_consistency_loss,
     depth_l1_loss,
+    laplacian_nll_loss,
     occupancy_loss,
     photometric_loss,
     scale_intrinsics,
@@ -86,6 +87,34 @@ def test_depth_l1_log_space_is_relative_error():
 def test_depth_l1_upsamples_low_resolution_prediction():
     gt = torch.full((1, 2, 8, 12), 3.0)
     assert depth_l1_loss(torch.full((1, 2, 4, 6), 3.5), gt).item() == pytest.approx(0.5)
+
+
+def test_laplacian_nll_is_smallest_at_the_true_error_scale_and_leaves_depth_alone():
+    gen = torch.Generator().manual_seed(1)
+    gt = torch.rand(1, 2, 8, 8, generator=gen) * 10 + 1
+    gt[0, 0, 0] = math.nan
+    pred = (gt * 1.2).nan_to_num(3.0).requires_grad_()  # |log error| = log 1.2 everywhere
+    scales = torch.tensor([0.05, 0.1, math.log(1.2), 0.4, 1.0])
+    values = [laplacian_nll_loss(pred, torch.full_like(gt, float(b)), gt).item() for b in scales]
+    assert int(np.argmin(values)) == 2  # the NLL's minimum is b = E|log error|
+    assert values[2] == pytest.approx(1.0 + math.log(math.log(1.2)), rel=1e-5)
+    scale = torch.full_like(gt, 0.3, requires_grad=True)
+    laplacian_nll_loss(pred, scale, gt).backward()
+    assert pred.grad is None and scale.grad.abs().sum() > 0  # teaches the scale only
+
+
+def test_confidence_term_needs_the_scale_output():
+    batch = _wall_batch()
+    cfg = LossConfig(photo_weight=0, cos_weight=0, smooth_weight=0, occupancy_weight=0,
+                     confidence_weight=0.5)
+    outputs = {"depth": batch["depth"] * 1.1}
+    with pytest.raises(KeyError, match="confidence: true"):
+        compute_losses(outputs, batch, cfg)
+    outputs["log_depth_scale"] = torch.full_like(batch["depth"], 0.1)
+    losses = compute_losses(outputs, batch, cfg)
+    assert set(losses) == {"depth", "confidence", "total"}
+    expected = losses["depth"] + 0.5 * losses["confidence"]
+    assert losses["total"].item() == pytest.approx(expected.item(), rel=1e-5)
 
 
 def test_photometric_zero_for_identical_views_with_identity_warp():

@@ -19,10 +19,8 @@ The tests of the DDS part run in file order and share the node; each restores th
 
 from __future__ import annotations
 
-import os
 import random
 import re
-import signal
 import subprocess
 import sys
 import threading
@@ -35,11 +33,22 @@ from typing import Any
 
 import numpy as np
 import pytest
-import yaml
+from helpers import (
+    OCCUPANCY_GAIN,
+    ROOT,
+    dds_env,
+    ros_args,
+    start_node,
+    stop_node,
+    tail,
+    tiny_model,
+    write_tiny_network,
+)
+
+from depth_any_view.ros.process import NodeProcess
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 
-ROOT = Path(__file__).resolve().parent.parent
 CAMERAS = ["front", "front_left", "front_right", "back", "back_left", "back_right"]
 SIZE = (64, 48)  # (width, height) of the synthetic images
 N_IMAGES = 4  # distinct image sets the robot cycles through
@@ -47,12 +56,7 @@ MIN_CAMERAS = 4
 SLOP_NS = 20_000_000
 SIM_START_NS = 1_000 * 10**9  # sim time of the first /clock
 P_MAX = 0.95  # FusionConfig.p_max: one observation never exceeds it
-TINY_MODEL = {"backbone": "resnet18", "backbone_width": 8, "image_size": [32, 32],
-              "hidden": 32, "layers": 2, "heads": 2, "token_stride": 16, "decoder_width": 16,
-              "grid_dims": [16, 16, 8], "grid_lower": [-12.8, -12.8, -1.0],
-              "grid_upper": [12.8, 12.8, 3.0], "occ_channels": 8, "occ_stride": 2,
-              "occ_hidden": 8, "occ_blocks": 1, "occ_fine_channels": 8, "occ_fine_kernel": 1,
-              "min_depth": 0.3, "max_depth": 20.0}
+TINY_MODEL = tiny_model(grid_lower=[-12.8, -12.8, -1.0], grid_upper=[12.8, 12.8, 3.0])
 NODE_PARAMS = {"threads": 1, "warmup_iters": 1, "input_timeout": 0.5, "diagnostics_period": 0.25,
                "warn_throttle": 0.5, "min_cameras": MIN_CAMERAS, "sync_slop": SLOP_NS / 1e9,
                "grid_qos": "reliable"}  # every grid arrives (they tell the map's pose)
@@ -63,53 +67,16 @@ WARN, ERROR = b"\x01", b"\x02"
 @pytest.fixture(scope="module")
 def ros_env() -> dict[str, str]:
     """Environment of every process of this module: localhost DDS on a private domain."""
-    env = dict(os.environ)
-    path = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
-    env.update(ROS_DOMAIN_ID=str(random.SystemRandom().randint(101, 200)),
-               ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST", PYTHONUNBUFFERED="1", PYTHONPATH=path)
-    return env
+    return dds_env(domains=(101, 200))
 
 
 @pytest.fixture(scope="module")
 def tiny_network(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     """A tiny model config and random weights whose occupancy output layer is scaled so
     its probabilities are confident (many voxels occupied, many free)."""
-    import torch
-
-    from depth_any_view.model.config import load_model_config
-    from depth_any_view.model.network import build_model
-    from depth_any_view.model.weights import save_weights
-
-    folder = tmp_path_factory.mktemp("tiny_network")
-    cfg_path = folder / "model_tiny.yaml"
-    cfg_path.write_text(yaml.safe_dump(TINY_MODEL))
-    cfg = load_model_config(cfg_path)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        model = build_model(cfg)
-    out_layer = list(model.occupancy_head.children())[-1]  # the layer producing the logits
-    with torch.no_grad():
-        out_layer.weight.mul_(30.0)
-        out_layer.bias.zero_()
-    weights = save_weights(model, cfg, folder / "tiny.safetensors")
-    return {"preset": str(cfg_path), "weights": str(weights)}
-
-
-def _ros_args(params: dict[str, Any]) -> list[str]:
-    """`--ros-args -p name:=value ...` for a parameter dict."""
-    out = ["--ros-args"]
-    for k, v in params.items():
-        text = ("true" if v else "false") if isinstance(v, bool) else str(v)
-        out += ["-p", f"{k}:={text}"]
-    return out
-
-
-def _tail(log: Path, n: int = 40) -> str:
-    """The last lines of a log file."""
-    try:
-        return "\n".join(log.read_text(errors="replace").splitlines()[-n:])
-    except OSError:
-        return "(no log)"
+    net = write_tiny_network(tmp_path_factory.mktemp("tiny_network"), TINY_MODEL,
+                             occupancy_gain=OCCUPANCY_GAIN, occupancy_bias=0.0)
+    return {k: str(v) for k, v in net.items()}
 
 
 def _wait(predicate: Callable[[], Any], timeout: float, what: str, log: Path | None = None
@@ -122,7 +89,7 @@ def _wait(predicate: Callable[[], Any], timeout: float, what: str, log: Path | N
             return value
         time.sleep(0.05)
     pytest.fail(f"timed out after {timeout} s waiting for {what}"
-                + (f"; node log:\n{_tail(log)}" if log else ""))
+                + (f"; node log:\n{tail(log)}" if log else ""))
 
 
 # ---------------------------------------------------------------------------- start-up faults
@@ -141,9 +108,9 @@ def test_start_up_faults_exit_non_zero_with_one_clear_line(ros_env, tiny_network
     bad_shape.write_text("depth_any_view:\n  ros__parameters: 5\n")
     preset = {"preset": tiny_network["preset"]}
     cases = {
-        "corrupt weights": (_ros_args({**preset, "weights": str(corrupt)}),
+        "corrupt weights": (ros_args({**preset, "weights": str(corrupt)}),
                             "is not a valid safetensors file"),
-        "weights of another preset": (_ros_args({"weights": tiny_network["weights"]}),
+        "weights of another preset": (ros_args({"weights": tiny_network["weights"]}),
                                       "was made for another model configuration"),
         "parameters file with a YAML error": (["--ros-args", "--params-file", str(bad_yaml)],
                                               f"parameters file '{bad_yaml}' is not valid YAML "
@@ -629,7 +596,7 @@ def _values(status: Any) -> dict[str, str]:
 class System:
     """The node process, its log and the fake robot."""
 
-    def __init__(self, proc: subprocess.Popen, log: Path, robot: FakeRobot,
+    def __init__(self, proc: NodeProcess, log: Path, robot: FakeRobot,
                  params: dict[str, Any]) -> None:
         self.proc, self.log, self.robot, self.params = proc, log, robot, params
 
@@ -645,7 +612,7 @@ class System:
         """Wait for `predicate`, failing early if the node died."""
         def check() -> Any:
             assert self.proc.poll() is None, f"the node exited ({self.proc.returncode}):\n" \
-                                             f"{_tail(self.log)}"
+                                             f"{tail(self.log)}"
             return predicate()
         return _wait(check, timeout, what, self.log)
 
@@ -675,10 +642,7 @@ def system(ros_env, tiny_network, images, rig, tmp_path_factory) -> Iterator[Sys
     """The node (use_sim_time) with the robot publishing; back_right sends no CameraInfo."""
     log = tmp_path_factory.mktemp("node") / "node.log"
     params = {**tiny_network, **NODE_PARAMS, "use_sim_time": True}
-    with open(log, "wb") as f:
-        proc = subprocess.Popen([sys.executable, "-m", "depth_any_view.ros.node",
-                                 *_ros_args(params)], cwd=ROOT, env=ros_env, stdout=f,
-                                stderr=subprocess.STDOUT)
+    proc = start_node(ros_env, params, log)
     robot = FakeRobot(ros_env, images, rig)
     robot.modes["back_right"] = "no_info"
     sys_ = System(proc, log, robot, params)
@@ -691,15 +655,9 @@ def system(ros_env, tiny_network, images, rig, tmp_path_factory) -> Iterator[Sys
         yield sys_
     finally:
         robot.close()
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=10)
-        print(f"node exit status {proc.returncode}; log tail:\n{_tail(log, 15)}")
-        assert "Traceback" not in log.read_text(errors="replace"), _tail(log, 80)
+        stop_node(proc)
+        print(f"node exit status {proc.returncode}; log tail:\n{tail(log, 15)}")
+        assert "Traceback" not in log.read_text(errors="replace"), tail(log, 80)
 
 
 # ---------------------------------------------------------------------------- DDS faults

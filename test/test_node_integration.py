@@ -20,9 +20,6 @@ or a missing weights file ends the process with one clear line.
 from __future__ import annotations
 
 import math
-import os
-import random
-import signal
 import subprocess
 import sys
 import threading
@@ -33,21 +30,26 @@ from typing import Any
 
 import numpy as np
 import pytest
-import yaml
+from helpers import (
+    OCCUPANCY_GAIN,
+    ROOT,
+    dds_env,
+    ros_args,
+    start_node,
+    stop_node,
+    tail,
+    tiny_model,
+    write_tiny_network,
+)
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 
-ROOT = Path(__file__).resolve().parent.parent
 CAMERAS = ["front", "front_left", "front_right", "back", "back_left", "back_right"]
 ENCODINGS = dict(zip(CAMERAS, ["rgb8", "bgr8", "rgba8", "bgra8", "mono8", "mono16"]))
 SIZE = (64, 48)  # (width, height) of the synthetic images
 NUM_FRAMES = 50
 MIN_DEPTH, MAX_DEPTH = 0.3, 20.0  # metres, the tiny network's range
-TINY_MODEL = {"backbone": "resnet18", "backbone_width": 8, "image_size": [32, 32],
-              "hidden": 32, "layers": 2, "heads": 2, "token_stride": 16, "decoder_width": 16,
-              "grid_dims": [16, 16, 8], "occ_channels": 8, "occ_stride": 2, "occ_hidden": 8,
-              "occ_blocks": 1, "occ_fine_channels": 8, "occ_fine_kernel": 1,
-              "min_depth": MIN_DEPTH, "max_depth": MAX_DEPTH}
+TINY_MODEL = tiny_model(min_depth=MIN_DEPTH, max_depth=MAX_DEPTH, confidence=True)
 NODE_PARAMS = {"threads": 1, "warmup_iters": 1, "input_timeout": 1.0,
                "diagnostics_period": 0.5, "grid_z_min": 0.4, "grid_z_max": 1.0,
                "warn_throttle": 0.5}
@@ -61,11 +63,7 @@ OUTPUTS = ["/depth_any_view/points", "/depth_any_view/occupancy/voxels",
 @pytest.fixture(scope="module")
 def ros_env() -> dict[str, str]:
     """Environment of every process of this module: localhost DDS on a private domain."""
-    env = dict(os.environ)
-    path = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
-    env.update(ROS_DOMAIN_ID=str(random.SystemRandom().randint(1, 100)),
-               ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST", PYTHONUNBUFFERED="1", PYTHONPATH=path)
-    return env
+    return dds_env(domains=(1, 100))
 
 
 @pytest.fixture(scope="module")
@@ -91,65 +89,20 @@ def tiny_network(tmp_path_factory: pytest.TempPathFactory, frames: list[Any]) ->
     """A tiny model config and weights: random, with the occupancy head's output layer scaled
     so its probabilities are confident, and shifted so ~30% of the observed voxels of the
     first frame are above 0.73 (logit 1) and the rest mostly below 0.5."""
-    import torch
-
     from depth_any_view.inference.engine import EngineConfig, InferenceEngine
-    from depth_any_view.model.config import load_model_config
-    from depth_any_view.model.network import build_model
-    from depth_any_view.model.weights import save_weights
 
     folder = tmp_path_factory.mktemp("tiny_network")
-    cfg_path = folder / "model_tiny.yaml"
-    cfg_path.write_text(yaml.safe_dump(TINY_MODEL))
-    weights = folder / "tiny.safetensors"
-    cfg = load_model_config(cfg_path)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        model = build_model(cfg)
-    out_layer = list(model.occupancy_head.children())[-1]  # the layer producing the logits
-    assert tuple(out_layer.weight.shape)[0] == 1 and out_layer.bias is not None
-    with torch.no_grad():
-        out_layer.weight.mul_(30.0)
-        out_layer.bias.zero_()
-    save_weights(model, cfg, weights)
-    engine = InferenceEngine(EngineConfig(weights=str(weights), preset=str(cfg_path),
+    net = write_tiny_network(folder, TINY_MODEL, occupancy_gain=OCCUPANCY_GAIN,
+                             occupancy_bias=0.0)
+    engine = InferenceEngine(EngineConfig(weights=str(net["weights"]), preset=str(net["preset"]),
                                           warmup_iters=0, threads=1))
     pred = engine.infer(_views(frames[0]))
     p = np.clip(pred.occupancy[pred.observed].astype(np.float64), 1e-6, 1 - 1e-6)
     logits = np.log(p / (1 - p))
-    with torch.no_grad():
-        out_layer.bias.fill_(float(1.0 - np.quantile(logits, 0.7)))
-    save_weights(model, cfg, weights)
-    return {"preset": str(cfg_path), "weights": str(weights)}
-
-
-def _ros_args(params: dict[str, Any]) -> list[str]:
-    """`--ros-args -p name:=value ...` for a parameter dict."""
-    out = ["--ros-args"]
-    for k, v in params.items():
-        text = ("true" if v else "false") if isinstance(v, bool) else str(v)
-        out += ["-p", f"{k}:={text}"]
-    return out
-
-
-def _start_node(env: dict[str, str], params: dict[str, Any], log: Path) -> subprocess.Popen:
-    """`python -m depth_any_view.ros.node` with parameters, output into `log`."""
-    with open(log, "wb") as f:
-        return subprocess.Popen([sys.executable, "-m", "depth_any_view.ros.node",
-                                 *_ros_args(params)], cwd=ROOT, env=env, stdout=f,
-                                stderr=subprocess.STDOUT)
-
-
-def _stop_node(proc: subprocess.Popen) -> int | None:
-    """SIGINT, then SIGKILL if it does not exit within 10 s; returns the exit status."""
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
-    return proc.returncode
+    # the same seed gives the same weights: only the bias differs from the first write
+    net = write_tiny_network(folder, TINY_MODEL, occupancy_gain=OCCUPANCY_GAIN,
+                             occupancy_bias=float(1.0 - np.quantile(logits, 0.7)))
+    return {k: str(v) for k, v in net.items()}
 
 
 def _encode(rgb: np.ndarray, encoding: str) -> np.ndarray:
@@ -214,6 +167,7 @@ class FakeRobot:
         for c in CAMERAS:
             types[f"/cameras/{c}/depth/image"] = Image
             types[f"/cameras/{c}/depth/camera_info"] = CameraInfo
+            types[f"/cameras/{c}/depth/confidence"] = Image
         self.subs = [self.node.create_subscription(
             t, topic, lambda m, topic=topic: self._store(topic, m),
             latched if topic.endswith("grid") else reliable) for topic, t in types.items()]
@@ -288,7 +242,7 @@ class FakeRobot:
                 return
             time.sleep(0.1)
         pytest.fail(f"timed out after {timeout} s waiting for {what}; node log:\n"
-                    f"{_tail(log)}")
+                    f"{tail(log)}")
 
     def close(self) -> None:
         import rclpy
@@ -301,34 +255,26 @@ class FakeRobot:
         self.thread.join(timeout=5.0)
 
 
-def _tail(log: Path, n: int = 40) -> str:
-    """The last lines of a log file."""
-    try:
-        return "\n".join(log.read_text(errors="replace").splitlines()[-n:])
-    except OSError:
-        return "(no log)"
-
-
 @pytest.fixture(scope="module")
 def system(ros_env, frames, tiny_network, tmp_path_factory):
     """The running node with the fake robot publishing; yields (robot, log path)."""
     log = tmp_path_factory.mktemp("node") / "node.log"
-    proc = _start_node(ros_env, {**tiny_network, **NODE_PARAMS}, log)
+    proc = start_node(ros_env, {**tiny_network, **NODE_PARAMS}, log)
     robot = FakeRobot(ros_env, frames)
     try:
         robot.wait_for(lambda: all(p.get_subscription_count() > 0
                                    for p in robot.pub_image.values()) or proc.poll() is not None,
                        60.0, "the node to subscribe to the cameras", log)
-        assert proc.poll() is None, f"the node exited ({proc.returncode}):\n{_tail(log)}"
+        assert proc.poll() is None, f"the node exited ({proc.returncode}):\n{tail(log)}"
         robot.start_publishing()
         robot.wait_for(lambda: all(len(robot.messages(t)) >= 3 for t in OUTPUTS)
                        or proc.poll() is not None, 45.0, "three messages on every output", log)
-        assert proc.poll() is None, f"the node exited ({proc.returncode}):\n{_tail(log)}"
+        assert proc.poll() is None, f"the node exited ({proc.returncode}):\n{tail(log)}"
         yield robot, log, proc
     finally:
         robot.close()
-        code = _stop_node(proc)
-        print(f"node exit status {code}; log tail:\n{_tail(log, 15)}")
+        code = stop_node(proc)
+        print(f"node exit status {code}; log tail:\n{tail(log, 15)}")
 
 
 # ---------------------------------------------------------------------------- outputs
@@ -488,6 +434,46 @@ def test_runtime_parameters_applied_or_refused_with_reason(system) -> None:
     assert after < 0.5 * before
 
 
+def test_confidence_published_on_request_and_min_confidence_masks_depth(system) -> None:
+    robot, log, _ = system
+    from depth_any_view.ros.conversions import image_msg_to_array, image_msg_to_depth
+
+    assert not robot.messages("/cameras/front/depth/confidence")  # off by default
+    (ok,) = _set_parameters(robot, {"publish_confidence": True})
+    assert ok.successful, ok.reason
+    t0 = time.monotonic()
+    robot.wait_for(lambda: all(robot.messages(f"/cameras/{c}/depth/confidence", after=t0)
+                               for c in CAMERAS), 10.0, "confidence images", log)
+    conf = robot.messages("/cameras/front/depth/confidence", after=t0)[-1]
+    values = image_msg_to_array(conf, allowed=None)
+    assert conf.encoding == "32FC1" and (conf.width, conf.height) == SIZE
+    finite = values[np.isfinite(values)]
+    assert finite.size and finite.min() > 0 and finite.max() <= 1
+    threshold = float(np.median(finite))
+    (ok,) = _set_parameters(robot, {"min_confidence": threshold})
+    assert ok.successful, ok.reason
+    (bad,) = _set_parameters(robot, {"min_confidence": 1.5})
+    assert not bad.successful and "min_confidence" in bad.reason
+    t1 = time.monotonic() + 0.3  # sets already in the worker may use the old threshold
+
+    def pairs() -> list[tuple[Any, Any]]:
+        depth = {(m.header.stamp.sec, m.header.stamp.nanosec): m
+                 for m in robot.messages("/cameras/front/depth/image", after=t1)}
+        return [(depth[k], c) for c in robot.messages("/cameras/front/depth/confidence",
+                                                      after=t1)
+                if (k := (c.header.stamp.sec, c.header.stamp.nanosec)) in depth]
+
+    robot.wait_for(lambda: len(pairs()) >= 2, 10.0, "depth and confidence of one set", log)
+    for depth_msg, conf_msg in pairs():
+        assert depth_msg.header.frame_id == conf_msg.header.frame_id  # the same header
+        depth = image_msg_to_depth(depth_msg)
+        c = image_msg_to_array(conf_msg, allowed=None)
+        with np.errstate(invalid="ignore"):
+            assert not np.any(np.isfinite(depth) & (c < threshold))  # masked below it
+            assert np.any(np.isfinite(depth)) and np.any(c < threshold)
+    assert all(_set_parameters(robot, {"min_confidence": 0.0, "publish_confidence": False}))
+
+
 # ---------------------------------------------------------------------------- faults
 def test_bad_input_is_dropped_with_a_warning_and_the_node_keeps_running(system) -> None:
     robot, log, proc = system
@@ -548,7 +534,7 @@ def test_one_camera_stopping_still_gives_outputs_from_the_others(system) -> None
 def test_bad_start_up_exits_with_one_clear_line(ros_env, tmp_path: Path, params: dict,
                                                 expected: str) -> None:
     proc = subprocess.run([sys.executable, "-m", "depth_any_view.ros.node",
-                           *_ros_args(params)], cwd=ROOT, env=ros_env, capture_output=True,
+                           *ros_args(params)], cwd=ROOT, env=ros_env, capture_output=True,
                           text=True, timeout=60)
     assert proc.returncode == 2
     lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]

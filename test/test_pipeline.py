@@ -10,8 +10,10 @@ import numpy as np
 import pytest
 
 from depth_any_view.config import ConfigError
+from depth_any_view.geometry.camera import PinholeCamera
 from depth_any_view.geometry.rig import load_rig
 from depth_any_view.inference.engine import EngineConfig, InferenceEngine
+from depth_any_view.inference.prediction import Prediction
 from depth_any_view.pipeline import (
     STAGES,
     Pipeline,
@@ -287,6 +289,23 @@ def test_config_from_node_parameters() -> None:
         PipelineConfig.from_parameters({"occupied_threshold": 1.5})
 
 
+
+def test_carving_parameters_reach_the_fusion_config() -> None:
+    cfg = PipelineConfig.from_parameters({
+        "carve_free_space": False, "carve_probability": 0.3, "carve_stride": 2,
+        "carve_max_range": 6.5, "carve_margin": 0.5, "decay_occupied": 1.0})
+    assert cfg.fusion == {"carve_free_space": False, "carve_probability": 0.3,
+                          "carve_stride": 2, "carve_max_range": 6.5, "carve_margin": 0.5,
+                          "decay_occupied_per_s": 1.0}
+    assert PipelineConfig.from_parameters({}).fusion == {}  # FusionConfig's defaults
+    with pytest.raises(ConfigError, match="parameter 'carve_stride' must be an integer"):
+        PipelineConfig.from_parameters({"carve_stride": 2.0})
+    with pytest.raises(ConfigError, match="parameter 'carve_free_space' must be true or false"):
+        PipelineConfig.from_parameters({"carve_free_space": 1})
+    with pytest.raises(ValueError, match="carve_max_range"):
+        PipelineConfig.from_parameters({"carve_max_range": 0.0})
+
+
 def test_a_rig_without_a_configured_camera_is_refused(engine: InferenceEngine) -> None:
     cfg = PipelineConfig(sync=SyncConfig(cameras=("front", "roof")))
     with pytest.raises(ConfigError, match="roof"):
@@ -340,3 +359,117 @@ def test_marker_voxels_keeps_the_most_probable(engine: InferenceEngine) -> None:
     cfg = pipeline.fusion.config
     assert z_range == (cfg.lower[2], cfg.upper[2])
     assert pipeline.marker_voxels(result, 10)[0] is voxels  # fewer than the cap: all, as is
+
+
+
+def test_sets_carve_free_space_unless_turned_off(engine: InferenceEngine,
+                                                 frames: list[Any]) -> None:
+    pipe = make(engine)
+    r = pipe.process(feed(pipe, frames[0])[0])
+    assert r.fusion.carved_voxels > 0 and "carved free" in r.fusion_message
+    pipe.reconfigure(fusion={"carve_free_space": False})  # a runtime parameter
+    r = pipe.process(feed(pipe, frames[1])[0])
+    assert r.ok and r.fusion.carved_voxels == 0
+
+
+# ---------------------------------------------------------------------------- carving
+WALL_X = 9.1  # metres: a wall across the front camera's view (odom)
+
+
+def person_depth(pipe: Pipeline, y: float, size: int = 64) -> tuple[np.ndarray, np.ndarray]:
+    """Depth (1, size, size) of the front camera (robot at the odom origin) seeing a 0.6 m
+    person box at x 4.0..4.6 m, centred at lateral y, before a wall; and its K."""
+    T = pipe.rig["front"].T_base_cam
+    K = np.array([[size / 2, 0.0, (size - 1) / 2], [0.0, size / 2, (size - 1) / 2],
+                  [0.0, 0.0, 1.0]])  # 90 degrees
+    v, u = np.mgrid[0:size, 0:size].astype(np.float64)
+    d = (np.stack([u, v, np.ones_like(u)], -1) @ np.linalg.inv(K).T) @ T[:3, :3].T  # z = 1
+    o = T[:3, 3]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        depth = (WALL_X - o[0]) / d[..., 0]  # the wall plane
+        lo, hi = np.array([4.0, y - 0.3, -0.8]), np.array([4.6, y + 0.3, 1.0])
+        t0, t1 = (lo - o) / d, (hi - o) / d
+        near = np.nanmax(np.minimum(t0, t1), -1)
+        far = np.nanmin(np.maximum(t0, t1), -1)
+    depth = np.where((far >= near) & (near > 0), near, depth)
+    return np.where(depth > 0, depth, np.nan)[None].astype(np.float32), K
+
+
+def test_a_person_leaving_a_voxel_clears_through_the_pipeline(engine: InferenceEngine) -> None:
+    """Pipeline._fuse with depth of a person walking out of a voxel: the voxel is free
+    within 10 sets (1 s at 10 Hz) of the person leaving it, the wall stays occupied."""
+    pipe = Pipeline(PipelineConfig(sync=SyncConfig(cameras=("front",))),
+                    load_rig("surround6").subset(["front"]), engine=engine)
+    grid = engine.grid
+    T = pipe.rig["front"].T_base_cam
+    probe = tuple(grid.points_to_index(np.array([[4.1, 0.8, 0.5]]))[0][0])
+    wall = tuple(grid.points_to_index(np.array([[WALL_X + 0.1, 0.8, 0.5]]))[0][0])
+    history, walls = [], []
+    for k in range(30):
+        stamp = 1_000_000_000 + k * 100_000_000
+        y = 0.8 - 1.2 * k / 10  # starts inside the probe voxel (y 0..1.6 m), walks to -y
+        depth, K = person_depth(pipe, y)
+        size = depth.shape[-1]
+        v, u = np.mgrid[0:size, 0:size].astype(np.float64)
+        pts = ((np.stack([u, v, np.ones_like(u)], -1) @ np.linalg.inv(K).T)
+               * depth[0][..., None]) @ T[:3, :3].T + T[:3, 3]
+        idx, inside = grid.points_to_index(pts.reshape(-1, 3))
+        observed = np.zeros(grid.dims, bool)
+        observed[tuple(idx[inside].T)] = True  # the volume only knows surfaces
+        pred = Prediction(["front"], depth, [PinholeCamera.from_intrinsics(
+            size, size, K[0, 0], K[1, 1], K[0, 2], K[1, 2])],
+            np.where(observed, 0.9, 0.5).astype(np.float32), observed, grid, T[None])
+        pipe.add_odometry(stamp, np.eye(4))
+        result = PipelineResult(stamp_ns=stamp, cameras={}, missing=[], skipped={})
+        pipe._fuse(pred, stamp, result)
+        assert result.fusion.accepted and result.fusion.carved_voxels > 0
+        p = pipe.fusion.probability_grid().probability
+        history.append(float(p[probe]))
+        walls.append(float(p[wall]))
+    history = np.array(history)
+    cfg = pipe.fusion.config
+    assert history[:3].min() >= cfg.occupied_threshold  # the person was there
+    left = 11  # y + 0.3 < 0 from k = 10 on; k = 11 is the first set fully clear of it
+    assert (history[left + 9:] <= cfg.free_threshold).all(), history.round(3)
+    assert min(walls) >= cfg.occupied_threshold
+    # A mask without any pixel carves nothing.
+    result = PipelineResult(stamp_ns=stamp + 1, cameras={}, missing=[], skipped={})
+    pipe.add_odometry(stamp + 100_000_000, np.eye(4))
+    pipe._fuse(pred, stamp + 100_000_000, result, valid=np.zeros(depth.shape, bool))
+    assert result.fusion.accepted and result.fusion.carved_voxels == 0
+
+
+def test_min_confidence_masks_depth_points_and_carving(frames: list[Any],
+                                                        caplog: pytest.LogCaptureFixture) -> None:
+    conf_engine = InferenceEngine(EngineConfig(
+        random_init=True, model_overrides={**TINY, "confidence": True}, device="cpu",
+        warmup_iters=0, threads=1, return_images=True))
+    pipe = make(conf_engine)
+    full = pipe.process(feed(pipe, frames[0])[0])
+    conf = np.stack([c.confidence for c in full.cameras.values()])
+    depth = np.stack([c.depth for c in full.cameras.values()])
+    assert conf.shape == depth.shape and np.array_equal(np.isnan(conf), np.isnan(depth))
+    threshold = float(np.nanmedian(conf))  # about half of the pixels fall below it
+    pipe = make(conf_engine)
+    pipe.reconfigure(min_confidence=threshold)
+    cut = pipe.process(feed(pipe, frames[0])[0])
+    for name, out in cut.cameras.items():
+        before = full.cameras[name]
+        keep = np.isfinite(before.depth) & (before.confidence >= threshold)
+        assert np.array_equal(np.isfinite(out.depth), keep), name
+        np.testing.assert_array_equal(out.depth[keep], before.depth[keep])
+    assert 0 < cut.points.shape[0] < 0.8 * full.points.shape[0]
+    assert cut.fusion.carved_voxels < full.fusion.carved_voxels
+    with pytest.raises(ValueError, match="min_confidence"):
+        pipe.reconfigure(min_confidence=1.5)
+    # weights without a confidence head cannot honour it: one warning, every pixel kept
+    plain = make(InferenceEngine(EngineConfig(random_init=True, model_overrides=dict(TINY),
+                                              device="cpu", warmup_iters=0, threads=1,
+                                              return_images=True)))
+    plain.reconfigure(min_confidence=0.5)
+    with caplog.at_level("WARNING", logger="depth_any_view.pipeline"):
+        r = plain.process(feed(plain, frames[0])[0])
+        plain.process(feed(plain, frames[1])[0])
+    assert r.ok and all(c.confidence is None for c in r.cameras.values())
+    assert sum("no confidence head" in m for m in caplog.messages) == 1
+    assert PipelineConfig.from_parameters({"min_confidence": 0.25}).min_confidence == 0.25

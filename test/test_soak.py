@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-import yaml
+from helpers import write_tiny_model_config
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 
@@ -30,11 +30,6 @@ SETS = 2400  # sets fed; about a minute on an idle 2-core machine
 WARMUP = 400  # sets before the reference RSS is taken
 SIZE = (32, 24)  # (width, height)
 PERIOD_NS = 50_000_000  # 20 Hz stamps
-TINY_MODEL = {"backbone": "resnet18", "backbone_width": 8, "image_size": [32, 32],
-              "hidden": 32, "layers": 2, "heads": 2, "token_stride": 16, "decoder_width": 16,
-              "grid_dims": [16, 16, 8], "occ_channels": 8, "occ_stride": 2, "occ_hidden": 8,
-              "occ_blocks": 1, "occ_fine_channels": 8, "occ_fine_kernel": 1,
-              "min_depth": 0.3, "max_depth": 20.0}
 
 
 def _rss_bytes() -> int:
@@ -53,8 +48,7 @@ def node(tmp_path: Path) -> Any:
 
     from depth_any_view.ros.node import DepthAnyViewNode
 
-    model = tmp_path / "model_tiny.yaml"
-    model.write_text(yaml.safe_dump(TINY_MODEL))
+    model = write_tiny_model_config(tmp_path)
     params = {"preset": str(model), "random_init": True, "device": "cpu", "threads": 1,
               "warmup_iters": 0, "warn_throttle": 2.0}
     with pytest.MonkeyPatch.context() as mp:

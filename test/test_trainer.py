@@ -159,6 +159,29 @@ def test_ablation_overrides_reach_the_model(tiny_data, tiny_model_yaml, tmp_path
         Trainer(make_cfg(tiny_data, tiny_model_yaml, tmp_path, model_overrides={"width": 3}))
 
 
+def test_fine_tuning_adds_a_confidence_head_that_learns(tiny_data, tiny_model_yaml, tmp_path):
+    base = Trainer(make_cfg(tiny_data, tiny_model_yaml, tmp_path / "base", max_steps=1))
+    base.train()
+    weights = tmp_path / "base" / "last" / "model.safetensors"
+    cfg = make_cfg(tiny_data, tiny_model_yaml, tmp_path / "conf", max_steps=12,
+                   init_weights=str(weights), model_overrides={"confidence": True},
+                   loss={"photo_weight": 0, "cos_weight": 0, "smooth_weight": 0,
+                         "occupancy_weight": 0, "confidence_weight": 1.0})
+    tuned = Trainer(cfg)
+    assert tuned.init_report["new"] == 2 and tuned.init_report["skipped"] == 0  # w and b
+    start = tuned.model.state_dict()
+    for name, value in base.model.state_dict().items():
+        assert torch.equal(start[name], value), name  # every old tensor is loaded
+    scale_before = tuned.model.depth_head.out_scale.bias.detach().clone()
+    batch = next(iter(tuned.train_loader))
+    losses = [tuned.process_batch(batch)["confidence"] for _ in range(12)]
+    assert losses[-1] < losses[0]  # the NLL falls: the scale learns the depth's error
+    assert not torch.equal(tuned.model.depth_head.out_scale.bias, scale_before)
+    with pytest.raises(Exception, match="shares no tensor"):
+        from depth_any_view.training.trainer import init_from_weights
+        init_from_weights(torch.nn.Linear(2, 2), weights)
+
+
 @pytest.mark.slow
 def test_paper_preset_trains_a_few_steps_at_reduced_size(tiny_data, tmp_path):
     cfg = make_cfg(tiny_data, "paper", tmp_path, max_steps=2, batch_size=1,

@@ -36,10 +36,8 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
 import struct
 import subprocess
-import sys
 import threading
 import time
 from collections import defaultdict
@@ -52,10 +50,10 @@ import yaml
 
 from depth_any_view.bench.common import localhost_dds_env, peak_rss_mib, summarize
 from depth_any_view.bench.workload import Workload, pose_on_track
+from depth_any_view.ros.process import NodeProcess, node_module_command
 
 LOG = logging.getLogger(__name__)
 
-NODE_MODULE = "depth_any_view.ros.node"
 OUTPUT_GROUPS = ("depth", "depth_info", "points", "voxels", "markers", "grid")
 SET_GROUPS = ("depth", "depth_info", "points", "voxels", "grid")  # one per processed set
 GROUP_SWITCH = {"depth": "publish_depth", "depth_info": "publish_depth",  # node parameters
@@ -156,14 +154,6 @@ def node_parameters(opts: DdsOptions) -> tuple[dict[str, Any], str]:
         label = "random weights (speed does not depend on them)"
     params.update(opts.node_params)
     return params, label
-
-
-def _tail(path: Path, n: int = 30) -> str:
-    """Last lines of a log file."""
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-n:])
-    except OSError:
-        return "(no log)"
 
 
 class _Rig:
@@ -417,10 +407,9 @@ def run_dds(w: Workload, opts: DdsOptions, out_dir: Path, domain_id: int,
                                   "markers_period", "publish_spacing", "marker_max_voxels")},
                               "expected_outputs": list(expected_groups(opts))}
     t_launch = time.monotonic()
-    with open(log, "wb") as f:
-        proc = subprocess.Popen([sys.executable, "-m", NODE_MODULE, "--ros-args",
-                                 "--params-file", str(params_file)], env=env, stdout=f,
-                                stderr=subprocess.STDOUT)
+    node = NodeProcess(node_module_command(["--ros-args", "--params-file", str(params_file)]),
+                       log, env, new_session=False, tail_lines=30)
+    proc = node.proc
     rig = None
     try:
         rig = _Rig(w, domain_id)
@@ -481,18 +470,12 @@ def run_dds(w: Workload, opts: DdsOptions, out_dir: Path, domain_id: int,
             result["node_diagnostics"] = dict(rig.diagnostics)
     except RuntimeError as exc:
         result["error"] = str(exc)
-        result["log_tail"] = _tail(log)
+        result["log_tail"] = node.tail()
     finally:
         if rig is not None:
             rig.close()
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=10)
-    result["node_exit_status"] = proc.returncode
+        node.stop(interrupt_s=15.0)
+    result["node_exit_status"] = node.returncode
     result["log"] = str(log)
     tgt = opts.target_hz
     best = result.get("max_rate_hz")

@@ -10,7 +10,10 @@ Stages (in the node's order), each timed on its own over repeated runs after war
     postprocess     engine: depth policy, resize to input, host copy
     points          network-size depth -> coloured points in base_link (`depth_to_points`)
     pointcloud2     points -> sensor_msgs/PointCloud2 (`xyzrgb_cloud`)
-    fusion_update   log-odds occupancy update through the odometry pose
+    fusion_update   log-odds occupancy update through the odometry pose (the volume)
+    fusion_carve    free-space carving of the same update: rays from each camera to its
+                    network-size depth, every carve_stride-th pixel, sampled at half-voxel
+                    steps (`OccupancyFusion.carve`; the node does both in one `update`)
     fusion_outputs  occupied voxel list and the 2D grid of the fused map
     voxels_msg      voxel PointCloud2 (`voxel_cloud`)
     markers         MarkerArray as the node builds it when due: the marker_max_voxels most
@@ -49,13 +52,14 @@ from depth_any_view.bench.workload import (
 )
 from depth_any_view.inference.engine import EngineConfig, InferenceEngine
 from depth_any_view.inference.preprocess import ViewInput
+from depth_any_view.mapping.carving import DepthViews
 from depth_any_view.ros.params import SPECS
 
 LOG = logging.getLogger(__name__)
 
 STAGES = ("intake", "decode", "preprocess", "forward", "postprocess", "points", "pointcloud2",
-          "fusion_update", "fusion_outputs", "voxels_msg", "markers", "grid_msg",
-          "depth_msgs", "publish")
+          "fusion_update", "fusion_carve", "fusion_outputs", "voxels_msg", "markers",
+          "grid_msg", "depth_msgs", "publish")
 ENGINE_STAGES = ("preprocess", "forward", "postprocess")
 ROS_STAGES = ("intake", "pointcloud2", "voxels_msg", "markers", "grid_msg", "depth_msgs",
               "publish")
@@ -68,6 +72,8 @@ STAGE_LABELS = {
     "points": "depth -> points (base_link, stride 2)",
     "pointcloud2": "PointCloud2 packing (x y z rgb)",
     "fusion_update": "occupancy fusion update (log-odds, odometry)",
+    "fusion_carve": "free-space carving (rays to the network depth, every "
+                    f"{int(SPECS['carve_stride'].default)}th pixel)",
     "fusion_outputs": "fused map -> occupied voxels + 2D grid",
     "voxels_msg": "voxel PointCloud2",
     "markers": "MarkerArray bytes (most probable voxels; when due, every markers_period)",
@@ -284,9 +290,10 @@ def bench_stages(engine: InferenceEngine, w: Workload, *, repeats: int, warmup: 
         counts["cloud_bytes"] = len(out_msgs["points"].data)
 
     # ---- the occupancy map and its messages, publishing
-    if want & {"fusion_update", "fusion_outputs", "voxels_msg", "markers", "grid_msg",
-               "publish"}:
-        _map_stages(engine, w, want, run, counts, out_msgs)
+    if want & {"fusion_update", "fusion_carve", "fusion_outputs", "voxels_msg", "markers",
+               "grid_msg", "publish"}:
+        _map_stages(engine, w, want, run, counts, out_msgs,
+                    DepthViews(depth_n, K_n, T))
         if "publish" in want and publishers is not None:
             run("publish", lambda i: publishers.publish(out_msgs))
     ordered = {s: stages[s] for s in STAGES if s in stages}
@@ -343,8 +350,9 @@ def _depth_msgs(w: Workload) -> dict[str, Any]:
 
 def _map_stages(engine: InferenceEngine, w: Workload, want: set[str],
                 run: Callable[..., None], counts: dict[str, int],
-                out_msgs: dict[str, Any]) -> None:
-    """Fusion, the map's outputs and their messages (added to `out_msgs` for publishing)."""
+                out_msgs: dict[str, Any], views: DepthViews) -> None:
+    """Fusion (the volume, then the carving of the network-size depth `views`), the map's
+    outputs and their messages (added to `out_msgs` for publishing)."""
     from depth_any_view.pipeline import PipelineResult
 
     pipeline = _pipeline(engine, w)  # marker_voxels: the node's voxel selection
@@ -365,6 +373,9 @@ def _map_stages(engine: InferenceEngine, w: Workload, want: set[str],
         run("fusion_update", fuse)
     else:
         fuse(0)
+    last_pose = pose_on_track(T0, step[0] - 1)  # the map's frame: the last update's pose
+    counts["carved_voxels"] = fusion.carve(views, last_pose)
+    run("fusion_carve", lambda i: fusion.carve(views, last_pose))
     run("fusion_outputs", lambda i: (fusion.occupied_voxels(), fusion.occupancy_grid()))
     centres, probs = fusion.occupied_voxels()
     grid2d = fusion.occupancy_grid()

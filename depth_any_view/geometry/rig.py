@@ -25,7 +25,7 @@ from depth_any_view.geometry.transforms import (
     rotmat_to_quat,
 )
 
-BUILTIN_RIGS = ("surround6", "front_array")
+BUILTIN_RIGS = ("surround6", "front_array", "ring8")
 DEFAULT_CAMERA_NAMES = ("front", "front_left", "front_right", "back", "back_left",
                         "back_right")  # the surround rig, docs/DESIGN.md order
 
@@ -135,7 +135,7 @@ class Rig:
 
 
 def load_rig(name_or_path: str | os.PathLike[str]) -> Rig:
-    """Rig by built-in name (`surround6`, `front_array`) or by path to a YAML file."""
+    """Rig by built-in name (`surround6`, `front_array`, `ring8`) or by path to a YAML file."""
     name = str(name_or_path)
     if name in BUILTIN_RIGS:
         return Rig.from_yaml(config_path(f"rig_{name}.yaml"))

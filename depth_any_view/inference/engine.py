@@ -449,11 +449,21 @@ class InferenceEngine:
             "occupancy": copies.add(torch.sigmoid(out.occupancy_logits[0].float())),  # (X,Y,Z)
             "observed": copies.add(out.occupancy_observed[0].bool()),  # (X, Y, Z)
         }
+        conf = None
+        if getattr(out, "confidence", None) is not None:  # NaN where the depth is NaN
+            conf = torch.where(torch.isfinite(depth), out.confidence[0].float(),
+                               torch.full_like(depth, float("nan")))
+            host["confidence"] = copies.add(conf)
         if self.cfg.output_resolution == "input":
             host["depth_input"] = [
                 copies.add(resize_depth_to_input(depth[i], plan,
                                                  mode=self.cfg.depth_interpolation))
                 for i, plan in enumerate(inp.plans)]
+            if conf is not None:
+                host["confidence_input"] = [
+                    copies.add(resize_depth_to_input(conf[i], plan,
+                                                     mode=self.cfg.depth_interpolation))
+                    for i, plan in enumerate(inp.plans)]
         if self.cfg.return_images:
             rgb = (inp.images[0].float() * 255.0).round_().clamp_(0, 255).to(torch.uint8)
             host["images"] = copies.add(rgb.permute(0, 2, 3, 1))  # (V, h, w, 3)
@@ -475,6 +485,10 @@ class InferenceEngine:
             pred.cameras_input = [v.camera for v in views]
         if "images" in host:
             pred.images = np.ascontiguousarray(host["images"].numpy())
+        if "confidence" in host:
+            pred.confidence = host["confidence"].numpy()
+        if "confidence_input" in host:
+            pred.confidence_input = [t.numpy() for t in host["confidence_input"]]
         return pred
 
 

@@ -47,6 +47,9 @@ class Prediction:
     depth_input: list[np.ndarray] | None = None  # V arrays (H_i, W_i) float32, input size
     cameras_input: list[PinholeCamera] | None = None  # V input cameras of `depth_input`
     images: np.ndarray | None = None  # (V, h, w, 3) uint8 network-input RGB, when asked
+    confidence: np.ndarray | None = None  # (V, h, w) float32 in (0, 1], NaN where depth is;
+    #                                       None when the network has no confidence head
+    confidence_input: list[np.ndarray] | None = None  # V arrays (H_i, W_i), input size
 
     @property
     def num_views(self) -> int:
@@ -70,6 +73,16 @@ class Prediction:
         if self.depth_input is not None and self.cameras_input is not None:
             return self.depth_input[i], self.cameras_input[i]
         return self.depth[i], self.cameras[i]
+
+    def view_confidence(self, view: int | str) -> np.ndarray | None:
+        """Confidence (H, W) float32 in (0, 1] registered with `view_depth` (NaN where the
+        depth is NaN), or None when the network predicts none."""
+        if self.confidence is None:
+            return None
+        i = self.index(view) if isinstance(view, str) else int(view)
+        if self.confidence_input is not None:
+            return self.confidence_input[i]
+        return self.confidence[i]
 
 
 def apply_depth_policy(depth: torch.Tensor, valid: torch.Tensor, *, min_depth: float,

@@ -13,6 +13,16 @@ voxels are untouched. An optional decay moves every voxel's log-odds toward 0 (p
 by a rate per second, as nvblox's occupancy decay integrator does, so moving obstacles
 fade; a voxel decayed all the way to 0.5 is unknown again.
 
+Free-space carving (`carve_free_space`, on by default): when `update` also gets the set's
+depth (`DepthViews`: network-size depth, intrinsics, extrinsics, optional pixel mask),
+every voxel that a camera ray passes through before its surface gets one miss update of
+logit(carve_probability) per set, through the same pose as the volume (mapping/carving.py:
+strided rays sampled at half-voxel steps, stopped `carve_margin` voxels short of the
+surface and at `carve_max_range` metres, deduplicated, surface voxels never carved).
+The carving comes before the volume's increments, so an obstacle the network sees in a
+voxel some ray crossed still gains. This is what clears the voxels a moving obstacle
+left: the network's volume only covers what it predicts, the rays cover all the depth.
+
 Resets: `reset(reason)`, a stamp going backwards, odometry jumping faster than the
 configured speeds, or odometry appearing/disappearing. A pose with NaN/inf, a quaternion
 that is not unit length or a matrix that is not a rigid transform is rejected (the map
@@ -46,6 +56,7 @@ import torch
 import torch.nn.functional as F
 
 from depth_any_view.geometry.grid import FREE, OCCUPIED, UNKNOWN, VoxelGrid
+from depth_any_view.mapping.carving import DepthViews, carve_mask
 
 P_MIN_OBSERVATION = 0.05  # one observation never says "free" more surely than this
 P_MAX_OBSERVATION = 0.95  # ... nor "occupied" more surely than this (nvblox: 1e-3 / 0.999)
@@ -85,6 +96,11 @@ class FusionConfig:
     grid_z_min: float = 0.1  # metres above base_link: lowest voxel centre in the 2D grid
     grid_z_max: float = 1.5  # metres above base_link: highest voxel centre in the 2D grid
     cpu_threads: int = 1  # torch intra-op threads for the map's work on the CPU; 0 = torch's
+    carve_free_space: bool = True  # rays camera -> surface give misses (needs the depth)
+    carve_probability: float = 0.35  # one miss adds logit(this) to a voxel's log-odds
+    carve_stride: int = 4  # every n-th pixel row and column of the network depth casts a ray
+    carve_max_range: float = 10.0  # metres from the camera beyond which nothing is carved
+    carve_margin: float = 1.0  # voxels short of the surface where a ray stops carving
 
     def __post_init__(self) -> None:
         """Validate every field; ValueError names the field and the allowed range."""
@@ -133,6 +149,28 @@ class FusionConfig:
         if isinstance(threads, bool) or not isinstance(threads, int) or threads < 0:
             raise ValueError(f"FusionConfig.cpu_threads must be an integer >= 0 (0 = torch's "
                              f"setting), got {threads!r}")
+        if not isinstance(self.carve_free_space, (bool, np.bool_)):
+            raise ValueError(f"FusionConfig.carve_free_space must be true or false, got "
+                             f"{self.carve_free_space!r}")
+        object.__setattr__(self, "carve_free_space", bool(self.carve_free_space))
+        if not 0.0 < float(self.carve_probability) < 0.5:
+            raise ValueError(f"FusionConfig.carve_probability must be in (0, 0.5) (a miss "
+                             f"says 'more likely free'), got {self.carve_probability}")
+        stride = self.carve_stride
+        if isinstance(stride, bool) or not isinstance(stride, int) or stride < 1:
+            raise ValueError(f"FusionConfig.carve_stride must be an integer >= 1 pixel, "
+                             f"got {stride!r}")
+        if not (float(self.carve_max_range) > 0 and math.isfinite(self.carve_max_range)):
+            raise ValueError(f"FusionConfig.carve_max_range must be a finite number > 0 "
+                             f"metres, got {self.carve_max_range}")
+        if not (float(self.carve_margin) >= 0 and math.isfinite(self.carve_margin)):
+            raise ValueError(f"FusionConfig.carve_margin must be a finite number >= 0 voxels, "
+                             f"got {self.carve_margin}")
+
+    @property
+    def carve_log_odds(self) -> float:
+        """Log-odds one miss adds (negative): logit(carve_probability)."""
+        return logit(float(self.carve_probability))
 
     @property
     def dims(self) -> tuple[int, int, int]:
@@ -163,13 +201,16 @@ class UpdateStatus:
     rejected_reason: str | None = None  # why the update was refused (map untouched)
     shift_voxels: tuple[int, int, int] = (0, 0, 0)  # how far the map moved this update
     observed_voxels: int = 0  # map voxels that received an observation
+    carved_voxels: int = 0  # map voxels that received a free-space miss (ray carving)
 
     @property
     def message(self) -> str:
         """One line describing the update (for logs)."""
         if not self.accepted:
             return f"occupancy update rejected: {self.rejected_reason}"
-        text = f"occupancy fused in {self.frame} ({self.observed_voxels} voxels observed)"
+        carved = f", {self.carved_voxels} carved free" if self.carved_voxels else ""
+        text = (f"occupancy fused in {self.frame} ({self.observed_voxels} voxels "
+                f"observed{carved})")
         return text if self.reset_reason is None else f"{text}; map reset: {self.reset_reason}"
 
 
@@ -308,6 +349,7 @@ class OccupancyFusion:
         self._grid_buf = torch.empty((3, *self.dims), dtype=torch.float32,
                                      device=self.device)
         self._src_buf: torch.Tensor | None = None  # (1, 2, nx, ny, nz) of the network grid
+        self._carve_buf = torch.empty(self.dims, dtype=torch.bool, device=self.device)
 
     # ------------------------------------------------------------------ state
     @property
@@ -345,8 +387,9 @@ class OccupancyFusion:
     # ------------------------------------------------------------------ update
     @_map_threads
     def update(self, probability: np.ndarray | torch.Tensor, observed: np.ndarray | torch.Tensor,
-               grid: VoxelGrid, stamp_ns: int, pose: Any = None) -> UpdateStatus:
-        """Integrate one network occupancy volume.
+               grid: VoxelGrid, stamp_ns: int, pose: Any = None, *,
+               views: DepthViews | None = None) -> UpdateStatus:
+        """Integrate one network occupancy volume (and carve free space along its rays).
 
         Args:
             probability: (nx, ny, nz) occupancy probabilities on `grid` (base_link); NaN
@@ -356,10 +399,17 @@ class OccupancyFusion:
             stamp_ns: stamp of the synchronized set, integer nanoseconds.
             pose: T_odom_base as a (4, 4) matrix or (position (3,), quaternion xyzw (4,)),
                 or None without odometry (single-frame fallback in base_link).
+            views: the set's depth (`DepthViews`, e.g. `DepthViews.from_prediction(pred)`);
+                with `carve_free_space` on, the voxels between each camera and its surface
+                get a miss. None: no carving.
 
         Returns:
-            UpdateStatus: accepted or rejected (with the reason), any reset and its reason.
+            UpdateStatus: accepted or rejected (with the reason), any reset and its reason,
+            the voxels observed and carved.
         """
+        if views is not None and not isinstance(views, DepthViews):
+            raise TypeError(f"views must be a DepthViews (depth, K, T_base_cam, valid), got "
+                            f"{type(views).__name__}")
         if isinstance(stamp_ns, bool) or not hasattr(stamp_ns, "__index__"):
             raise TypeError(f"stamp_ns must be an integer number of nanoseconds, "
                             f"got {stamp_ns!r}")
@@ -408,12 +458,15 @@ class OccupancyFusion:
             self._known.zero_()
             self._origin = np.asarray(self.config.lower, dtype=np.float64)
         self._frame = frame
+        n_carved = 0
+        if views is not None and self.config.carve_free_space:
+            n_carved = self._carve(views, T)
         n_obs = self._integrate(prob, obs, grid, T)
         self._last_stamp_ns = stamp_ns
         self._last_T = T
         self._counts["updates"] += 1
         return UpdateStatus(True, frame, reset_reason, None,
-                            tuple(int(s) for s in shift), n_obs)
+                            tuple(int(s) for s in shift), n_obs, n_carved)
 
     def _reject(self, reason: str) -> UpdateStatus:
         """Count and describe a refused update."""
@@ -442,6 +495,38 @@ class OccupancyFusion:
         gone = self._known & (L != 0) & (decayed == 0)
         self._log_odds = decayed
         self._known &= ~gone  # fully decayed voxels are unknown again
+
+    @_map_threads
+    def carve(self, views: DepthViews, pose: Any = None) -> int:
+        """Carve free space of `views` into the map as it stands (no volume, no stamp).
+
+        `update(..., views=...)` does this for every set; this entry point is for callers
+        that carve on their own (the benchmark times it alone). `pose` is T_odom_base of
+        the map's last update (None in the base_link fallback). Returns the voxels carved.
+        """
+        if not isinstance(views, DepthViews):
+            raise TypeError(f"views must be a DepthViews (depth, K, T_base_cam, valid), got "
+                            f"{type(views).__name__}")
+        if self._frame is None:
+            raise ValueError("carve needs a map to carve into: call update first")
+        if (pose is None) != (self._frame == BASE_FRAME):
+            raise ValueError(f"the map is in {self._frame}: pass the pose of its last update "
+                             f"(T_odom_base) when it is odom, None when it is base_link")
+        T = np.eye(4) if pose is None else pose_to_transform(pose,
+                                                             self.config.quaternion_tolerance)
+        return self._carve(views, T)
+
+    def _carve(self, views: DepthViews, T_frame_base: np.ndarray) -> int:
+        """One miss for every voxel the views' rays cross before their surfaces; returns
+        how many voxels were carved (mapping/carving.py)."""
+        cfg = self.config
+        mask = carve_mask(views, T_frame_base, self._origin, self.voxel_size, self.dims,
+                          stride=cfg.carve_stride, max_range=cfg.carve_max_range,
+                          margin=cfg.carve_margin, device=self.device, out=self._carve_buf)
+        # A miss only lowers the log-odds, so clamping from below is enough.
+        self._log_odds.add_(mask, alpha=cfg.carve_log_odds).clamp_min_(self._l_min)
+        self._known |= mask
+        return int(mask.sum())
 
     def _shift(self, shift: np.ndarray) -> None:
         """Move the map contents by `shift` voxels (the map moved +shift in odom)."""
@@ -629,3 +714,47 @@ class OccupancyFusion:
                             align_corners=False)[0]  # (2, nx, ny, nz)
         p = torch.where(out[1] > 0.5, out[0], torch.nan)
         return p.cpu().numpy().astype(np.float32)
+
+
+def ghost_voxels(fused_probability: np.ndarray, gt_labels: np.ndarray,
+                 occupied_threshold: float = 0.6, margin: int = 0) -> int:
+    """Voxels occupied in the fused map but FREE in ground truth (ghosts, e.g. left behind
+    by a moving obstacle).
+
+    Args:
+        fused_probability: (nx, ny, nz) fused probabilities on the ground truth's grid
+            (`OccupancyFusion.sample(gt_grid, pose)`), NaN where the map is unknown.
+        gt_labels: (nx, ny, nz) uint8 ground-truth labels FREE / OCCUPIED / UNKNOWN.
+        occupied_threshold: fused p at or above which a voxel counts as occupied.
+        margin: FREE voxels within this many voxels (Chebyshev distance) of an OCCUPIED
+            one are not counted, so a surface resampled one voxel off (map and ground
+            truth grids differ by a rotation) is not a ghost; 0 counts every FREE voxel.
+
+    Returns:
+        The number of voxels with p >= occupied_threshold whose label is FREE (unknown
+        voxels on either side never count).
+    """
+    p = np.asarray(fused_probability)
+    labels = np.asarray(gt_labels)
+    if p.shape != labels.shape:
+        raise ValueError(f"fused_probability {p.shape} and gt_labels {labels.shape} must be "
+                         f"on the same grid; sample the map onto the ground truth's grid "
+                         f"with OccupancyFusion.sample(grid, pose)")
+    if isinstance(margin, bool) or int(margin) != margin or margin < 0:
+        raise ValueError(f"ghost_voxels margin must be an integer >= 0 voxels, got {margin!r}")
+    with np.errstate(invalid="ignore"):
+        occupied = p >= float(occupied_threshold)  # NaN compares False: unknown
+    free = labels == FREE
+    if margin:
+        near = labels == OCCUPIED
+        for axis in range(near.ndim):  # a box dilation is separable: one axis at a time
+            grown = near.copy()
+            for d in range(1, int(margin) + 1):
+                lo = [slice(None)] * near.ndim
+                hi = [slice(None)] * near.ndim
+                lo[axis], hi[axis] = slice(d, None), slice(None, -d)
+                grown[tuple(lo)] |= near[tuple(hi)]
+                grown[tuple(hi)] |= near[tuple(lo)]
+            near = grown
+        free &= ~near
+    return int(np.count_nonzero(occupied & free))

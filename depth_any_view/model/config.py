@@ -47,6 +47,7 @@ class ModelConfig:
     occ_blocks: int = 2  # residual 3D conv blocks at the coarse level
     occ_fine_channels: int = 16  # 3D decoder channels at full grid resolution
     occ_fine_kernel: int = 3  # kernel of the full-resolution 3D conv (1 = pointwise, cheap)
+    confidence: bool = False  # also predict a per-pixel depth confidence (Laplacian scale)
 
     def __post_init__(self) -> None:
         """Normalise sequences to tuples and check every field, naming the bad one."""

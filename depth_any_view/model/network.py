@@ -4,6 +4,7 @@
     layer3/layer4 --1x1--> tokens at 1/token_stride  + Plücker ray embedding (K, T_base_cam)
     tokens --alternating within-view / cross-view transformer--> fused tokens
     fused tokens + encoder skips --DPT-like decoder--> bounded log-depth (B, V, H, W)
+                                 (+ with `confidence`: Laplacian scale of log depth, 0..1 score)
     1/8 decoder features + depth --voxel projection, masked view mean, 3D convs--> occupancy
 
 Any number of views V >= 1 works; `view_mask` marks padding views, which are excluded from
@@ -23,7 +24,7 @@ from torch import Tensor, nn
 from depth_any_view.model.camera_encoding import CameraRayEmbedding
 from depth_any_view.model.config import ModelConfig, load_model_config
 from depth_any_view.model.fusion import FusionTransformer
-from depth_any_view.model.heads import bounded_log_depth, head_factory
+from depth_any_view.model.heads import bounded_log_depth, confidence_from_scale, head_factory
 from depth_any_view.model.resnet import ResNetEncoder
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -40,6 +41,9 @@ class ModelOutput:
     occupancy_logits: Tensor  # (B, X, Y, Z) logits of P(occupied), grid in base_link
     occupancy_observed: Tensor  # (B, X, Y, Z) bool: the voxel centre projects into >= 1
     #                             valid view (in front, inside image); unobserved = unknown
+    log_depth_scale: Tensor | None = None  # (B, V, H, W) Laplacian scale b of log depth:
+    #                             the expected |log depth error| (None without `confidence`)
+    confidence: Tensor | None = None  # (B, V, H, W) in (0, 1]: 1 / (1 + b / 0.1)
 
 
 class DepthAnyViewNet(nn.Module):
@@ -130,14 +134,18 @@ class DepthAnyViewNet(nn.Module):
         fused = self.transformer(tokens, None if view_mask is None else valid)  # (B,V,T,C)
         fused = fused.reshape(B * V, h, w, C).permute(0, 3, 1, 2)  # (B*V, C, h, w)
 
-        logits, feat8 = self.depth_head(fused, feats, (H, W))  # (B*V, 1, H, W)
+        logits, feat8, scale = self.depth_head(fused, feats, (H, W))  # (B*V, 1, H, W)
         log_depth = bounded_log_depth(logits, self.cfg.min_depth,
                                       self.cfg.max_depth).view(B, V, H, W)
         depth = torch.exp(log_depth).clamp(self.cfg.min_depth, self.cfg.max_depth)
         occ_logits, observed = self.occupancy_head(
             feat8.view(B, V, *feat8.shape[1:]), depth, K, T_base_cam, valid)
-        return ModelOutput(depth=depth, log_depth=log_depth, occupancy_logits=occ_logits,
-                           occupancy_observed=observed)
+        out = ModelOutput(depth=depth, log_depth=log_depth, occupancy_logits=occ_logits,
+                          occupancy_observed=observed)
+        if scale is not None:
+            out.log_depth_scale = scale.view(B, V, H, W)
+            out.confidence = confidence_from_scale(out.log_depth_scale)
+        return out
 
 
 def build_model(cfg_or_name: ModelConfig | str) -> DepthAnyViewNet:

@@ -76,6 +76,7 @@ from depth_any_view.pipeline import (
     resolve_rig_file,
 )
 from depth_any_view.ros.conversions import (
+    array_to_image_msg,
     camera_to_camera_info,
     depth_to_image_msg,
     image_msg_to_array,
@@ -309,9 +310,12 @@ class DepthAnyViewNode(Node):
         out_qos = qos_profile(s.output_qos, s.qos_depth)
         self._pub_depth: dict[str, Any] = {}
         self._pub_depth_info: dict[str, Any] = {}
+        self._pub_confidence: dict[str, Any] = {}
         for name in s.camera_names:
             self._pub_depth[name] = self.create_publisher(
                 Image, s.camera_topic(name, s.depth_image_topic), out_qos)
+            self._pub_confidence[name] = self.create_publisher(
+                Image, s.camera_topic(name, s.depth_confidence_topic), out_qos)
             self._pub_depth_info[name] = self.create_publisher(
                 CameraInfo, s.camera_topic(name, s.depth_camera_info_topic), out_qos)
         self._pub_points = self.create_publisher(PointCloud2, s.points_topic, out_qos)
@@ -468,7 +472,8 @@ class DepthAnyViewNode(Node):
         if s is not self._applied:
             self._applied = s
             cfg = pipeline_config(s)  # validated by _on_set_parameters
-            self.pipeline.reconfigure(points=cfg.points, fusion=cfg.fusion)
+            self.pipeline.reconfigure(points=cfg.points, fusion=cfg.fusion,
+                                      min_confidence=cfg.min_confidence)
         return s
 
     # ------------------------------------------------------------------ inference worker
@@ -515,6 +520,12 @@ class DepthAnyViewNode(Node):
                 self._send(self._pub_depth[name], depth_to_image_msg(out.depth, header,
                                                                           s.depth_encoding), s)
                 self._pub_depth_info[name].publish(camera_to_camera_info(out.camera, header))
+        if s.publish_confidence:
+            for name, out in result.cameras.items():  # same header as the depth image
+                if out.confidence is not None:
+                    header = make_header(out.stamp_ns, out.frame_id)
+                    self._send(self._pub_confidence[name], array_to_image_msg(
+                        out.confidence, "32FC1", header), s)
         if s.publish_points:
             self._send(self._pub_points, xyzrgb_cloud(
                 result.points, result.colors, make_header(result.stamp_ns, result.points_frame)),

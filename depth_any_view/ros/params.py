@@ -32,6 +32,10 @@ from depth_any_view.pipeline import DEFAULT_CAMERA_NAMES, INPUT_ENCODINGS
 QOS_CHOICES = ("sensor_data", "reliable", "best_effort", "transient_local", "system_default")
 NAME_PATTERN = re.compile(r"[A-Za-z][A-Za-z0-9_]*")  # a camera name is one topic token
 DEVICE_PATTERN = re.compile(r"auto|cpu|cuda(:\d+)?")
+# Most cameras one node takes (docs/DESIGN.md): the network accepts any number of views
+# with the same weights, but cross-view attention grows with the square of the views and
+# the node is tested with 1 to 8. Run a second node for more.
+MAX_CAMERAS = 8
 
 
 class ParameterError(ValueError):
@@ -93,7 +97,8 @@ S, M = "seconds", "metres"
 PARAMETERS: tuple[ParamSpec, ...] = (
     # ---------------------------------------------------------------- cameras and inputs
     _p("camera_names", list(DEFAULT_CAMERA_NAMES),
-       "Cameras to use, in this order; each needs an entry in rig_file"),
+       f"Cameras to use (1 to {MAX_CAMERAS}), in this order; each needs an entry in "
+       "rig_file"),
     _p("rig_file", "config/rig_surround6.yaml",
        "Rig calibration YAML (camera -> base_link extrinsics); a path, or a file name "
        "found in the package's config folder"),
@@ -105,6 +110,8 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     _p("depth_image_topic", "depth/image", "Output depth topic under each camera (32FC1, m)"),
     _p("depth_camera_info_topic", "depth/camera_info",
        "Output CameraInfo topic under each camera, matching the depth image's size"),
+    _p("depth_confidence_topic", "depth/confidence",
+       "Output depth confidence topic under each camera (32FC1, 0..1, the depth's header)"),
     _p("odom_topic", "/odom", "Input nav_msgs/Odometry: pose of base_link in odom"),
     _p("points_topic", "/depth_any_view/points",
        "Output PointCloud2 in base_link: x y z rgb (float32, PCL packing)"),
@@ -183,6 +190,13 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     _p("depth_encoding", "32FC1", "Encoding of the published depth images: 32FC1 (metres, "
        "NaN invalid) or 16UC1 (millimetres, 0 invalid), the two RTAB-Map and "
        "depth_image_proc read", choices=("32FC1", "16UC1"), runtime=True),
+    _p("publish_confidence", False,
+       "Publish each depth pixel's confidence (0..1; 0.5 = an expected 10 % depth error) on "
+       "depth_confidence_topic; needs weights with a confidence head", runtime=True),
+    _p("min_confidence", 0.0,
+       "Depth pixels whose confidence is below this become NaN (0 in 16UC1) and are left "
+       "out of the point cloud and of free-space carving; 0 = keep all", 0.0, 1.0,
+       runtime=True),
     _p("publish_points", True, "Publish the fused point cloud", runtime=True),
     _p("publish_voxels", True, "Publish occupied voxel centres", runtime=True),
     _p("publish_markers", True, "Publish the voxel MarkerArray", runtime=True),
@@ -225,6 +239,19 @@ PARAMETERS: tuple[ParamSpec, ...] = (
        0.0, 100.0, runtime=True, unit="rad/s"),
     _p("fusion_interpolation", "trilinear",
        "Resampling of the network volume into the odom map", choices=("trilinear", "nearest")),
+    _p("carve_free_space", True,
+       "Carve free space: every voxel a camera ray crosses before its predicted surface gets "
+       "a miss, so voxels a moving obstacle left clear", runtime=True),
+    _p("carve_probability", 0.35,
+       "Probability of one carving miss (its log-odds are added at most once per voxel and "
+       "set); lower clears faster", 0.01, 0.49, runtime=True),
+    _p("carve_stride", 4,
+       "Every n-th pixel row and column of the network-size depth casts a carving ray",
+       1, 64, runtime=True),
+    _p("carve_max_range", 10.0, "Nothing farther than this from the camera is carved",
+       0.1, 1000.0, runtime=True, unit=M),
+    _p("carve_margin", 1.0, "A carving ray stops this many voxels short of its surface",
+       0.0, 10.0, runtime=True, unit="voxels"),
     # ---------------------------------------------------------------- diagnostics and logs
     _p("diagnostics_period", 1.0, "Period of /diagnostics", 0.05, 60.0, unit=S),
     _p("latency_window", 100, "Sets over which latency percentiles are computed", 1, 100000),
@@ -289,6 +316,9 @@ def check_value(name: str, value: Any) -> str | None:
     if name == "camera_names":
         if not value:
             return "parameter 'camera_names' is empty; list at least one camera name"
+        if len(value) > MAX_CAMERAS:
+            return (f"parameter 'camera_names' lists {len(value)} cameras {list(value)}; "
+                    f"one node takes 1 to {MAX_CAMERAS} (run a second node for the others)")
         bad = [v for v in value if not NAME_PATTERN.fullmatch(v)]
         if bad:
             return (f"parameter 'camera_names' has invalid name(s) {bad}; a name is a letter "
@@ -298,9 +328,9 @@ def check_value(name: str, value: Any) -> str | None:
     if name == "device" and not DEVICE_PATTERN.fullmatch(value):
         return f"parameter 'device' is {value!r}; allowed values: auto, cpu, cuda, cuda:N"
     if name in ("rig_file", "preset", "image_topic", "camera_info_topic", "depth_image_topic",
-                "depth_camera_info_topic", "odom_topic", "points_topic", "voxels_topic",
-                "markers_topic", "grid_topic", "diagnostics_topic", "odom_frame",
-                "camera_topic_prefix") and not value.strip():
+                "depth_camera_info_topic", "depth_confidence_topic", "odom_topic",
+                "points_topic", "voxels_topic", "markers_topic", "grid_topic",
+                "diagnostics_topic", "odom_frame", "camera_topic_prefix") and not value.strip():
         return f"parameter '{name}' is empty; give a value (default {spec.default!r})"
     return None
 

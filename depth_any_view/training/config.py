@@ -23,6 +23,8 @@ class TrainConfig:
 
     model: str = "lite"  # model preset name or path to a model YAML
     model_overrides: dict[str, Any] = field(default_factory=dict)  # ModelConfig field changes
+    init_weights: str = ""  # safetensors to start from (fine-tuning): tensors whose name and
+    #                         shape match are loaded, new ones (e.g. a new head) keep their init
     train_data: list[str] = field(default_factory=list)  # shard directories for training
     val_data: list[str] = field(default_factory=list)  # shard directories for validation
     views: list[str] | None = None  # camera subset (e.g. 3 of 6 for an ablation); None = all
@@ -116,9 +118,10 @@ def apply_overrides(data: dict[str, Any], pairs: list[str]) -> dict[str, Any]:
 
 def load_train_config(name_or_path: str | os.PathLike[str],
                       overrides: list[str] | None = None) -> TrainConfig:
-    """Training config from `config/train_<name>.yaml` or a path, with `key=value` overrides."""
+    """Training config from `config/train_<name>.yaml` (a name without '.yaml', e.g. 'lite',
+    'lite_confidence') or a path, with `key=value` overrides."""
     name = str(name_or_path)
-    if name in ("lite", "paper"):
+    if not name.endswith((".yaml", ".yml")) and os.sep not in name:
         name = f"train_{name}.yaml"
     path = config_path(name)
     data = apply_overrides(load_yaml(path), overrides or [])

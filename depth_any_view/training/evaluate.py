@@ -8,6 +8,8 @@ occupancy is scored on voxels the ground truth knows and the network observes. S
 stability (training/metrics.py, ScaleStabilityAccumulator) reports how steady the metric
 scale is over frames and between cameras, against the issue-10 targets; `write_report` also
 draws the scale ratio of every camera over the evaluated frames (`scale_over_time.png`).
+Weights with a confidence head also get the sparsification curve (training/
+sparsification.py: AbsRel as the least confident pixels are dropped, `sparsification.png`).
 Ground truth only scores; inference never sees it.
 """
 
@@ -34,9 +36,15 @@ from depth_any_view.training.metrics import (
     VoxelMetricAccumulator,
     bin_name,
 )
+from depth_any_view.training.sparsification import (
+    SparsificationAccumulator,
+    plot_sparsification,
+    sparsification_markdown,
+)
 
 HEADLINE = ("abs_rel", "rmse", "delta1")
 SCALE_FIGURE = "scale_over_time.png"  # ratio per camera over frames, beside the report
+SPARSIFICATION_FIGURE = "sparsification.png"  # AbsRel vs kept fraction (confidence head)
 _PNG_METADATA = {"Software": None}  # no library version in the file: same data, same bytes
 
 
@@ -57,7 +65,8 @@ def evaluate_split(data: Sequence[str | Path] | str | Path, *, weights: str | Pa
 
     Returns:
         {'depth': {...}, 'occupancy': {...}, 'scale': {...} (ScaleStabilityAccumulator;
-        x of its series = frame number), 'frames', 'cameras', 'weights', 'seconds'}.
+        x of its series = frame number), 'sparsification': {...} (only for weights with a
+        confidence head), 'frames', 'cameras', 'weights', 'seconds'}.
     """
     from depth_any_view.inference.engine import EngineConfig, InferenceEngine, ViewInput
 
@@ -80,6 +89,7 @@ def evaluate_split(data: Sequence[str | Path] | str | Path, *, weights: str | Pa
     depth_acc = DepthMetricAccumulator(names, bins=DEFAULT_BINS)
     voxel_acc = VoxelMetricAccumulator()
     scale_acc = ScaleStabilityAccumulator(names)
+    spars_acc = SparsificationAccumulator()
     total = sum(int(read_meta(d)["frames"]) for d in dirs)
     if max_frames:
         total = min(total, max_frames)
@@ -108,14 +118,20 @@ def evaluate_split(data: Sequence[str | Path] | str | Path, *, weights: str | Pa
             scale_acc.update(depth, frame.depth[sel], frame.K[sel], frame.T_base_cam[sel],
                              stamp=count)
             voxel_acc.update(pred.occupancy, frame.occupancy, pred.observed)
+            if pred.confidence is not None:
+                conf = np.stack([pred.view_confidence(k) for k in range(len(sel))])
+                spars_acc.update(depth, frame.depth[sel], conf)
             count += 1
             bar.update(1)
     bar.close()
     depth = depth_acc.compute()
     occ = voxel_acc.compute()
-    return {"frames": count, "cameras": names, "weights": engine.weights_source,
-            "shard_dirs": [str(d) for d in dirs], "seconds": time.perf_counter() - t0,
-            "depth": depth, "occupancy": occ, "scale": scale_acc.compute()}
+    result = {"frames": count, "cameras": names, "weights": engine.weights_source,
+              "shard_dirs": [str(d) for d in dirs], "seconds": time.perf_counter() - t0,
+              "depth": depth, "occupancy": occ, "scale": scale_acc.compute()}
+    if spars_acc.conf_count.any():
+        result["sparsification"] = spars_acc.compute()
+    return result
 
 
 def _fmt(v: float) -> str:
@@ -222,19 +238,27 @@ def report_markdown(result: dict[str, Any], title: str = "Evaluation") -> str:
     if "scale" in result:
         lines += scale_markdown(result["scale"],
                                 (result.get("figures") or {}).get("scale_over_time"))
+    if "sparsification" in result:
+        lines += sparsification_markdown(result["sparsification"],
+                                         (result.get("figures") or {}).get("sparsification"))
     return "\n".join(lines)
 
 
 def write_report(result: dict[str, Any], out_dir: str | Path,
                  title: str = "Evaluation") -> tuple[Path, Path]:
-    """Write `metrics.json`, `metrics.md` and `scale_over_time.png` (when the result has a
-    scale block with frames) into out_dir; returns the JSON and Markdown paths."""
+    """Write `metrics.json`, `metrics.md`, `scale_over_time.png` (when the result has a
+    scale block with frames) and `sparsification.png` (with a confidence curve) into
+    out_dir; returns the JSON and Markdown paths."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     scale = result.get("scale")
     if scale and scale.get("series", {}).get("t"):
         plot_scale_over_time(scale, out / SCALE_FIGURE, xlabel="evaluated frame")
         result["figures"] = {**(result.get("figures") or {}), "scale_over_time": SCALE_FIGURE}
+    if (result.get("sparsification") or {}).get("pixels"):
+        plot_sparsification(result["sparsification"], out / SPARSIFICATION_FIGURE)
+        result["figures"] = {**(result.get("figures") or {}),
+                             "sparsification": SPARSIFICATION_FIGURE}
     js = out / "metrics.json"
     clean = json.loads(json.dumps(result, default=float).replace("NaN", "null"))
     js.write_text(json.dumps(clean, indent=2, sort_keys=True))

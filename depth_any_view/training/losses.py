@@ -32,6 +32,11 @@ Terms:
     smooth     edge-aware smoothness of the mean-normalised inverse depth (monodepth2).
     occupancy  BCE (or focal) + occupancy_iou_weight * (1 - soft IoU of the occupied
                class) over known voxels (label != 255).
+    confidence Laplacian negative log-likelihood of the log-depth error under the predicted
+               scale b (outputs['log_depth_scale'], networks with `confidence`):
+               |log gt - log pred| / b + log b over valid ground truth. The depth is
+               detached here, so this term teaches the scale only and the L1 term alone
+               shapes the depth; the minimum is at b = the expected |log error|.
 """
 
 from __future__ import annotations
@@ -75,12 +80,13 @@ class LossConfig:
     occupancy_pos_weight: float = 1.0  # weight of occupied voxels in the classification term
     occupancy_iou_weight: float = 1.0  # weight of (1 - soft IoU) inside the occupancy term
     occupancy_observed_only: bool = False  # also ignore voxels outputs mark as unobserved
+    confidence_weight: float = 0.0  # Laplacian NLL of the log-depth error (confidence head)
 
     def __post_init__(self) -> None:
         """Validate values, raising ConfigError that names the field."""
         for name in ("depth_weight", "photo_weight", "cos_weight", "smooth_weight",
                      "occupancy_weight", "occlusion_tolerance", "focal_gamma",
-                     "occupancy_pos_weight", "occupancy_iou_weight"):
+                     "occupancy_pos_weight", "occupancy_iou_weight", "confidence_weight"):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or not value >= 0:
                 raise ConfigError(f"loss '{name}' must be a number >= 0, got {value!r}")
@@ -170,6 +176,34 @@ def depth_l1_loss(pred: torch.Tensor, gt: torch.Tensor, space: str = "metric",
                             valid)
     gt_clean = torch.where(valid, gt, torch.zeros_like(gt))
     return _masked_mean((pred - gt_clean).abs(), valid)
+
+
+def _to_size(x: torch.Tensor, size: tuple[int, ...]) -> torch.Tensor:
+    """(..., h, w) bilinearly resized to (..., *size) (unchanged when already that size)."""
+    if tuple(x.shape[-2:]) == tuple(size):
+        return x
+    lead = x.shape[:-2]
+    flat = F.interpolate(x.reshape(-1, 1, *x.shape[-2:]), size=tuple(size), mode="bilinear",
+                         align_corners=False)
+    return flat.reshape(*lead, *size)
+
+
+def laplacian_nll_loss(pred: torch.Tensor, scale: torch.Tensor, gt: torch.Tensor,
+                       min_depth: float = 1e-3) -> torch.Tensor:
+    """Mean Laplacian NLL |log gt - log pred| / b + log b over valid ground truth.
+
+    pred (B, V, h, w) metres is detached (the scale learns the depth's error, the depth is
+    not pulled by it); scale (B, V, h, w) is b > 0 in log-depth units. Both are resized to
+    gt's size. The constant log 2 is left out, so the value can be negative.
+    """
+    size = gt.shape[-2:]
+    log_pred = torch.log(_to_size(pred.detach().float(), size).clamp_min(min_depth))
+    b = _to_size(scale.float(), size).clamp_min(1e-4)
+    gt = gt.to(log_pred.dtype)
+    valid = torch.isfinite(gt) & (gt > 0)
+    gt_clean = torch.where(valid, gt, torch.ones_like(gt))
+    err = (log_pred - torch.log(gt_clean)).abs()
+    return _masked_mean(err / b + torch.log(b), valid)
 
 
 def _resolve_pairs(cfg: LossConfig, T_base_cam: torch.Tensor) -> list[tuple[int, int]]:
@@ -346,14 +380,16 @@ def compute_losses(outputs: dict[str, torch.Tensor], batch: dict[str, Any],
     """All enabled loss terms (unweighted) and 'total' = sum of weight * term.
 
     Keys: 'depth', 'photo', 'cos', 'smooth', 'occupancy' (plus its parts 'occupancy_ce'
-    and 'occupancy_iou', for logging only) for each term with a weight > 0, and 'total'.
+    and 'occupancy_iou', for logging only), 'confidence' for each term with a weight > 0,
+    and 'total'.
     See the module docstring for the expected keys and shapes.
     """
     cfg = cfg or LossConfig()
     out: dict[str, torch.Tensor] = {}
     weights = {"depth": cfg.depth_weight, "photo": cfg.photo_weight, "cos": cfg.cos_weight,
-               "smooth": cfg.smooth_weight, "occupancy": cfg.occupancy_weight}
-    need_depth = any(weights[k] > 0 for k in ("depth", "photo", "cos", "smooth"))
+               "smooth": cfg.smooth_weight, "occupancy": cfg.occupancy_weight,
+               "confidence": cfg.confidence_weight}
+    need_depth = any(weights[k] > 0 for k in ("depth", "photo", "cos", "smooth", "confidence"))
     pred = _need(outputs, "depth", "outputs", "depth_weight") if need_depth else None
 
     if cfg.depth_weight > 0:
@@ -391,6 +427,15 @@ def compute_losses(outputs: dict[str, torch.Tensor], batch: dict[str, Any],
                                   focal_gamma=cfg.focal_gamma,
                                   pos_weight=cfg.occupancy_pos_weight,
                                   iou_weight=cfg.occupancy_iou_weight))
+
+    if cfg.confidence_weight > 0:
+        scale = outputs.get("log_depth_scale")
+        if scale is None:
+            raise KeyError("outputs have no 'log_depth_scale' (the network was built without "
+                           "'confidence: true'); enable it in the model config or set "
+                           "'confidence_weight: 0' in the loss config")
+        gt = _need(batch, "depth", "batch", "confidence_weight")
+        out["confidence"] = laplacian_nll_loss(pred, scale, gt.to(pred.device), cfg.min_depth)
 
     terms = [weights[k] * out[k] for k in weights if k in out]
     if terms:

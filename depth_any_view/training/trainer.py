@@ -13,6 +13,7 @@ training config and command).
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import sys
@@ -34,7 +35,7 @@ from depth_any_view.data.augment import AugmentConfig, Augmenter
 from depth_any_view.data.dataset import concat_shards
 from depth_any_view.model.config import ModelConfig, load_model_config
 from depth_any_view.model.network import DepthAnyViewNet
-from depth_any_view.model.weights import load_weights, save_weights
+from depth_any_view.model.weights import WeightsError, load_weights, save_weights
 from depth_any_view.training.config import TrainConfig
 from depth_any_view.training.distributed import (
     DistEnv,
@@ -45,6 +46,8 @@ from depth_any_view.training.distributed import (
 )
 from depth_any_view.training.losses import LossConfig, compute_losses, scale_intrinsics
 from depth_any_view.training.metrics import DepthMetricAccumulator, VoxelMetricAccumulator
+
+LOG = logging.getLogger(__name__)
 
 
 def cosine_with_warmup(step: int, *, warmup: int, total: int, min_ratio: float) -> float:
@@ -66,6 +69,27 @@ def model_config_with(base: ModelConfig, overrides: dict[str, Any]) -> ModelConf
                           f"{unknown}; valid: {sorted(known)}")
     clean = {k: tuple(v) if isinstance(v, list) else v for k, v in overrides.items()}
     return replace(base, **clean)
+
+
+def init_from_weights(model: torch.nn.Module, path: str | os.PathLike[str]) -> dict[str, int]:
+    """Load every tensor of a weights file whose name and shape match the model's.
+
+    For fine-tuning a network that gained a part (a confidence head) from weights without
+    it. Raises WeightsError when nothing matches (the file is for another network); returns
+    counts of loaded, new (kept at their init) and skipped (shape differs) tensors.
+    """
+    state, _, _ = load_weights(path)
+    own = model.state_dict()
+    usable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+    if not usable:
+        raise WeightsError(f"init_weights '{path}' shares no tensor with this network; "
+                           "give weights of the same preset")
+    model.load_state_dict(usable, strict=False)
+    report = {"loaded": len(usable), "new": len(set(own) - set(usable)),
+              "skipped": len(set(state) - set(usable))}
+    LOG.info("initialised from %s: %d tensors loaded, %d new, %d skipped", path,
+             report["loaded"], report["new"], report["skipped"])
+    return report
 
 
 def resize_views(batch: dict[str, Any], size: tuple[int, int]) -> dict[str, Any]:
@@ -149,6 +173,8 @@ class Trainer:
         self.model_cfg: ModelConfig = model_config_with(load_model_config(cfg.model),
                                                         cfg.model_overrides)
         self.model = DepthAnyViewNet(self.model_cfg).to(self.device)
+        if cfg.init_weights:
+            self.init_report = init_from_weights(self.model, cfg.init_weights)
         self.ddp_model: torch.nn.Module = self.model
         if self.env.enabled:
             ids = [self.device.index] if self.device.type == "cuda" else None

@@ -12,6 +12,7 @@ from depth_any_view.model.config import ModelConfig
 from depth_any_view.model.heads.depth_head import (
     DepthHead,
     bounded_log_depth,
+    confidence_from_scale,
     inverse_bounded_log_depth,
 )
 from depth_any_view.model.heads.occupancy_head import OccupancyHead
@@ -33,7 +34,7 @@ def head_factory(kind: str, cfg: ModelConfig, in_channels: int | tuple[int, ...]
             raise ValueError("the depth head needs the 5 encoder channel counts "
                              "(strides 2, 4, 8, 16, 32) as in_channels")
         return DepthHead(cfg.hidden, in_channels, token_stride=cfg.token_stride,
-                         width=cfg.decoder_width)
+                         width=cfg.decoder_width, confidence=cfg.confidence)
     if kind == "occupancy":
         if not isinstance(in_channels, int):
             raise ValueError("the occupancy head needs one int: its feature map's channels")
@@ -45,5 +46,5 @@ def head_factory(kind: str, cfg: ModelConfig, in_channels: int | tuple[int, ...]
     raise ValueError(f"unknown head '{kind}'; use one of {HEADS}")
 
 
-__all__ = ["HEADS", "DepthHead", "OccupancyHead", "bounded_log_depth", "head_factory",
-           "inverse_bounded_log_depth"]
+__all__ = ["HEADS", "DepthHead", "OccupancyHead", "bounded_log_depth", "confidence_from_scale",
+           "head_factory", "inverse_bounded_log_depth"]

@@ -6,6 +6,9 @@ added, then refined by residual conv units (DPT's fusion block). The last level 
 upsampled to the input resolution and mapped to one logit per pixel; depth is bounded:
     log_depth = log(min) + sigmoid(x) * (log(max) - log(min)),  depth = exp(log_depth).
 The 1/8 decoder features (fused across views) are returned too, for the occupancy head.
+With `confidence`, a second 1x1 layer on the same last features predicts the Laplacian scale
+b of the log-depth error (the expected |log d - log d_true|, a relative error), trained by a
+negative log-likelihood beside the L1 term (training/losses.py); b = softplus(x) + b_min.
 """
 
 from __future__ import annotations
@@ -19,6 +22,18 @@ from torch import Tensor, nn
 from depth_any_view.model.camera_encoding import fp32_geometry
 
 SKIP_INDEX = {2: 0, 4: 1, 8: 2, 16: 3, 32: 4}  # stride -> index in the encoder's feature list
+MIN_LOG_SCALE = 0.01  # smallest Laplacian scale of log depth (1 % relative error)
+CONFIDENCE_SCALE = 0.1  # Laplacian scale (log depth) at which confidence is 0.5
+
+
+def confidence_from_scale(scale: Tensor) -> Tensor:
+    """Confidence in (0, 1] from the Laplacian scale b of log depth: 1 / (1 + b / 0.1).
+
+    b is the expected absolute log-depth error, about the relative depth error: an expected
+    10 % error gives 0.5, 2 % gives 0.83, 50 % gives 0.17. Monotone, so thresholding the
+    confidence is thresholding the predicted error.
+    """
+    return 1.0 / (1.0 + scale / CONFIDENCE_SCALE)
 
 
 def bounded_log_depth(logits: Tensor, min_depth: float, max_depth: float) -> Tensor:
@@ -56,9 +71,10 @@ class DepthHead(nn.Module):
     """DPT-like decoder: fused tokens + encoder skips -> per-pixel depth logits."""
 
     def __init__(self, token_dim: int, encoder_channels: tuple[int, ...], *,
-                 token_stride: int, width: int) -> None:
+                 token_stride: int, width: int, confidence: bool = False) -> None:
         """Args: token_dim fused token channels; encoder_channels of the maps at strides
-        2, 4, 8, 16, 32; token_stride of the token grid; width channels at 1/8."""
+        2, 4, 8, 16, 32; token_stride of the token grid; width channels at 1/8; confidence:
+        also predict the Laplacian scale of log depth per pixel."""
         super().__init__()
         self.token_stride = token_stride
         self.levels = [s for s in (16, 8, 4, 2) if s < token_stride]  # coarse -> fine
@@ -80,6 +96,10 @@ class DepthHead(nn.Module):
         self.out_logit = nn.Conv2d(c_out, 1, 1)
         nn.init.normal_(self.out_logit.weight, std=1e-3)  # start near the range's midpoint
         nn.init.zeros_(self.out_logit.bias)
+        self.out_scale = nn.Conv2d(c_out, 1, 1) if confidence else None
+        if self.out_scale is not None:  # start at b ~ 0.3 (a confident guess is learnt)
+            nn.init.normal_(self.out_scale.weight, std=1e-3)
+            nn.init.constant_(self.out_scale.bias, -1.0)
         self.feature_channels = level_channels(8, width)
 
     def forward(self, tokens: Tensor, skips: list[Tensor],
@@ -92,8 +112,9 @@ class DepthHead(nn.Module):
             image_hw: (H, W) output size in pixels.
 
         Returns:
-            logits (N, 1, H, W) (float32; map with `bounded_log_depth`) and the decoder
-            features at 1/8, (N, feature_channels, H / 8, W / 8).
+            logits (N, 1, H, W) (float32; map with `bounded_log_depth`), the decoder
+            features at 1/8, (N, feature_channels, H / 8, W / 8), and the Laplacian scale of
+            log depth (N, 1, H, W) float32 (None without `confidence`).
         """
         x = self.token_refine(self.token_proj(tokens))
         feat8 = x
@@ -109,4 +130,9 @@ class DepthHead(nn.Module):
         with fp32_geometry(x):  # the logit layer in float32: bf16 would quantise depth ~1%
             logits = F.conv2d(x.float(), self.out_logit.weight.float(),
                               self.out_logit.bias.float())
-        return logits, feat8
+            scale = None
+            if self.out_scale is not None:
+                raw = F.conv2d(x.float(), self.out_scale.weight.float(),
+                               self.out_scale.bias.float())
+                scale = F.softplus(raw) + MIN_LOG_SCALE
+        return logits, feat8, scale
