@@ -74,8 +74,9 @@ ODOM_JUMP_BACK_NS = 1_000_000_000  # an odometry stamp this far back clears the 
 QUATERNION_TOLERANCE = 1e-3  # |q| of an odometry quaternion must be within this of 1
 # Keys of PipelineResult.timings, seconds: sync_wait is the caller's clock from the first
 # view's arrival to the set's emission; total is the wall time of `process` (without it).
-STAGES = ("sync_wait", "decode", "preprocess", "forward", "postprocess", "points", "fusion",
-          "total")
+STAGES = ("sync_wait", "decode", "preprocess", "forward", "postprocess", "points", "odometry",
+          "fusion", "total")
+ODOMETRY_SOURCES = ("topic", "kiss_icp")  # where the pose for temporal fusion comes from
 DROP_BAD_INPUT = "bad_input"  # fewer than min_cameras usable views
 DROP_INFERENCE = "inference_error"  # the network failed on the set
 SKIP_CAMERA_INFO = "camera_info"  # the camera's CameraInfo is unusable
@@ -126,6 +127,8 @@ class PipelineConfig:
     odom_frame: str = "odom"  # frame name of the fused outputs while fusing with odometry
     min_confidence: float = 0.0  # pixels whose depth confidence is below this become NaN in
     #                              the depth and are left out of the cloud and of carving
+    odometry_source: str = "topic"  # 'topic': the odometry input (add_odometry); 'kiss_icp':
+    #                                 KISS-ICP on the set's own cloud (cameras-only odometry)
 
     def __post_init__(self) -> None:
         """Validate the fields that are not configs of their own (ValueError names them)."""
@@ -142,6 +145,9 @@ class PipelineConfig:
         if not isinstance(self.odom_frame, str) or not self.odom_frame:
             raise ValueError("PipelineConfig.odom_frame must be a non-empty frame name")
         check_min_confidence(self.min_confidence)
+        if self.odometry_source not in ODOMETRY_SOURCES:
+            raise ValueError(f"PipelineConfig.odometry_source must be one of "
+                             f"{ODOMETRY_SOURCES}, got {self.odometry_source!r}")
         check_fusion_overrides(self.fusion)
 
     @property
@@ -192,7 +198,8 @@ class PipelineConfig:
                    odom_max_age_ns=_ns(p.get("odom_max_age", "float", 0.2)),
                    use_odometry=p.get("use_odometry", "bool", True),
                    odom_frame=p.get("odom_frame", "str", "odom"),
-                   min_confidence=p.get("min_confidence", "float", 0.0))
+                   min_confidence=p.get("min_confidence", "float", 0.0),
+                   odometry_source=p.get("odometry_source", "str", "topic"))
 
 
 # Node parameter -> FusionConfig field (docs/DESIGN.md parameter names).
@@ -435,6 +442,12 @@ class Pipeline:
         self._odom_missing = False
         self._frame_warned: set[str] = set()  # cameras whose frame_id mismatch was logged
         self._confidence_warned = False  # min_confidence set for weights without confidence
+        self.visual_odometry = None  # KissIcpOdometry when odometry_source is kiss_icp
+        if cfg.odometry_source == "kiss_icp":
+            from depth_any_view.slam.odometry import KissIcpOdometry
+            from depth_any_view.slam.run import load_slam_config
+
+            self.visual_odometry = KissIcpOdometry(load_slam_config().kiss_icp)
         names = cfg.camera_names
         self._counts: dict[str, Any] = {
             "images": {c: {"received": 0, "rejected": 0} for c in names},
@@ -740,7 +753,10 @@ class Pipeline:
             result.points, result.colors = self._points(pred, confident)
         timings["points"] = time.perf_counter() - t
         t = time.perf_counter()
-        self._fuse(pred, synced.stamp_ns, result, confident)
+        pose = self._register(pred, confident, result) if self.visual_odometry else None
+        timings["odometry"] = time.perf_counter() - t
+        t = time.perf_counter()
+        self._fuse(pred, synced.stamp_ns, result, confident, pose)
         timings["fusion"] = time.perf_counter() - t
         sets["processed"] += 1
         sets["complete" if result.complete else "partial"] += 1
@@ -761,11 +777,12 @@ class Pipeline:
             return 0.0
         return min_conf
 
-    def _points(self, pred: Prediction,
-                confident: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def _points(self, pred: Prediction, confident: np.ndarray | None = None,
+                pc: PointsConfig | None = None) -> tuple[np.ndarray, np.ndarray]:
         """The coloured cloud (N, 3) metres in base_link of every view's network depth;
-        `confident` (V, h, w) bool leaves the other pixels out."""
-        pc = self.cfg.points
+        `confident` (V, h, w) bool leaves the other pixels out; `pc` replaces the
+        configured PointsConfig."""
+        pc = pc or self.cfg.points
         K = np.stack([c.K for c in pred.cameras])  # (V, 3, 3)
         max_depth = pc.max_depth if pc.max_depth > 0 else float("inf")
         depth = pred.depth
@@ -778,16 +795,43 @@ class Pipeline:
             points, colors = voxel_downsample(points, colors, pc.voxel_size)
         return points, colors
 
+    def _register(self, pred: Prediction, confident: np.ndarray | None,
+                  result: PipelineResult) -> np.ndarray | None:
+        """T_odom_base of the set from KISS-ICP on its own base_link cloud (odometry_source
+        kiss_icp); None when registration fails (the set falls back as without odometry).
+        A stamp that does not increase (a looped bag) restarts the odometry and the map."""
+        pc = self.cfg.points
+        cloud = result.points
+        if not pc.enabled or pc.stride != 1 or pc.voxel_size > 0:  # KISS-ICP drifts about 2x
+            cloud = self._points(pred, confident, PointsConfig(stride=1))[0]  # on stride 2
+        stamp_s = result.stamp_ns / 1e9
+        vo = self.visual_odometry
+        try:
+            if vo.last_stamp is not None and stamp_s <= vo.last_stamp:
+                LOG.info("set stamp went back: the cameras-only odometry restarts")
+                vo.reset()  # the pose jump back to the identity resets the map too
+            return vo.register(cloud, stamp_s)
+        except (ValueError, RuntimeError) as exc:
+            self._error("odometry", f"KISS-ICP registration failed: {exc}")
+            return None
+
     def _fuse(self, pred: Prediction, stamp_ns: int, result: PipelineResult,
-              valid: np.ndarray | None = None) -> None:
+              valid: np.ndarray | None = None, estimated: np.ndarray | None = None) -> None:
         """Fuse the volume through the set's odometry pose and fill the occupancy outputs.
 
         With `carve_free_space` on, the network-size depth of every view also carves free
         space; `valid` (V, h, w) bool leaves pixels out of it (e.g. low confidence).
+        `estimated` is the cameras-only pose (odometry_source kiss_icp), used instead of
+        the odometry input.
         """
         pose = None
         note = None
-        if self.cfg.use_odometry:
+        if self.cfg.odometry_source == "kiss_icp" and self.cfg.use_odometry:
+            pose = estimated
+            if pose is None:
+                note = "cameras-only odometry failed: single-frame occupancy in base_link"
+                self._counts["sets"]["without_odometry"] += 1
+        elif self.cfg.use_odometry:
             pose = self.odometry_at(stamp_ns)
             if pose is None:
                 note = (f"no odometry within {self.cfg.odom_max_age_ns / 1e9:g} s of the set "

@@ -321,6 +321,10 @@ def test_confidence_head_gives_confidence_registered_with_depth(tmp_path: Path) 
         assert np.array_equal(np.isnan(conf), np.isnan(pred.view_depth(i)[0]))
 
 
-def test_no_confidence_without_the_head(engine: InferenceEngine) -> None:
-    pred = engine.infer(_views([(48, 64)], NAMES[:1]))
+def test_no_confidence_without_the_head(tmp_path: Path) -> None:
+    cfg = replace(load_model_config("lite"), **TINY, confidence=False)
+    path = save_weights(DepthAnyViewNet(cfg), cfg, tmp_path / "plain.safetensors")
+    eng = InferenceEngine(EngineConfig(weights=str(path), preset=None, device="cpu",
+                                       warmup_iters=0))
+    pred = eng.infer(_views([(48, 64)], NAMES[:1]))
     assert pred.confidence is None and pred.view_confidence(0) is None

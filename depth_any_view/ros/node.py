@@ -82,6 +82,7 @@ from depth_any_view.ros.conversions import (
     image_msg_to_array,
     make_header,
     marker_array_bytes,
+    matrix_to_pose,
     occupancy_grid_msg,
     odometry_to_transform,
     stamp_to_ns,
@@ -334,8 +335,14 @@ class DepthAnyViewNode(Node):
             self._subs.append(self.create_subscription(
                 CameraInfo, s.camera_topic(name, s.camera_info_topic),
                 partial(self._on_camera_info, name), cam_qos))
-        self._subs.append(self.create_subscription(
-            Odometry, s.odom_topic, self._on_odometry, qos_profile(s.odom_qos, s.qos_depth)))
+        self._pub_odometry = None
+        if s.odometry_source == "kiss_icp":  # cameras-only odometry: /odom is not read
+            self._pub_odometry = self.create_publisher(Odometry, s.odometry_output_topic,
+                                                       out_qos)
+        else:
+            self._subs.append(self.create_subscription(
+                Odometry, s.odom_topic, self._on_odometry,
+                qos_profile(s.odom_qos, s.qos_depth)))
 
     # ------------------------------------------------------------------ helpers
     def _now_ns(self) -> int:
@@ -526,6 +533,11 @@ class DepthAnyViewNode(Node):
                     header = make_header(out.stamp_ns, out.frame_id)
                     self._send(self._pub_confidence[name], array_to_image_msg(
                         out.confidence, "32FC1", header), s)
+        if self._pub_odometry is not None and result.pose is not None:
+            odom = Odometry(header=make_header(result.stamp_ns, result.map_frame),
+                            child_frame_id=self.pipeline.rig.base_frame)
+            odom.pose.pose = matrix_to_pose(result.pose)
+            self._pub_odometry.publish(odom)
         if s.publish_points:
             self._send(self._pub_points, xyzrgb_cloud(
                 result.points, result.colors, make_header(result.stamp_ns, result.points_frame)),

@@ -113,6 +113,9 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     _p("depth_confidence_topic", "depth/confidence",
        "Output depth confidence topic under each camera (32FC1, 0..1, the depth's header)"),
     _p("odom_topic", "/odom", "Input nav_msgs/Odometry: pose of base_link in odom"),
+    _p("odometry_output_topic", "/depth_any_view/odometry",
+       "Output nav_msgs/Odometry (odom -> base_link, the set's stamp) when odometry_source "
+       "is kiss_icp"),
     _p("points_topic", "/depth_any_view/points",
        "Output PointCloud2 in base_link: x y z rgb (float32, PCL packing)"),
     _p("voxels_topic", "/depth_any_view/occupancy/voxels",
@@ -155,6 +158,10 @@ PARAMETERS: tuple[ParamSpec, ...] = (
        "occupancy falls back to single-frame base_link", 0.001, 10.0, unit=S),
     _p("use_odometry", True,
        "Fuse occupancy over time in odom; false = single-frame occupancy in base_link"),
+    _p("odometry_source", "topic",
+       "Pose for temporal fusion: topic (odom_topic) or kiss_icp (KISS-ICP on the node's own "
+       "fused cloud, published on odometry_output_topic; for robots without odometry)",
+       choices=("topic", "kiss_icp")),
     # ---------------------------------------------------------------- inference
     _p("weights", "",
        "Network weights (.safetensors); empty = the shipped weights of the preset"),
@@ -329,6 +336,7 @@ def check_value(name: str, value: Any) -> str | None:
         return f"parameter 'device' is {value!r}; allowed values: auto, cpu, cuda, cuda:N"
     if name in ("rig_file", "preset", "image_topic", "camera_info_topic", "depth_image_topic",
                 "depth_camera_info_topic", "depth_confidence_topic", "odom_topic",
+                "odometry_output_topic",
                 "points_topic", "voxels_topic", "markers_topic", "grid_topic",
                 "diagnostics_topic", "odom_frame", "camera_topic_prefix") and not value.strip():
         return f"parameter '{name}' is empty; give a value (default {spec.default!r})"

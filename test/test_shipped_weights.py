@@ -1,0 +1,58 @@
+"""The shipped `lite` weights on a small held-out synthetic sequence made here.
+
+Seeds 9300/9301 are outside every split of scripts/make_datasets.sh (train 1000-1059,
+val 8000-8005, test 9000-9007, dynamic 9100). The figures are guards against a broken
+weights file or a broken inference path, far from the measured ones (README), and the
+confidence check is issue 10's: dropping the least confident pixels lowers AbsRel.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from depth_any_view.data.synth import synthesize
+from depth_any_view.model.weights import default_weights_path, read_weights_config
+from depth_any_view.training.evaluate import evaluate_split
+
+
+@pytest.fixture(scope="module")
+def held_out(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Two frames of an unseen indoor and of an unseen outdoor layout, 128x128."""
+    root = tmp_path_factory.mktemp("held_out")
+    for seed, scene in ((9300, "indoor"), (9301, "outdoor")):
+        synthesize(root / f"seq_{seed}", frames=2, size=(128, 128), grid_dims=64, seed=seed,
+                   scene=scene, progress=False)
+    return root
+
+
+@pytest.fixture(scope="module")
+def result(held_out: Path) -> dict:
+    """evaluate_split of the shipped weights (found without a path) on the sequence."""
+    return evaluate_split(held_out, weights=None, progress=False,
+                          engine_overrides={"threads": 1})
+
+
+def test_shipped_weights_have_a_confidence_head() -> None:
+    cfg, _ = read_weights_config(default_weights_path("lite"))
+    assert cfg.confidence
+
+
+def test_shipped_weights_predict_metric_depth_and_occupancy(result: dict) -> None:
+    assert result["weights"] == str(default_weights_path("lite"))
+    assert result["frames"] == 4
+    assert result["depth"]["abs_rel"] < 0.3  # measured on the test split: README
+    assert result["depth"]["delta1"] > 0.6
+    assert result["occupancy"]["voxel_iou"] > 0.3
+
+
+def test_abs_rel_falls_as_the_confidence_threshold_rises(result: dict) -> None:
+    curve = result["sparsification"]
+    abs_rel = curve["abs_rel"]  # kept fractions 1.0, 0.9, ..., 0.1
+    assert curve["fractions"][0] == 1.0 and curve["fractions"][-1] == pytest.approx(0.1)
+    assert abs_rel[4] < abs_rel[0]  # half the pixels kept
+    assert abs_rel[-1] < 0.7 * abs_rel[0]  # the most confident tenth
+    rises = sum(b > a + 1e-6 for a, b in zip(abs_rel, abs_rel[1:]))
+    assert rises <= 1, abs_rel  # falls step after step (one small wobble tolerated)
+    assert curve["thresholds"] == sorted(curve["thresholds"])
