@@ -166,6 +166,44 @@ def cmd_eval_bag(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_slam(args: argparse.Namespace) -> int:
+    """The node's output into a SLAM consumer (KISS-ICP or Open3D RGB-D) over a bag, scored
+    against the bag's odometry; report, TUM trajectories, plot and meshes (slam/run.py)."""
+    from depth_any_view.bag.messages import BagError
+    from depth_any_view.model.weights import WeightsError
+    from depth_any_view.slam.run import RUN_LABELS, run_slam
+
+    overrides = {"device": args.device} if args.device else None
+    try:
+        result = run_slam(args.bag, args.report, backend=args.backend, depth=args.depth,
+                          params_file=args.params, weights=args.weights,
+                          random_init=args.random_init, parameters=overrides,
+                          slam_config=args.config, meshes=not args.no_mesh,
+                          progress=not args.quiet)
+    except (BagError, WeightsError) as exc:
+        print(f"depth-any-view slam: error: {exc}", file=sys.stderr)
+        return 2
+
+    def num(value: object, spec: str) -> str:
+        return "n/a" if value is None else format(value, spec)
+
+    for kind, run in result["runs"].items():
+        rpe = "  ".join(f"RPE {k} {num(v.get('translation_pct'), '.2f')} %"
+                        for k, v in (run.get("rpe_steady") or {}).items())
+        mesh = run.get("mesh") or {}
+        f5 = ((mesh.get("fscore") or {}).get("0.05") or {}).get("fscore")
+        print(f"{result['backend']} on {RUN_LABELS[kind]}: ATE "
+              f"{num((run.get('ate') or {}).get('rmse'), '.3f')} m  {rpe} (steady)  jumps "
+              f"{num((run.get('jumps') or {}).get('count'), 'd')}  "
+              f"{num(run['time_ms']['median'], '.1f')} ms/set  Chamfer "
+              f"{num(mesh.get('chamfer_m'), '.3f')} m  F@5cm {num(f5, '.3f')}")
+    for t in result["targets"]:
+        met = {True: "met", False: "NOT met", None: "n/a"}[t["met"]]
+        print(f"target {met:>7}: {t['text']}")
+    print(f"report: {result['files']['markdown']}")
+    return 0
+
+
 def _csv(text: str) -> tuple[str, ...]:
     """'lite,paper' -> ('lite', 'paper')."""
     items = tuple(t.strip() for t in text.split(",") if t.strip())
@@ -339,6 +377,30 @@ def build_parser() -> argparse.ArgumentParser:
                    help="skip writing the node's outputs as an MCAP bag")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_eval_bag)
+
+    p = sub.add_parser("slam", help="feed the node's output to KISS-ICP / Open3D RGB-D "
+                       "odometry over a bag and score trajectory and mesh")
+    p.add_argument("bag", help="rosbag2 directory or .mcap / .db3 file (its /odom is the "
+                   "ground truth, never given to the consumer)")
+    p.add_argument("--report", required=True, help="report directory (created)")
+    p.add_argument("--backend", choices=["kiss-icp", "open3d-rgbd"], default="kiss-icp",
+                   help="consumer: KISS-ICP on the fused cloud, or Open3D RGB-D odometry "
+                   "per camera")
+    p.add_argument("--depth", choices=["predicted", "gt", "both"], default="both",
+                   help="depth fed to the consumer: the node's, the bag's ground truth, or "
+                   "both side by side")
+    p.add_argument("--params", default=None,
+                   help="node parameters YAML (default: config/depth_any_view.yaml)")
+    p.add_argument("--config", default=None,
+                   help="consumer settings YAML (default: config/slam.yaml)")
+    p.add_argument("--weights", default=None,
+                   help="safetensors weights (default: the parameters' / shipped ones)")
+    p.add_argument("--random-init", action="store_true",
+                   help="untrained network (checks the plumbing, not the figures)")
+    p.add_argument("--device", default=None, help="override the parameters' device")
+    p.add_argument("--no-mesh", action="store_true", help="skip the TSDF meshes")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_slam)
 
     p = sub.add_parser("bench", help="benchmarks: stages, network, scaling, DDS end to end")
     p.add_argument("--out", default="output/bench", help="output folder (bench.json, bench.md)")

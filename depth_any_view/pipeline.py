@@ -76,7 +76,7 @@ QUATERNION_TOLERANCE = 1e-3  # |q| of an odometry quaternion must be within this
 # view's arrival to the set's emission; total is the wall time of `process` (without it).
 STAGES = ("sync_wait", "decode", "preprocess", "forward", "postprocess", "points", "odometry",
           "fusion", "total")
-ODOMETRY_SOURCES = ("topic", "kiss_icp")  # where the pose for temporal fusion comes from
+ODOMETRY_SOURCES = ("topic", "kiss_icp", "open3d_rgbd")  # the pose for temporal fusion
 DROP_BAD_INPUT = "bad_input"  # fewer than min_cameras usable views
 DROP_INFERENCE = "inference_error"  # the network failed on the set
 SKIP_CAMERA_INFO = "camera_info"  # the camera's CameraInfo is unusable
@@ -128,7 +128,8 @@ class PipelineConfig:
     min_confidence: float = 0.0  # pixels whose depth confidence is below this become NaN in
     #                              the depth and are left out of the cloud and of carving
     odometry_source: str = "topic"  # 'topic': the odometry input (add_odometry); 'kiss_icp':
-    #                                 KISS-ICP on the set's own cloud (cameras-only odometry)
+    #   KISS-ICP on the set's own cloud; 'open3d_rgbd': Open3D RGB-D odometry per camera on
+    #   the set's images and depth (both cameras-only odometry; config/slam.yaml settings)
 
     def __post_init__(self) -> None:
         """Validate the fields that are not configs of their own (ValueError names them)."""
@@ -442,12 +443,15 @@ class Pipeline:
         self._odom_missing = False
         self._frame_warned: set[str] = set()  # cameras whose frame_id mismatch was logged
         self._confidence_warned = False  # min_confidence set for weights without confidence
-        self.visual_odometry = None  # KissIcpOdometry when odometry_source is kiss_icp
-        if cfg.odometry_source == "kiss_icp":
-            from depth_any_view.slam.odometry import KissIcpOdometry
+        self.visual_odometry: Any = None  # cameras-only odometry (odometry_source)
+        if cfg.odometry_source != "topic":
+            from depth_any_view.slam.odometry import KissIcpOdometry, RgbdOdometry
             from depth_any_view.slam.run import load_slam_config
 
-            self.visual_odometry = KissIcpOdometry(load_slam_config().kiss_icp)
+            slam = load_slam_config()
+            self.visual_odometry = (KissIcpOdometry(slam.kiss_icp)
+                                    if cfg.odometry_source == "kiss_icp"
+                                    else RgbdOdometry(slam.open3d_rgbd))
         names = cfg.camera_names
         self._counts: dict[str, Any] = {
             "images": {c: {"received": 0, "rejected": 0} for c in names},
@@ -797,22 +801,31 @@ class Pipeline:
 
     def _register(self, pred: Prediction, confident: np.ndarray | None,
                   result: PipelineResult) -> np.ndarray | None:
-        """T_odom_base of the set from KISS-ICP on its own base_link cloud (odometry_source
-        kiss_icp); None when registration fails (the set falls back as without odometry).
-        A stamp that does not increase (a looped bag) restarts the odometry and the map."""
-        pc = self.cfg.points
-        cloud = result.points
-        if not pc.enabled or pc.stride != 1 or pc.voxel_size > 0:  # KISS-ICP drifts about 2x
-            cloud = self._points(pred, confident, PointsConfig(stride=1))[0]  # on stride 2
+        """T_odom_base of the set from the cameras alone: KISS-ICP on its own base_link
+        cloud (kiss_icp) or Open3D RGB-D odometry on each camera's image and depth
+        (open3d_rgbd); None when registration fails (the set falls back as without
+        odometry). A stamp that does not increase (a looped bag) restarts the odometry
+        and, through the pose jump back to the identity, the map."""
+        from depth_any_view.slam.mesh import camera_view
+
         stamp_s = result.stamp_ns / 1e9
         vo = self.visual_odometry
         try:
             if vo.last_stamp is not None and stamp_s <= vo.last_stamp:
                 LOG.info("set stamp went back: the cameras-only odometry restarts")
-                vo.reset()  # the pose jump back to the identity resets the map too
-            return vo.register(cloud, stamp_s)
+                vo.reset()
+            if self.cfg.odometry_source == "open3d_rgbd":
+                views = [camera_view(n, o.rgb, o.depth, o.camera, self.rig[n].T_base_cam)
+                         for n, o in result.cameras.items()]
+                return vo.register(views, stamp_s)
+            pc = self.cfg.points
+            cloud = result.points
+            if not pc.enabled or pc.stride != 1 or pc.voxel_size > 0:  # KISS-ICP drifts
+                cloud = self._points(pred, confident, PointsConfig(stride=1))[0]  # 2x more
+            return vo.register(cloud, stamp_s)  # on the stride-2 cloud
         except (ValueError, RuntimeError) as exc:
-            self._error("odometry", f"KISS-ICP registration failed: {exc}")
+            self._error("odometry", f"cameras-only odometry ({self.cfg.odometry_source}) "
+                        f"failed: {exc}")
             return None
 
     def _fuse(self, pred: Prediction, stamp_ns: int, result: PipelineResult,
@@ -826,7 +839,7 @@ class Pipeline:
         """
         pose = None
         note = None
-        if self.cfg.odometry_source == "kiss_icp" and self.cfg.use_odometry:
+        if self.cfg.odometry_source != "topic" and self.cfg.use_odometry:
             pose = estimated
             if pose is None:
                 note = "cameras-only odometry failed: single-frame occupancy in base_link"

@@ -25,6 +25,7 @@ TINY_MODEL = {
     "layers": 2, "heads": 2, "token_stride": 16, "decoder_width": 16,
     "grid_dims": [8, 8, 8], "occ_channels": 4, "occ_hidden": 4, "occ_blocks": 1,
     "occ_fine_channels": 4, "occ_fine_kernel": 1, "plucker_frequencies": 2,
+    "confidence": True,
 }
 THREE = ["front", "back_left", "back_right"]
 

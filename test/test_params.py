@@ -303,6 +303,9 @@ def test_nav2_example_takes_points_and_grid() -> None:
     assert p["depth_any_view_grid"]["map_topic"] == "/depth_any_view/occupancy/grid"
     assert set(p["plugins"]) >= {"voxel_layer", "depth_any_view_grid"}
     assert p["global_frame"] == "odom" and p["robot_base_frame"] == "base_link"
+    node = cfg["depth_any_view"]["ros__parameters"]  # the confidence filter is on
+    assert 0.0 < node["min_confidence"] <= 1.0
+    assert all(P.check_value(k, v) is None for k, v in node.items())
 
 
 def test_rtabmap_example_names_depth_topics() -> None:

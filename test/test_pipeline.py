@@ -463,9 +463,9 @@ def test_min_confidence_masks_depth_points_and_carving(frames: list[Any],
     with pytest.raises(ValueError, match="min_confidence"):
         pipe.reconfigure(min_confidence=1.5)
     # weights without a confidence head cannot honour it: one warning, every pixel kept
-    plain = make(InferenceEngine(EngineConfig(random_init=True, model_overrides=dict(TINY),
-                                              device="cpu", warmup_iters=0, threads=1,
-                                              return_images=True)))
+    plain = make(InferenceEngine(EngineConfig(
+        random_init=True, model_overrides={**TINY, "confidence": False}, device="cpu",
+        warmup_iters=0, threads=1, return_images=True)))
     plain.reconfigure(min_confidence=0.5)
     with caplog.at_level("WARNING", logger="depth_any_view.pipeline"):
         r = plain.process(feed(plain, frames[0])[0])

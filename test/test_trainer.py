@@ -177,6 +177,9 @@ def test_fine_tuning_adds_a_confidence_head_that_learns(tiny_data, tiny_model_ya
     losses = [tuned.process_batch(batch)["confidence"] for _ in range(12)]
     assert losses[-1] < losses[0]  # the NLL falls: the scale learns the depth's error
     assert not torch.equal(tuned.model.depth_head.out_scale.bias, scale_before)
+    with pytest.raises(ConfigError, match="no confidence head"):
+        Trainer(make_cfg(tiny_data, tiny_model_yaml, tmp_path / "x", max_steps=1,
+                         loss={"confidence_weight": 0.1}))
     with pytest.raises(Exception, match="shares no tensor"):
         from depth_any_view.training.trainer import init_from_weights
         init_from_weights(torch.nn.Linear(2, 2), weights)

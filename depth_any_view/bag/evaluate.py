@@ -10,6 +10,11 @@ odometry, images in camera order, then ground truth) whatever the storage return
 sets they complete are processed after the whole group, so MCAP and sqlite3 copies of a bag
 evaluate identically.
 
+The feeding loop is `BagFeeder` (also behind `depth-any-view slam`, slam/run.py): it yields
+every processed `PipelineResult` with the ground truth of its stamp (`FedSet`), and
+`load_pipeline_config` turns a parameters file into the pipeline's configuration, so both
+commands run what the node runs.
+
 Topic names and every pipeline setting come from the node's parameters file
 (`config/depth_any_view.yaml`, section `depth_any_view: ros__parameters:`), so a user's
 remappings and settings apply. The camera extrinsics come from the bag's `/tf_static`
@@ -42,7 +47,7 @@ from __future__ import annotations
 import math
 import shutil
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -85,6 +90,7 @@ from depth_any_view.config import ConfigError, config_path, load_yaml
 from depth_any_view.geometry.camera import PinholeCamera
 from depth_any_view.geometry.grid import FREE, OCCUPIED, UNKNOWN, VoxelGrid
 from depth_any_view.geometry.rig import Rig, RigCamera
+from depth_any_view.mapping.fusion import ghost_voxels
 from depth_any_view.mapping.points import XYZP_DTYPE, to_xyzrgb
 from depth_any_view.pipeline import (
     STAGES,
@@ -94,6 +100,7 @@ from depth_any_view.pipeline import (
     height_colors,
     resolve_rig_file,
 )
+from depth_any_view.sync.approximate_time import SyncedSet
 from depth_any_view.training.metrics import (
     DEFAULT_BINS,
     DEPTH_METRICS,
@@ -102,12 +109,14 @@ from depth_any_view.training.metrics import (
     VoxelMetricAccumulator,
     bin_name,
 )
+from depth_any_view.training.sparsification import SparsificationAccumulator
 
 NODE_NAME = "depth_any_view"  # parameters file section
 PARAMETERS_FILE = "depth_any_view.yaml"  # the node's packaged parameters
 GT_WAIT_NS = 1_000_000_000  # record time a processed set waits for its ground truth
 GT_KEEP_NS = 3_000_000_000  # unclaimed ground truth recorded this long ago is dropped
 DISTANCE_BIN_M = 2.0  # width of the error-vs-distance bins, metres
+GHOST_MARGIN_VOXELS = 1  # a fused-occupied voxel this near a true surface is no ghost
 OUTPUT_BAG = "outputs"  # output bag directory inside the report directory
 RIG_TOLERANCE = (0.01, 0.01)  # metres, radians: bag /tf_static vs rig_file disagreement
 # Messages with one record time are fed in this order of roles (then camera order).
@@ -195,9 +204,39 @@ class NodeTopics:
                                   ("odom", "points", "voxels", "markers", "grid")})
 
 
+def load_pipeline_config(params_file: Path | str | None = None, *,
+                         weights: Path | str | None = None, random_init: bool = False,
+                         parameters: Mapping[str, Any] | None = None,
+                         ) -> tuple[PipelineConfig, NodeTopics, dict[str, Any], Path]:
+    """The pipeline configuration and topic names of a run over a bag.
+
+    Args:
+        params_file: the node's parameters YAML; None = the packaged
+            config/depth_any_view.yaml.
+        weights: a .safetensors file (its own model config is used); None = the
+            parameters' `weights` (empty: the shipped weights of `preset`).
+        random_init: random weights of the parameters' `preset` (plumbing checks only).
+        parameters: parameter values replacing the file's (e.g. {'device': 'cpu'}).
+
+    Returns:
+        (pipeline config, topic names, parameter values, parameters file path).
+
+    Raises:
+        ConfigError: the file is missing or malformed, or a value is invalid.
+    """
+    values, params_path = load_node_parameters(params_file)
+    values.update(parameters or {})
+    cfg = PipelineConfig.from_parameters(values)
+    if weights is not None:
+        cfg.engine = replace(cfg.engine, weights=str(weights), preset=None, random_init=False)
+    elif random_init:
+        cfg.engine = replace(cfg.engine, weights=None, random_init=True)
+    return cfg, NodeTopics.from_parameters(values, cfg.camera_names), values, params_path
+
+
 # ---------------------------------------------------------------------------- bag checks
 @dataclass
-class _Plan:
+class TopicPlan:
     """Which bag topic plays which role, and what the bag lacks (as notes)."""
 
     roles: dict[str, tuple[str, str]]  # topic -> (role, camera name or '')
@@ -212,7 +251,7 @@ def _topic_list(types: dict[str, str]) -> str:
     return ", ".join(f"{t} ({m})" for t, m in types.items()) or "no topics"
 
 
-def plan_topics(reader: BagReader, topics: NodeTopics) -> _Plan:
+def plan_topics(reader: BagReader, topics: NodeTopics) -> TopicPlan:
     """Map the bag's topics to roles; BagError when a camera topic is missing or mistyped.
 
     Camera images and CameraInfo are required for every configured camera; odometry and
@@ -240,7 +279,7 @@ def plan_topics(reader: BagReader, topics: NodeTopics) -> _Plan:
         raise BagError(f"bag {reader.path} has no messages on the camera image topics "
                        f"{', '.join(images)}; nothing to evaluate")
     roles: dict[str, tuple[str, str]] = {}
-    plan = _Plan(roles, [], False, False)
+    plan = TopicPlan(roles, [], False, False)
     for name in topics.camera_names:
         roles[topics.camera(name, topics.image)] = ("image", name)
         roles[topics.camera(name, topics.camera_info)] = ("camera_info", name)
@@ -464,19 +503,254 @@ class OutputBagWriter:
             self.writer = None
 
 
+# ---------------------------------------------------------------------------- feeding
+@dataclass
+class FedSet:
+    """One processed set of a bag with the bag's ground truth of its stamp (`BagFeeder`)."""
+
+    result: PipelineResult  # the pipeline's outputs (always `ok`: dropped sets are not fed)
+    synced: SyncedSet  # the synchronized set it was processed from
+    processed_ns: int  # bag record time (ns) at which the set was processed
+    depth_gt: dict[str, np.ndarray] = field(default_factory=dict)  # camera -> (H, W) float32
+    # metres along z, NaN = unknown: the ground truth stamped like that camera's image
+    # (cameras without one are absent)
+    occupancy_gt: np.ndarray | None = None  # (nx, ny, nz) uint8 FREE / OCCUPIED / UNKNOWN
+    # on the feeder's occupancy grid, None without it
+    odometry: np.ndarray | None = None  # (4, 4) T_odom_base of the bag's odometry at the
+    # set's stamp (Pipeline.odometry_at), None when the bag has none close enough
+    extra: Any = None  # what the `on_processed` callback returned for this set
+
+
+@dataclass
+class _Waiting:
+    """A processed set waiting for its ground truth."""
+
+    fed: FedSet
+    deadline_ns: int  # record time after which it goes on with the ground truth it has
+    depth_stamps: dict[str, int]  # camera -> image stamp of the depth ground truth expected
+
+
+ProcessedCallback = Callable[[PipelineResult, SyncedSet, int], Any]
+
+
+class BagFeeder:
+    """The one bag -> Pipeline loop, behind `eval-bag` and `slam` (see the module docstring).
+
+    Every message of the bag's planned topics goes, in record order and with the record
+    time as the clock, into the node's `Pipeline`: CameraInfo, images and odometry through
+    the node's own calls, then `poll` and `process`. `sets()` yields each processed set with
+    the ground truth of its stamp once that has arrived, or after GT_WAIT_NS of record time
+    with what has (at the end of the bag: at once), in processing order.
+
+    Whatever must be read from the pipeline right after a set is processed, before it sees
+    anything newer (the fused map, the outputs to record), goes into the `on_processed`
+    callback; its return value travels with the set as `FedSet.extra`. Sets the pipeline
+    drops are counted (`emitted` minus `processed`) and noted, not yielded.
+    """
+
+    def __init__(self, reader: BagReader, pipeline: Pipeline, topics: NodeTopics,
+                 plan: TopicPlan, *, notes: list[str] | None = None,
+                 occupancy_grid: VoxelGrid | None = None) -> None:
+        """Prepare the feeding of an open bag.
+
+        Args:
+            reader: the open bag.
+            pipeline: the node's pipeline to feed (configuration and rig of the run).
+            topics: the node's topic names.
+            plan: the bag's topics by role (`plan_topics`).
+            notes: a list that input problems are appended to (one line for the first of
+                each kind; `input_errors` counts them all); None = a new list.
+            occupancy_grid: collect the occupancy ground truth as labels on this grid;
+                None = leave it out.
+        """
+        self.reader, self.pipeline, self.topics, self.plan = reader, pipeline, topics, plan
+        self.notes: list[str] = notes if notes is not None else []
+        self.names = list(topics.camera_names)
+        self.occupancy_grid = occupancy_grid
+        self.occupancy_enabled = bool(plan.occupancy_gt and occupancy_grid is not None)
+        self.input_errors: dict[str, int] = {}
+        self.emitted = 0  # sets the synchronizer emitted
+        self.processed = 0  # sets the pipeline processed (each one is yielded)
+        counts = reader.message_counts()
+        self.frames_in_bag = max(counts.get(topics.camera(n, topics.image), 0)
+                                 for n in self.names)
+        # Ground truth by header stamp: (record time, array), until its set takes it.
+        self.gt_depth: dict[tuple[str, int], tuple[int, np.ndarray]] = {}  # (H, W) metres
+        self.gt_occ: dict[int, tuple[int, np.ndarray]] = {}  # (nx, ny, nz) labels
+        self._waiting: list[_Waiting] = []
+        self._on_processed: ProcessedCallback | None = None
+        self.rank = {r: i for i, r in enumerate(ROLE_ORDER)}
+        self.cam_rank = {n: i for i, n in enumerate(self.names)}
+
+    def note_error(self, key: str, message: str) -> None:
+        """Count an input error; the first of each kind becomes a note."""
+        if key not in self.input_errors:
+            self.notes.append(message)
+        self.input_errors[key] = self.input_errors.get(key, 0) + 1
+
+    def sets(self, *, progress: bool = False, desc: str = "bag",
+             on_processed: ProcessedCallback | None = None) -> Iterator[FedSet]:
+        """Feed the whole bag; yields each processed set with its ground truth.
+
+        Args:
+            progress: show a progress bar over the bag's messages.
+            desc: the progress bar's label.
+            on_processed: called as on_processed(result, synced, record_ns) right after
+                each set is processed; its return value becomes `FedSet.extra`.
+        """
+        topics = list(self.plan.roles)
+        counts = self.reader.message_counts()
+        bar = tqdm(total=sum(counts.get(t, 0) for t in topics), desc=desc, unit="msg",
+                   disable=not progress, dynamic_ncols=True)
+        self._on_processed = on_processed
+        group: list[Any] = []
+        last_ns = None
+        try:
+            for m in self.reader.messages(topics):
+                if group and m.log_ns != last_ns:
+                    yield from self._feed(group, last_ns)
+                    group = []
+                group.append(m)
+                last_ns = m.log_ns
+                bar.update(1)
+            if group:
+                yield from self._feed(group, last_ns)
+            self._process(self.pipeline.flush(last_ns), last_ns)
+            yield from self._settle(None)
+        finally:
+            bar.close()
+
+    def _feed(self, group: list[Any], now_ns: int) -> Iterator[FedSet]:
+        """One record time's messages in canonical order, then process and settle."""
+        roles = self.plan.roles
+        group = sorted(group, key=lambda m: (self.rank[roles[m.topic][0]],
+                                             self.cam_rank.get(roles[m.topic][1], -1)))
+        sets = []
+        for m in group:
+            role, cam = roles[m.topic]
+            if role == "image":
+                sets += self._image(cam, m)
+            elif role == "camera_info":
+                err = self.pipeline.add_camera_info(cam, stamp_to_ns(m.msg.header.stamp), m.msg)
+                if err is not None:
+                    self.note_error(f"camera_info/{cam}", f"{m.topic}: {err}")
+            elif role == "odom":
+                self._odometry(m)
+            elif role == "depth_gt":
+                self._depth_gt(cam, m)
+            else:
+                self._occupancy_gt(m)
+        sets += self.pipeline.poll(now_ns)
+        self._process(sets, now_ns)
+        yield from self._settle(now_ns)
+
+    def _image(self, cam: str, m: Any) -> list[Any]:
+        """Decode an image message and queue it in the pipeline (bag time = arrival)."""
+        try:
+            img = image_from_msg(m.msg)
+        except ValueError as exc:
+            self.note_error(f"image/{cam}", f"{m.topic} at {m.log_ns} ns: {exc}")
+            return []
+        return self.pipeline.add_image(cam, img.stamp_ns, img.array, m.log_ns,
+                                       encoding=img.encoding, frame_id=img.frame_id or None)
+
+    def _odometry(self, m: Any) -> None:
+        """Queue an odometry pose (validated by the pipeline)."""
+        p, q = m.msg.pose.pose.position, m.msg.pose.pose.orientation
+        err = self.pipeline.add_odometry(stamp_to_ns(m.msg.header.stamp),
+                                         ((p.x, p.y, p.z), (q.x, q.y, q.z, q.w)))
+        if err is not None:
+            self.note_error("odometry", f"{m.topic} at {m.log_ns} ns: {err}")
+
+    def _depth_gt(self, cam: str, m: Any) -> None:
+        """Keep a depth ground truth (metres, NaN unknown) until its set takes it."""
+        try:
+            img = image_from_msg(m.msg)
+            self.gt_depth[(cam, img.stamp_ns)] = (m.log_ns, img.depth_metres())
+        except ValueError as exc:
+            self.note_error(f"depth_gt/{cam}", f"{m.topic} at {m.log_ns} ns: {exc}")
+
+    def _occupancy_gt(self, m: Any) -> None:
+        """Keep occupancy labels on the grid; a cloud off the grid turns occupancy off."""
+        if not self.occupancy_enabled:
+            return
+        try:
+            cloud = cloud_from_msg(m.msg)
+            self.gt_occ[cloud.stamp_ns] = (m.log_ns, occupancy_from_points(
+                cloud.points, self.occupancy_grid))
+        except ValueError as exc:
+            self.occupancy_enabled = False
+            self.gt_occ.clear()
+            self.notes.append(f"{m.topic} cannot be read ({exc}); occupancy is not scored")
+
+    def _process(self, sets: list[Any], now_ns: int) -> None:
+        """Run the pipeline on each set, hand it to the callback and queue it."""
+        for synced in sets:
+            self.emitted += 1
+            result = self.pipeline.process(synced)
+            if not result.ok:
+                self.note_error(f"dropped/{result.dropped.split(':')[0]}",
+                                f"set at {synced.stamp_ns} ns dropped: {result.dropped}")
+                continue
+            extra = (None if self._on_processed is None
+                     else self._on_processed(result, synced, now_ns))
+            stamps = {n: o.stamp_ns for n, o in result.cameras.items()
+                      if n in self.plan.depth_gt_cameras}
+            self._waiting.append(_Waiting(FedSet(result, synced, now_ns, extra=extra),
+                                          now_ns + GT_WAIT_NS, stamps))
+            self.processed += 1
+
+    def _ready(self, item: _Waiting) -> bool:
+        """True when all the ground truth a set expects has arrived."""
+        if any((n, s) not in self.gt_depth for n, s in item.depth_stamps.items()):
+            return False
+        return not self.occupancy_enabled or item.fed.result.stamp_ns in self.gt_occ
+
+    def _complete(self, item: _Waiting) -> FedSet:
+        """The set with the ground truth it got (taken out of the stores)."""
+        fed = item.fed
+        for name, stamp in item.depth_stamps.items():
+            entry = self.gt_depth.pop((name, stamp), None)
+            if entry is not None:
+                fed.depth_gt[name] = entry[1]
+        entry = (self.gt_occ.pop(fed.result.stamp_ns, None) if self.occupancy_enabled
+                 else None)
+        fed.occupancy_gt = None if entry is None else entry[1]
+        fed.odometry = (self.pipeline.odometry_at(fed.result.stamp_ns) if self.plan.odometry
+                        else None)
+        return fed
+
+    def _settle(self, now_ns: int | None) -> Iterator[FedSet]:
+        """The sets whose ground truth is in (or overdue; None = end of bag)."""
+        keep, done = [], []
+        for item in self._waiting:
+            if now_ns is None or self._ready(item) or now_ns >= item.deadline_ns:
+                done.append(self._complete(item))
+            else:
+                keep.append(item)
+        self._waiting = keep
+        if now_ns is not None:  # ground truth nobody claimed within GT_KEEP_NS is dropped
+            old = now_ns - GT_KEEP_NS
+            for store in (self.gt_depth, self.gt_occ):
+                for key in [k for k, (t, _) in store.items() if t < old]:
+                    del store[key]
+        yield from done
+
+
 # ---------------------------------------------------------------------------- scoring
 @dataclass
 class _Pending:
-    """A processed set waiting for its ground truth."""
+    """What scoring needs of a processed set, taken when it was processed."""
 
     stamp_ns: int  # set stamp
-    deadline_ns: int  # record time after which it is scored with the ground truth it has
     depth: dict[str, tuple[int, np.ndarray]]  # camera -> (image stamp, (H, W) metres)
     single: np.ndarray | None  # (nx, ny, nz) float32 network probability on the eval grid
     observed: np.ndarray | None  # (nx, ny, nz) bool, voxels the network observed
     fused: np.ndarray | None  # (nx, ny, nz) float32 fused probability, NaN = unknown
     cameras: dict[str, PinholeCamera] = field(default_factory=dict)  # camera -> the
     # calibration of its input image (its CameraInfo), for the scale overlap
+    confidence: dict[str, np.ndarray] = field(default_factory=dict)  # camera -> (H, W)
+    # confidence registered with its depth (networks with a confidence head)
 
 
 def labels_from_probability(prob: np.ndarray, known: np.ndarray, occupied: float,
@@ -489,7 +763,7 @@ def labels_from_probability(prob: np.ndarray, known: np.ndarray, occupied: float
     return out
 
 
-def _image_camera(result: PipelineResult, synced: Any, name: str) -> PinholeCamera:
+def image_camera(result: PipelineResult, synced: Any, name: str) -> PinholeCamera:
     """The calibration of a camera's input image in a processed set (its CameraInfo)."""
     pred = result.prediction
     if pred is not None and pred.cameras_input is not None and name in pred.camera_names:
@@ -514,10 +788,10 @@ def _stage_stats(values: list[float]) -> dict[str, float]:
 
 
 class _Evaluation:
-    """One run: feeds the bag into the pipeline, scores, writes outputs; see the module."""
+    """One run: feeds the bag into the pipeline (BagFeeder), scores, writes outputs."""
 
     def __init__(self, reader: BagReader, pipeline: Pipeline, topics: NodeTopics,
-                 plan: _Plan, out_bag: OutputBagWriter | None, notes: list[str]) -> None:
+                 plan: TopicPlan, out_bag: OutputBagWriter | None, notes: list[str]) -> None:
         self.reader, self.pipeline, self.topics, self.plan = reader, pipeline, topics, plan
         self.out_bag, self.notes = out_bag, notes
         self.names = list(topics.camera_names)
@@ -525,7 +799,6 @@ class _Evaluation:
         self.occupied, self.free = fcfg.occupied_threshold, fcfg.free_threshold
         self.z_band = (fcfg.grid_z_min, fcfg.grid_z_max)
         self.eval_grid = self._eval_grid()
-        self.occ_enabled = plan.occupancy_gt
         hi = float(pipeline.engine.depth_range[1])
         edges = np.arange(0.0, hi, DISTANCE_BIN_M)
         self.fine_bins = [(float(a), float(a + DISTANCE_BIN_M)) for a in edges]
@@ -537,28 +810,21 @@ class _Evaluation:
         self.scale_acc = (ScaleStabilityAccumulator(plan.depth_gt_cameras)
                           if plan.depth_gt_cameras else None)
         self.gt_known = 0
-        # Ground truth by header stamp: (record time, array), until its set is scored.
-        self.gt_depth: dict[tuple[str, int], tuple[int, np.ndarray]] = {}  # (H, W) metres
-        self.gt_occ: dict[int, tuple[int, np.ndarray]] = {}  # (nx, ny, nz) labels
+        self.spars_acc = SparsificationAccumulator()  # AbsRel vs confidence (issue 10)
+        self.ghosts: list[int] = []  # per scored set: fused-occupied voxels free in truth
+        self.feeder = BagFeeder(reader, pipeline, topics, plan, notes=notes,
+                                occupancy_grid=self.eval_grid)
         self._grid_map: tuple[np.ndarray, np.ndarray] | None = None  # eval -> network grid
-        self.pending: list[_Pending] = []
         self.timings: list[dict[str, float]] = []
         self.valid = dict.fromkeys(self.names, 0)  # pixels with depth, per camera
         self.pixels = dict.fromkeys(self.names, 0)  # depth pixels, per camera
-        self.emitted = 0
         self.processed = 0
         self.scored_depth_sets = 0
         self.scored_occ_sets = 0
-        self.input_errors: dict[str, int] = {}
-        counts = reader.message_counts()
-        self.frames_in_bag = max(counts.get(topics.camera(n, topics.image), 0)
-                                 for n in self.names)
-        self.sample_index = self.frames_in_bag // 2
+        self.sample_index = self.feeder.frames_in_bag // 2
         self.sample: SamplePanel | None = None
         self.birds_eye: BirdsEye | None = None
         self._sample_pending: _Pending | None = None
-        self.rank = {r: i for i, r in enumerate(ROLE_ORDER)}
-        self.cam_rank = {n: i for i, n in enumerate(self.names)}
 
     def _eval_grid(self) -> VoxelGrid:
         """The ground truth's grid (bag metadata) when the bag has one, else the network's."""
@@ -572,124 +838,51 @@ class _Evaluation:
             return engine_grid
         return grid
 
-    def _note_error(self, key: str, message: str) -> None:
-        """Count an input error; the first of each kind becomes a report note."""
-        if key not in self.input_errors:
-            self.notes.append(message)
-        self.input_errors[key] = self.input_errors.get(key, 0) + 1
+    @property
+    def occ_enabled(self) -> bool:
+        """Occupancy is scored (the bag has readable occupancy ground truth)."""
+        return self.feeder.occupancy_enabled
 
-    # ------------------------------------------------------------------ feeding
+    @property
+    def emitted(self) -> int:
+        """Sets the synchronizer emitted."""
+        return self.feeder.emitted
+
+    @property
+    def frames_in_bag(self) -> int:
+        """Most images on one camera topic."""
+        return self.feeder.frames_in_bag
+
+    @property
+    def input_errors(self) -> dict[str, int]:
+        """Input errors by kind (the first of each is a note)."""
+        return self.feeder.input_errors
+
+    # ------------------------------------------------------------------ running
     def run(self, progress: bool) -> float:
-        """Feed every message; returns the wall time in seconds."""
-        topics = list(self.plan.roles)
-        counts = self.reader.message_counts()
-        bar = tqdm(total=sum(counts.get(t, 0) for t in topics), desc="eval-bag", unit="msg",
-                   disable=not progress, dynamic_ncols=True)
+        """Feed the bag (BagFeeder) and score every processed set; returns wall seconds."""
         t0 = time.perf_counter()
-        group: list[Any] = []
-        last_ns = None
-        try:
-            for m in self.reader.messages(topics):
-                if group and m.log_ns != last_ns:
-                    self._feed(group, last_ns)
-                    group = []
-                group.append(m)
-                last_ns = m.log_ns
-                bar.update(1)
-            if group:
-                self._feed(group, last_ns)
-            self._process(self.pipeline.flush(last_ns), last_ns)
-            self._settle(None)
-        finally:
-            bar.close()
+        for fed in self.feeder.sets(progress=progress, desc="eval-bag",
+                                    on_processed=self._processed):
+            self._score(fed)
         return time.perf_counter() - t0
 
-    def _feed(self, group: list[Any], now_ns: int) -> None:
-        """One record time's messages in canonical order, then process and score."""
-        roles = self.plan.roles
-        group = sorted(group, key=lambda m: (self.rank[roles[m.topic][0]],
-                                             self.cam_rank.get(roles[m.topic][1], -1)))
-        sets = []
-        for m in group:
-            role, cam = roles[m.topic]
-            if role == "image":
-                sets += self._image(cam, m)
-            elif role == "camera_info":
-                err = self.pipeline.add_camera_info(cam, stamp_to_ns(m.msg.header.stamp), m.msg)
-                if err is not None:
-                    self._note_error(f"camera_info/{cam}", f"{m.topic}: {err}")
-            elif role == "odom":
-                self._odometry(m)
-            elif role == "depth_gt":
-                self._depth_gt(cam, m)
-            else:
-                self._occupancy_gt(m)
-        sets += self.pipeline.poll(now_ns)
-        self._process(sets, now_ns)
-        self._settle(now_ns)
-
-    def _image(self, cam: str, m: Any) -> list[Any]:
-        """Decode an image message and queue it in the pipeline (bag time = arrival)."""
-        try:
-            img = image_from_msg(m.msg)
-        except ValueError as exc:
-            self._note_error(f"image/{cam}", f"{m.topic} at {m.log_ns} ns: {exc}")
-            return []
-        return self.pipeline.add_image(cam, img.stamp_ns, img.array, m.log_ns,
-                                       encoding=img.encoding, frame_id=img.frame_id or None)
-
-    def _odometry(self, m: Any) -> None:
-        """Queue an odometry pose (validated by the pipeline)."""
-        p, q = m.msg.pose.pose.position, m.msg.pose.pose.orientation
-        err = self.pipeline.add_odometry(stamp_to_ns(m.msg.header.stamp),
-                                         ((p.x, p.y, p.z), (q.x, q.y, q.z, q.w)))
-        if err is not None:
-            self._note_error("odometry", f"{m.topic} at {m.log_ns} ns: {err}")
-
-    def _depth_gt(self, cam: str, m: Any) -> None:
-        """Keep a depth ground truth (metres, NaN unknown) until its set is scored."""
-        try:
-            img = image_from_msg(m.msg)
-            self.gt_depth[(cam, img.stamp_ns)] = (m.log_ns, img.depth_metres())
-        except ValueError as exc:
-            self._note_error(f"depth_gt/{cam}", f"{m.topic} at {m.log_ns} ns: {exc}")
-
-    def _occupancy_gt(self, m: Any) -> None:
-        """Keep occupancy labels on the eval grid; a cloud off the grid disables scoring."""
-        if not self.occ_enabled:
-            return
-        try:
-            cloud = cloud_from_msg(m.msg)
-            self.gt_occ[cloud.stamp_ns] = (m.log_ns, occupancy_from_points(cloud.points,
-                                                                            self.eval_grid))
-        except ValueError as exc:
-            self.occ_enabled = False
-            self.gt_occ.clear()
-            self.notes.append(f"{m.topic} cannot be read ({exc}); occupancy is not scored")
-
     # ------------------------------------------------------------------ processing
-    def _process(self, sets: list[Any], now_ns: int) -> None:
-        """Run the pipeline on each set, write its outputs and queue it for scoring."""
-        for synced in sets:
-            self.emitted += 1
-            result = self.pipeline.process(synced)
-            if not result.ok:
-                self._note_error(f"dropped/{result.dropped.split(':')[0]}",
-                                 f"set at {synced.stamp_ns} ns dropped: {result.dropped}")
-                continue
-            self.timings.append(result.timings)
-            for name, out in result.cameras.items():
-                self.valid[name] += int(np.count_nonzero(np.isfinite(out.depth)))
-                self.pixels[name] += int(out.depth.size)
-            if self.out_bag is not None:
-                self.out_bag.write(result, self.pipeline)
-            # the sample: the set in the middle of the bag, or the last one if fewer came
-            is_sample = self.processed <= self.sample_index
-            item = self._pending(result, synced, is_sample, now_ns + GT_WAIT_NS)
-            if is_sample:
-                self._keep_sample(result, item)
-            self.pending.append(item)
-            self.processed += 1
+    def _processed(self, result: PipelineResult, synced: Any, now_ns: int) -> _Pending:
+        """Right after a set is processed: outputs, timings, and what scoring needs of it."""
+        self.timings.append(result.timings)
+        for name, out in result.cameras.items():
+            self.valid[name] += int(np.count_nonzero(np.isfinite(out.depth)))
+            self.pixels[name] += int(out.depth.size)
+        if self.out_bag is not None:
+            self.out_bag.write(result, self.pipeline)
+        # the sample: the set in the middle of the bag, or the last one if fewer came
+        is_sample = self.processed <= self.sample_index
+        item = self._pending(result, synced, is_sample)
+        if is_sample:
+            self._keep_sample(result, item)
+        self.processed += 1
+        return item
 
     def _network_index(self, grid: VoxelGrid) -> tuple[np.ndarray, np.ndarray]:
         """For every eval-grid voxel centre, its network-grid voxel (N, 3) and whether the
@@ -700,12 +893,13 @@ class _Evaluation:
             self._grid_map = (np.where(inside[:, None], idx, 0), inside)
         return self._grid_map
 
-    def _pending(self, result: PipelineResult, synced: Any, is_sample: bool,
-                 deadline_ns: int) -> _Pending:
+    def _pending(self, result: PipelineResult, synced: Any, is_sample: bool) -> _Pending:
         """What scoring needs of a result, taken now (the fused map keeps changing)."""
         depth = {n: (o.stamp_ns, o.depth) for n, o in result.cameras.items()
                  if n in self.plan.depth_gt_cameras}
-        cameras = {n: _image_camera(result, synced, n) for n in depth}
+        cameras = {n: image_camera(result, synced, n) for n in depth}
+        confidence = {n: result.cameras[n].confidence for n in depth
+                      if result.cameras[n].confidence is not None}
         single = observed = fused = None
         if self.occ_enabled or is_sample:
             pred = result.prediction
@@ -717,7 +911,7 @@ class _Evaluation:
                 fused = self.pipeline.fusion.sample(self.eval_grid, result.pose)
             else:
                 fused = np.full(dims, np.nan, dtype=np.float32)
-        return _Pending(result.stamp_ns, deadline_ns, depth, single, observed, fused, cameras)
+        return _Pending(result.stamp_ns, depth, single, observed, fused, cameras, confidence)
 
     def _keep_sample(self, result: PipelineResult, item: _Pending) -> None:
         """Arrays of the sample set for the panel and the bird's-eye view."""
@@ -736,50 +930,36 @@ class _Evaluation:
         self._sample_pending = item
 
     # ------------------------------------------------------------------ scoring
-    def _ready(self, item: _Pending) -> bool:
-        """True when all the ground truth an item expects has arrived."""
-        if any((n, s) not in self.gt_depth for n, (s, _) in item.depth.items()):
-            return False
-        return not self.occ_enabled or item.stamp_ns in self.gt_occ
-
-    def _settle(self, now_ns: int | None) -> None:
-        """Score the sets whose ground truth is in (or overdue; None = end of bag)."""
-        keep = []
-        for item in self.pending:
-            if now_ns is None or self._ready(item) or now_ns >= item.deadline_ns:
-                self._score(item)
-            else:
-                keep.append(item)
-        self.pending = keep
-        if now_ns is not None:  # ground truth nobody claimed within GT_KEEP_NS is dropped
-            old = now_ns - GT_KEEP_NS
-            for store in (self.gt_depth, self.gt_occ):
-                for key in [k for k, (t, _) in store.items() if t < old]:
-                    del store[key]
-
-    def _score(self, item: _Pending) -> None:
+    def _score(self, fed: FedSet) -> None:
         """Add one set's depth and occupancy errors to the accumulators."""
+        item: _Pending = fed.extra
         preds, gts = {}, {}
-        for name, (stamp, pred) in item.depth.items():
-            entry = self.gt_depth.pop((name, stamp), None)
-            if entry is None:
+        for name, (_, pred) in item.depth.items():
+            gt = fed.depth_gt.get(name)
+            if gt is None:
                 continue
-            gt = entry[1]
             if pred.shape != gt.shape:
-                self._note_error("depth_size", f"depth at {pred.shape} is compared with "
+                self.feeder.note_error("depth_size", f"depth at {pred.shape} is compared with "
                                  f"ground truth at {gt.shape} after nearest resampling")
                 pred = _resample_nearest(pred, gt.shape)
             preds[name], gts[name] = pred, gt
+            conf = item.confidence.get(name)
+            if conf is not None:
+                if conf.shape != gt.shape:
+                    conf = _resample_nearest(conf, gt.shape)
+                self.spars_acc.update(pred, gt, conf)
         if preds:
             self._score_depth(preds, gts)
             self._score_scale(item, preds, gts)
             self.scored_depth_sets += 1
-        entry = self.gt_occ.pop(item.stamp_ns, None) if self.occ_enabled else None
-        labels = None if entry is None else entry[1]
+        labels = fed.occupancy_gt
         if labels is not None:
             self.single_acc.update(item.single, labels, item.observed)
             known = np.isfinite(item.fused)
             self.fused_acc.update(np.nan_to_num(item.fused, nan=0.0), labels, known)
+            if known.any():
+                self.ghosts.append(ghost_voxels(item.fused, labels, self.occupied,
+                                                margin=GHOST_MARGIN_VOXELS))
             self.gt_known += int(np.count_nonzero(labels != UNKNOWN))
             self.scored_occ_sets += 1
         if item is self._sample_pending:
@@ -872,7 +1052,15 @@ class _Evaluation:
             m.pop("frames", None)
             m["coverage"] = m["known"] / self.gt_known if self.gt_known else math.nan
             out[key] = m
+        g = self.ghosts
+        out["fused"]["ghost_voxels"] = {
+            "per_set": list(g), "mean": float(np.mean(g)) if g else math.nan,
+            "max": max(g, default=0), "margin_voxels": GHOST_MARGIN_VOXELS}
         return out
+
+    def sparsification_result(self) -> dict[str, Any] | None:
+        """The confidence's sparsification curve (None without confidence or ground truth)."""
+        return self.spars_acc.compute() if self.spars_acc.conf_count.any() else None
 
 
 # ---------------------------------------------------------------------------- entry point
@@ -905,14 +1093,8 @@ def evaluate_bag(bag: Path | str, report_dir: Path | str, *, params_file: Path |
         WeightsError: the weights are missing, corrupt or do not fit.
     """
     bag, report_dir = Path(bag), Path(report_dir)
-    values, params_path = load_node_parameters(params_file)
-    values.update(parameters or {})
-    cfg = PipelineConfig.from_parameters(values)
-    if weights is not None:
-        cfg.engine = replace(cfg.engine, weights=str(weights), preset=None, random_init=False)
-    elif random_init:
-        cfg.engine = replace(cfg.engine, weights=None, random_init=True)
-    topics = NodeTopics.from_parameters(values, cfg.camera_names)
+    cfg, topics, values, params_path = load_pipeline_config(
+        params_file, weights=weights, random_init=random_init, parameters=parameters)
     notes: list[str] = []
     with BagReader(bag) as reader:
         plan = plan_topics(reader, topics)
@@ -939,7 +1121,8 @@ def evaluate_bag(bag: Path | str, report_dir: Path | str, *, params_file: Path |
     figures = FigureData(cameras=list(topics.camera_names), depth_curve=run.depth_curve(),
                          per_camera=_per_camera_figure(run, result),
                          sample=run.sample, birds_eye=run.birds_eye,
-                         scale=result["scale"])
+                         scale=result["scale"], sparsification=result["sparsification"],
+                         ghost_voxels=list(run.ghosts) or None)
     paths = write_report(result, figures, report_dir)
     out = to_jsonable(result)
     out["report_files"] = {k: str(v) for k, v in paths.items()}
@@ -1015,6 +1198,7 @@ def _result(run: _Evaluation, bag: Path, params_path: Path, rig_source: str, wal
         "depth": run.depth_result(),
         "occupancy": run.occupancy_result(),
         "scale": run.scale_result(),
+        "sparsification": run.sparsification_result(),
         "latency": {stage: _stage_stats([t[stage] for t in run.timings]) for stage in STAGES},
         "throughput": {"sets": n, "wall_s": wall, "sets_per_s": n / wall if wall > 0 else None,
                        "bag_duration_s": duration,
@@ -1026,5 +1210,6 @@ def _result(run: _Evaluation, bag: Path, params_path: Path, rig_source: str, wal
     }
 
 
-__all__ = ["BagError", "NodeTopics", "OutputBagWriter", "evaluate_bag", "load_node_parameters",
-           "plan_topics", "choose_rig", "labels_from_probability"]
+__all__ = ["BagError", "BagFeeder", "FedSet", "NodeTopics", "OutputBagWriter", "TopicPlan",
+           "evaluate_bag", "load_node_parameters", "load_pipeline_config", "plan_topics",
+           "choose_rig", "image_camera", "labels_from_probability"]

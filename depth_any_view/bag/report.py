@@ -32,12 +32,14 @@ import numpy as np
 from depth_any_view.data.preview import occupancy_topdown
 from depth_any_view.geometry.grid import VoxelGrid
 from depth_any_view.training.evaluate import plot_scale_over_time, scale_markdown
+from depth_any_view.training.sparsification import plot_sparsification, sparsification_markdown
 
 REPORT_JSON = "report.json"
 REPORT_MD = "report.md"
 FIGURES = {"error_vs_distance": "error_vs_distance.png", "per_camera": "per_camera.png",
            "sample_panel": "sample_panel.png", "birds_eye": "birds_eye.png",
-           "scale_over_time": "scale_over_time.png"}
+           "scale_over_time": "scale_over_time.png", "sparsification": "sparsification.png",
+           "ghost_voxels": "ghost_voxels.png"}
 MAX_REL_ERROR = 0.5  # colour scale end of the panel's relative error column
 _PNG_METADATA = {"Software": None}  # no library version in the file: same data, same bytes
 
@@ -79,6 +81,8 @@ class FigureData:
     birds_eye: BirdsEye | None = None
     scale: dict[str, Any] | None = None  # ScaleStabilityAccumulator.compute(), or None
     # without depth ground truth; its series' t is seconds from the bag start
+    sparsification: dict[str, Any] | None = None  # SparsificationAccumulator.compute()
+    ghost_voxels: list[int] | None = None  # per scored set, fused-occupied but truly free
 
 
 # ---------------------------------------------------------------------------- JSON
@@ -165,6 +169,9 @@ def report_markdown(result: dict[str, Any]) -> str:
         lines += ["## Depth", "", "No `depth_gt` topics in the bag: no depth errors.", ""]
     figures = result.get("figures") or {}
     lines += scale_markdown(result.get("scale"), figures.get("scale_over_time"))
+    if result.get("sparsification"):
+        lines += sparsification_markdown(result["sparsification"],
+                                         figures.get("sparsification"))
     occ = result.get("occupancy")
     if occ:
         lines += ["## Occupancy", "",
@@ -177,6 +184,13 @@ def report_markdown(result: dict[str, Any]) -> str:
             lines.append(f"| {key.replace('_', ' ')} | {_f(m['iou'])} | {_f(m['precision'])} "
                          f"| {_f(m['recall'])} | {_f(int(m['known']))} | "
                          f"{_f(m['coverage'])} |")
+        ghosts = occ["fused"].get("ghost_voxels")
+        if ghosts and ghosts["per_set"]:
+            lines += ["", f"Ghost voxels (occupied in the fused map, free in the ground truth, "
+                      f"more than {ghosts['margin_voxels']} voxel from a true surface): mean "
+                      f"{_f(ghosts['mean'], 1)}, max {ghosts['max']} per set."]
+            if figures.get("ghost_voxels"):
+                lines += ["", f"![ghost voxels]({figures['ghost_voxels']})"]
         lines.append("")
     else:
         lines += ["## Occupancy", "", "No `/ground_truth/occupancy` in the bag: no voxel "
@@ -199,7 +213,8 @@ def report_markdown(result: dict[str, Any]) -> str:
     thr = result["throughput"]
     lines += ["", f"{thr['sets']} sets in {thr['wall_s']:.2f} s: {_f(thr['sets_per_s'], 2)} "
               f"sets/s, {_f(thr['realtime_factor'], 2)}x the bag's real time.", ""]
-    others = {k: v for k, v in figures.items() if k != "scale_over_time"}  # linked above
+    linked = ("scale_over_time", "sparsification", "ghost_voxels")  # linked above
+    others = {k: v for k, v in figures.items() if k not in linked}
     if others:
         lines += ["## Figures", ""]
         lines += [f"![{name}]({file})" for name, file in others.items()]
@@ -361,7 +376,27 @@ def write_figures(data: FigureData, out_dir: Path) -> dict[str, str]:
         plot_scale_over_time(data.scale, out_dir / FIGURES["scale_over_time"],
                              xlabel="seconds from the bag start")
         written["scale_over_time"] = FIGURES["scale_over_time"]
+    if data.sparsification is not None and data.sparsification.get("pixels"):
+        plot_sparsification(data.sparsification, out_dir / FIGURES["sparsification"])
+        written["sparsification"] = FIGURES["sparsification"]
+    if data.ghost_voxels:
+        plot_ghost_voxels(data.ghost_voxels, out_dir / FIGURES["ghost_voxels"])
+        written["ghost_voxels"] = FIGURES["ghost_voxels"]
     return written
+
+
+def plot_ghost_voxels(ghosts: list[int], path: Path) -> Path:
+    """Ghost voxels (occupied in the fused map, free in the ground truth) per scored set."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7.0, 3.2))
+    ax.plot(np.arange(len(ghosts)), ghosts, "o-", markersize=3)
+    ax.set_xlabel("scored set")
+    ax.set_ylabel("ghost voxels")
+    ax.set_title(f"fused map: occupied voxels the ground truth says are free (mean "
+                 f"{np.mean(ghosts):.0f})", fontsize=9)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return _save(fig, path)
 
 
 def write_report(result: dict[str, Any], figures: FigureData, out_dir: Path) -> dict[str, Path]:

@@ -336,7 +336,7 @@ class DepthAnyViewNode(Node):
                 CameraInfo, s.camera_topic(name, s.camera_info_topic),
                 partial(self._on_camera_info, name), cam_qos))
         self._pub_odometry = None
-        if s.odometry_source == "kiss_icp":  # cameras-only odometry: /odom is not read
+        if s.odometry_source != "topic":  # cameras-only odometry: /odom is not read
             self._pub_odometry = self.create_publisher(Odometry, s.odometry_output_topic,
                                                        out_qos)
         else:

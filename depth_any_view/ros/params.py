@@ -115,7 +115,7 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     _p("odom_topic", "/odom", "Input nav_msgs/Odometry: pose of base_link in odom"),
     _p("odometry_output_topic", "/depth_any_view/odometry",
        "Output nav_msgs/Odometry (odom -> base_link, the set's stamp) when odometry_source "
-       "is kiss_icp"),
+       "is kiss_icp or open3d_rgbd"),
     _p("points_topic", "/depth_any_view/points",
        "Output PointCloud2 in base_link: x y z rgb (float32, PCL packing)"),
     _p("voxels_topic", "/depth_any_view/occupancy/voxels",
@@ -159,9 +159,11 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     _p("use_odometry", True,
        "Fuse occupancy over time in odom; false = single-frame occupancy in base_link"),
     _p("odometry_source", "topic",
-       "Pose for temporal fusion: topic (odom_topic) or kiss_icp (KISS-ICP on the node's own "
-       "fused cloud, published on odometry_output_topic; for robots without odometry)",
-       choices=("topic", "kiss_icp")),
+       "Pose for temporal fusion: topic (odom_topic), or cameras only (for robots without "
+       "odometry; published on odometry_output_topic): kiss_icp (KISS-ICP on the node's "
+       "fused cloud) or open3d_rgbd (Open3D RGB-D odometry per camera; more accurate on "
+       "predicted depth); settings in config/slam.yaml",
+       choices=("topic", "kiss_icp", "open3d_rgbd")),
     # ---------------------------------------------------------------- inference
     _p("weights", "",
        "Network weights (.safetensors); empty = the shipped weights of the preset"),

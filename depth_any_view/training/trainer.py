@@ -181,6 +181,11 @@ class Trainer:
             self.ddp_model = torch.nn.parallel.DistributedDataParallel(self.model,
                                                                        device_ids=ids)
         self.loss_cfg = LossConfig.from_dict(cfg.loss)
+        if self.loss_cfg.confidence_weight > 0 and not self.model_cfg.confidence:
+            raise ConfigError(f"loss 'confidence_weight' is {self.loss_cfg.confidence_weight} "
+                              f"but model '{cfg.model}' has no confidence head; add "
+                              "'confidence: true' to the model (or model_overrides) or set "
+                              "'loss.confidence_weight: 0'")
         self.amp_dtype = _autocast_dtype(cfg.amp, self.device)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
 

@@ -1,0 +1,13 @@
+"""SLAM integration: real consumers of the node's output, run and scored offline.
+
+- `trajectory`: Umeyama SE(3) alignment, ATE, RPE by travelled distance, tracking jumps,
+  TUM trajectory files (numpy only).
+- `odometry`: KISS-ICP on the fused base_link cloud and Open3D RGB-D odometry per camera,
+  each giving T_odom_base per set (their libraries are imported when built).
+- `mesh`: TSDF fusion of depth along a trajectory, Chamfer distance and F-score between
+  meshes, a headless picture of a mesh.
+- `run`: `depth-any-view slam` (`run_slam`): a bag through the node's pipeline
+  (bag/evaluate.py `BagFeeder`) into a consumer, predicted and ground-truth depth side by
+  side, with report.json / report.md, TUM files, plots and meshes; `load_slam_config`
+  reads config/slam.yaml.
+"""
