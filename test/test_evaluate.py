@@ -38,7 +38,7 @@ def work(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def network(work: Path) -> dict[str, Path]:
     """A tiny model config and its random weights (fixed seed; the occupancy output layer
     scaled so its probabilities are decided), written with the real save path."""
-    return write_tiny_network(work, tiny_model(grid_dims=[16, 16, 16]),
+    return write_tiny_network(work, tiny_model(grid_dims=[16, 16, 16], confidence=True),
                               occupancy_gain=OCCUPANCY_GAIN)
 
 
@@ -113,6 +113,13 @@ def test_evaluation_writes_every_report_file(evaluated: dict[str, dict[str, Any]
     for name in ("report.json", "report.md", *FIGURES.values()):
         assert (folder / name).is_file() and (folder / name).stat().st_size > 0, name
     assert set(r["figures"]) == set(FIGURES)
+    ghosts = r["occupancy"]["fused"]["ghost_voxels"]  # issue 10: per scored set
+    assert len(ghosts["per_set"]) == r["occupancy"]["sets_scored"] > 0
+    assert ghosts["max"] == max(ghosts["per_set"]) and ghosts["margin_voxels"] == 1
+    curve = r["sparsification"]  # the tiny network has a confidence head
+    assert curve["pixels"] > 0 and len(curve["abs_rel"]) == len(curve["fractions"])
+    text = (folder / "report.md").read_text()
+    assert "Ghost voxels" in text and "## Confidence: sparsification" in text
     on_disk = json.loads((folder / "report.json").read_text())
     assert scores(on_disk) == scores(r)
     assert r["sets"]["emitted"] == r["sets"]["processed"] == r["sets"]["complete"] == FRAMES
