@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 import random
+import threading
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -144,3 +145,49 @@ def stop_node(node: NodeProcess) -> int | None:
 def tail(log: Path, n: int = 40) -> str:
     """The last `n` lines of a log file (failure messages quote it)."""
     return log_tail(log, n)
+
+
+# ---------------------------------------------------------------------------- a test's graph
+class SpinningNode:
+    """An rclpy node of the test in a context of its own (on `domain_id`), spun by an
+    executor on a daemon thread once `start_spinning` is called: the robot side of the DDS tests.
+    Subclasses create their publishers and subscriptions, then call `start_spinning`."""
+
+    def __init__(self, name: str, domain_id: int) -> None:
+        import rclpy
+        from rclpy.node import Node
+
+        self.context = rclpy.Context()
+        rclpy.init(context=self.context, domain_id=int(domain_id))
+        self.node = Node(name, context=self.context)
+        self.executor: Any = None
+        self.thread: threading.Thread | None = None
+
+    def start_spinning(self) -> None:
+        """Spin the node on a daemon thread until `close`."""
+        from rclpy.executors import SingleThreadedExecutor
+
+        self.executor = SingleThreadedExecutor(context=self.context)
+        self.executor.add_node(self.node)
+        self.thread = threading.Thread(target=self._spin, daemon=True)
+        self.thread.start()
+
+    def _spin(self) -> None:
+        """Spin until the context shuts down."""
+        from rclpy.executors import ExternalShutdownException
+
+        try:
+            self.executor.spin()
+        except ExternalShutdownException:
+            pass
+
+    def close(self) -> None:
+        """Stop spinning, destroy the node and shut its context down."""
+        import rclpy
+
+        if self.executor is not None:
+            self.executor.shutdown(timeout_sec=2.0)
+        self.node.destroy_node()
+        rclpy.try_shutdown(context=self.context)
+        if self.thread is not None:
+            self.thread.join(timeout=5.0)

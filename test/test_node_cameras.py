@@ -33,6 +33,7 @@ import pytest
 from helpers import (
     OCCUPANCY_GAIN,
     ROOT,
+    SpinningNode,
     dds_env,
     ros_args,
     start_node,
@@ -85,18 +86,15 @@ def frames_of(rig: str) -> list[Any]:
                                 grid_dims=16))
 
 
-class Robot:
+class Robot(SpinningNode):
     """Camera drivers, odometry and the node's consumers in one rclpy node of the test."""
 
     def __init__(self, domain_id: int, cameras: list[str], frames: list[Any],
                  watched: list[str]) -> None:
         """Publish `cameras` of `frames`; subscribe to the outputs of the `watched` cameras
         and to the shared outputs and /diagnostics."""
-        import rclpy
         from diagnostic_msgs.msg import DiagnosticArray
         from nav_msgs.msg import OccupancyGrid, Odometry
-        from rclpy.executors import SingleThreadedExecutor
-        from rclpy.node import Node
         from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
         from sensor_msgs.msg import CameraInfo, Image, PointCloud2
         from visualization_msgs.msg import MarkerArray
@@ -108,9 +106,7 @@ class Robot:
         self.index = {name: frames[0].camera_names.index(name) for name in cameras}
         self.calib = {c: PinholeCamera(SIZE[0], SIZE[1], frames[0].K[i])
                       for c, i in self.index.items()}
-        self.context = rclpy.Context()
-        rclpy.init(context=self.context, domain_id=domain_id)
-        self.node = Node("fake_robot", context=self.context)
+        super().__init__("fake_robot", domain_id)
         self.lock = threading.Lock()
         self.received: dict[str, list[Any]] = defaultdict(list)
         self.published: dict[int, int] = {}  # stamp_ns -> frame index
@@ -131,18 +127,7 @@ class Robot:
         self.subs = {topic: self.node.create_subscription(
             t, topic, lambda m, topic=topic: self._store(topic, m),
             latched if topic.endswith("grid") else reliable) for topic, t in types.items()}
-        self.executor = SingleThreadedExecutor(context=self.context)
-        self.executor.add_node(self.node)
-        self.thread = threading.Thread(target=self._spin, daemon=True)
-        self.thread.start()
-
-    def _spin(self) -> None:
-        from rclpy.executors import ExternalShutdownException
-
-        try:
-            self.executor.spin()
-        except ExternalShutdownException:
-            pass
+        self.start_spinning()
 
     def _store(self, topic: str, msg: Any) -> None:
         with self.lock:
@@ -179,14 +164,6 @@ class Robot:
         """Messages received on `topic` so far."""
         with self.lock:
             return list(self.received[topic])
-
-    def close(self) -> None:
-        import rclpy
-
-        self.executor.shutdown(timeout_sec=2.0)
-        self.node.destroy_node()
-        rclpy.try_shutdown(context=self.context)
-        self.thread.join(timeout=5.0)
 
 
 def _wait(predicate: Callable[[], bool], timeout: float, what: str, proc: Any,

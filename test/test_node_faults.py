@@ -36,6 +36,7 @@ import pytest
 from helpers import (
     OCCUPANCY_GAIN,
     ROOT,
+    SpinningNode,
     dds_env,
     ros_args,
     start_node,
@@ -376,7 +377,7 @@ def test_diagnostics_give_a_level_and_message_for_every_fault() -> None:
 
 
 # ---------------------------------------------------------------------------- the fake robot
-class FakeRobot:
+class FakeRobot(SpinningNode):
     """Camera drivers, odometry, a /clock and the node's consumers, in one rclpy node.
 
     Sim time advances with the wall clock from SIM_START_NS; `jump_back` loops it like a
@@ -388,19 +389,14 @@ class FakeRobot:
     """
 
     def __init__(self, env: dict[str, str], images: np.ndarray, rig: Any) -> None:
-        import rclpy
         from diagnostic_msgs.msg import DiagnosticArray
         from nav_msgs.msg import OccupancyGrid, Odometry
-        from rclpy.executors import SingleThreadedExecutor
-        from rclpy.node import Node
         from rclpy.qos import QoSProfile, ReliabilityPolicy
         from rosgraph_msgs.msg import Clock
         from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 
         self.images, self.rig, self.K = images, rig, _intrinsics()
-        self.context = rclpy.Context()
-        rclpy.init(context=self.context, domain_id=int(env["ROS_DOMAIN_ID"]))
-        self.node = Node("fake_robot", context=self.context)
+        super().__init__("fake_robot", int(env["ROS_DOMAIN_ID"]))
         self.lock = threading.RLock()
         self.received: dict[str, list[tuple[float, Any]]] = defaultdict(list)
         self.modes: dict[str, str] = {}
@@ -429,19 +425,8 @@ class FakeRobot:
         self.subs = [self.node.create_subscription(
             t, topic, lambda m, topic=topic: self._store(topic, m), reliable)
             for topic, t in types.items()]
-        self.executor = SingleThreadedExecutor(context=self.context)
-        self.executor.add_node(self.node)
-        self.thread = threading.Thread(target=self._spin, daemon=True)
-        self.thread.start()
+        self.start_spinning()
         self.timers: list[Any] = []
-
-    def _spin(self) -> None:
-        from rclpy.executors import ExternalShutdownException
-
-        try:
-            self.executor.spin()
-        except ExternalShutdownException:
-            pass
 
     def _store(self, topic: str, msg: Any) -> None:
         with self.lock:
@@ -578,14 +563,10 @@ class FakeRobot:
         return None
 
     def close(self) -> None:
-        import rclpy
-
+        """Cancel the timers, then stop spinning and shut down."""
         for t in self.timers:
             t.cancel()
-        self.executor.shutdown(timeout_sec=2.0)
-        self.node.destroy_node()
-        rclpy.try_shutdown(context=self.context)
-        self.thread.join(timeout=5.0)
+        super().close()
 
 
 def _values(status: Any) -> dict[str, str]:

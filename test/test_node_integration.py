@@ -33,6 +33,7 @@ import pytest
 from helpers import (
     OCCUPANCY_GAIN,
     ROOT,
+    SpinningNode,
     dds_env,
     ros_args,
     start_node,
@@ -122,15 +123,12 @@ def _encode(rgb: np.ndarray, encoding: str) -> np.ndarray:
     return (grey * 257).round().astype(np.uint16)  # mono16
 
 
-class FakeRobot:
+class FakeRobot(SpinningNode):
     """Camera drivers, odometry and the node's consumers, in one rclpy node of the test."""
 
     def __init__(self, env: dict[str, str], frames: list[Any]) -> None:
-        import rclpy
         from diagnostic_msgs.msg import DiagnosticArray
         from nav_msgs.msg import OccupancyGrid, Odometry
-        from rclpy.executors import SingleThreadedExecutor
-        from rclpy.node import Node
         from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
         from sensor_msgs.msg import CameraInfo, Image, PointCloud2
         from visualization_msgs.msg import MarkerArray
@@ -140,9 +138,7 @@ class FakeRobot:
 
         self.C = C
         self.frames = frames
-        self.context = rclpy.Context()
-        rclpy.init(context=self.context, domain_id=int(env["ROS_DOMAIN_ID"]))
-        self.node = Node("fake_robot", context=self.context)
+        super().__init__("fake_robot", int(env["ROS_DOMAIN_ID"]))
         self.lock = threading.Lock()
         self.received: dict[str, list[tuple[float, Any]]] = defaultdict(list)
         self.published: list[tuple[int, int]] = []  # (stamp_ns, frame index)
@@ -171,20 +167,8 @@ class FakeRobot:
         self.subs = [self.node.create_subscription(
             t, topic, lambda m, topic=topic: self._store(topic, m),
             latched if topic.endswith("grid") else reliable) for topic, t in types.items()]
-        self.executor = SingleThreadedExecutor(context=self.context)
-        self.executor.add_node(self.node)
-        self.thread = threading.Thread(target=self._spin, daemon=True)
-        self.thread.start()
+        self.start_spinning()
         self.timer = None
-
-    def _spin(self) -> None:
-        """Spin until the context shuts down."""
-        from rclpy.executors import ExternalShutdownException
-
-        try:
-            self.executor.spin()
-        except ExternalShutdownException:
-            pass
 
     def _store(self, topic: str, msg: Any) -> None:
         with self.lock:
@@ -245,14 +229,10 @@ class FakeRobot:
                     f"{tail(log)}")
 
     def close(self) -> None:
-        import rclpy
-
+        """Cancel the timers, then stop spinning and shut down."""
         if self.timer is not None:
             self.timer.cancel()
-        self.executor.shutdown(timeout_sec=2.0)
-        self.node.destroy_node()
-        rclpy.try_shutdown(context=self.context)
-        self.thread.join(timeout=5.0)
+        super().close()
 
 
 @pytest.fixture(scope="module")

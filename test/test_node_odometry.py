@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from helpers import dds_env, start_node, stop_node, tail
+from helpers import SpinningNode, dds_env, start_node, stop_node, tail
 
 from depth_any_view.slam.trajectory import detect_jumps, rpe
 
@@ -49,19 +49,14 @@ def frames() -> list[Any]:
                                 grid_dims=64))
 
 
-class Robot:
+class Robot(SpinningNode):
     """Six cameras and an odometry subscriber (no /odom publisher: none on this robot)."""
 
     def __init__(self, env: dict[str, str]) -> None:
-        import rclpy
         from nav_msgs.msg import Odometry
-        from rclpy.executors import SingleThreadedExecutor
-        from rclpy.node import Node
         from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 
-        self.context = rclpy.Context()
-        rclpy.init(context=self.context, domain_id=int(env["ROS_DOMAIN_ID"]))
-        self.node = Node("camera_only_robot", context=self.context)
+        super().__init__("camera_only_robot", int(env["ROS_DOMAIN_ID"]))
         self.lock = threading.Lock()
         self.odometry: OrderedDict[int, Any] = OrderedDict()  # stamp ns -> message
         self.voxel_frames: list[str] = []
@@ -73,18 +68,7 @@ class Robot:
             self.node.create_subscription(Odometry, "/depth_any_view/odometry", self._odom, 50),
             self.node.create_subscription(PointCloud2, "/depth_any_view/occupancy/voxels",
                                           self._voxels, 10)]
-        self.executor = SingleThreadedExecutor(context=self.context)
-        self.executor.add_node(self.node)
-        self.thread = threading.Thread(target=self._spin, daemon=True)
-        self.thread.start()
-
-    def _spin(self) -> None:
-        from rclpy.executors import ExternalShutdownException
-
-        try:
-            self.executor.spin()
-        except ExternalShutdownException:
-            pass
+        self.start_spinning()
 
     def _odom(self, msg: Any) -> None:
         from depth_any_view.ros.conversions import stamp_to_ns
@@ -106,14 +90,6 @@ class Robot:
             self.pub_info[cam].publish(C.camera_to_camera_info(
                 PinholeCamera(SIZE, SIZE, frame.K[v]), header))
             self.pub_image[cam].publish(C.array_to_image_msg(frame.images[v], "rgb8", header))
-
-    def close(self) -> None:
-        import rclpy
-
-        self.executor.shutdown(timeout_sec=2.0)
-        self.node.destroy_node()
-        rclpy.try_shutdown(context=self.context)
-        self.thread.join(timeout=5.0)
 
 
 @pytest.mark.parametrize("source", ["open3d_rgbd", "kiss_icp"])
