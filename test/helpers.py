@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 import random
+import subprocess
 import threading
 from collections.abc import Mapping
 from pathlib import Path
@@ -191,3 +192,22 @@ class SpinningNode:
         rclpy.try_shutdown(context=self.context)
         if self.thread is not None:
             self.thread.join(timeout=5.0)
+
+
+def run_nodes_to_exit(args: Mapping[str, list[str]], env: Mapping[str, str],
+                      timeout_s: float = 120.0) -> dict[str, tuple[int, str, str]]:
+    """Start one node per case with its command-line `args`, all at once (start-up
+    failures take seconds each), and collect (exit status, stdout, stderr) per case; a
+    node still running after `timeout_s` seconds is killed."""
+    procs = {name: subprocess.Popen(node_module_command(a), cwd=ROOT, env=dict(env),
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for name, a in args.items()}
+    results = {}
+    for name, proc in procs.items():
+        try:
+            out, err = proc.communicate(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            out, err = proc.communicate()
+        results[name] = (proc.returncode, out, err)
+    return results

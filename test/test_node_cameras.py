@@ -20,7 +20,6 @@ parameter check.
 from __future__ import annotations
 
 import functools
-import subprocess
 import threading
 import time
 from collections import defaultdict
@@ -32,10 +31,10 @@ import numpy as np
 import pytest
 from helpers import (
     OCCUPANCY_GAIN,
-    ROOT,
     SpinningNode,
     dds_env,
     ros_args,
+    run_nodes_to_exit,
     start_node,
     stop_node,
     tail,
@@ -43,7 +42,6 @@ from helpers import (
 )
 
 from depth_any_view.geometry.rig import load_rig
-from depth_any_view.ros.process import node_module_command
 
 SIZE = (32, 24)  # (width, height) pixels of the synthetic images
 N_FRAMES = 3  # distinct frames the robot cycles through
@@ -332,22 +330,15 @@ def test_too_many_or_unknown_cameras_end_the_node_with_one_line(tiny_network: di
                                 "the rig"),
     }
     env = dds_env()
-    procs = {name: subprocess.Popen(node_module_command(ros_args({**tiny_network, **params})),
-                                    cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                                    stderr=subprocess.PIPE, text=True)
-             for name, (params, _) in cases.items()}
+    results = run_nodes_to_exit({name: ros_args({**tiny_network, **params})
+                                 for name, (params, _) in cases.items()}, env)
     failures = []
-    for name, proc in procs.items():
-        try:
-            out, err = proc.communicate(timeout=120)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            out, err = proc.communicate()
+    for name, (code, out, err) in results.items():
         lines = [ln for ln in err.splitlines() if ln.strip()]
         expected = cases[name][1]
-        if not (proc.returncode == 2 and len(lines) == 1 and expected in lines[0]
+        if not (code == 2 and len(lines) == 1 and expected in lines[0]
                 and lines[0].startswith("depth_any_view: ")):
-            failures.append(f"{name}: exit {proc.returncode}, expected one line with "
+            failures.append(f"{name}: exit {code}, expected one line with "
                             f"{expected!r}; stderr:\n{err}\nstdout:\n{out}")
     assert not failures, "\n\n".join(failures)
 

@@ -21,8 +21,6 @@ from __future__ import annotations
 
 import random
 import re
-import subprocess
-import sys
 import threading
 import time
 from collections import defaultdict
@@ -35,10 +33,10 @@ import numpy as np
 import pytest
 from helpers import (
     OCCUPANCY_GAIN,
-    ROOT,
     SpinningNode,
     dds_env,
     ros_args,
+    run_nodes_to_exit,
     start_node,
     stop_node,
     tail,
@@ -123,24 +121,16 @@ def test_start_up_faults_exit_non_zero_with_one_clear_line(ros_env, tiny_network
                                            f"Couldn't parse params file: '--params-file "
                                            f"{bad_shape}'"),
     }
-    procs = {name: subprocess.Popen([sys.executable, "-m", "depth_any_view.ros.node", *args],
-                                    cwd=ROOT, env=ros_env, stdout=subprocess.PIPE,
-                                    stderr=subprocess.PIPE, text=True)
-             for name, (args, _) in cases.items()}
+    results = run_nodes_to_exit({name: args for name, (args, _) in cases.items()}, ros_env)
     failures = []
-    for name, proc in procs.items():
-        try:
-            out, err = proc.communicate(timeout=120)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            out, err = proc.communicate()
+    for name, (code, out, err) in results.items():
         lines = [ln for ln in err.splitlines() if ln.strip()]
         expected = cases[name][1]
-        ok = (proc.returncode == 2 and len(lines) == 1 and expected in lines[0]
+        ok = (code == 2 and len(lines) == 1 and expected in lines[0]
               and lines[0].startswith("depth_any_view: ") and "Traceback" not in out + err)
-        print(f"{name}: exit {proc.returncode}: {err.strip()}")
+        print(f"{name}: exit {code}: {err.strip()}")
         if not ok:
-            failures.append(f"{name}: exit {proc.returncode}, expected one line with "
+            failures.append(f"{name}: exit {code}, expected one line with "
                             f"{expected!r}; stderr:\n{err}\nstdout:\n{out}")
     assert not failures, "\n\n".join(failures)
 
