@@ -35,6 +35,7 @@ from typing import Any
 
 import rclpy
 from rclpy.context import Context
+from rclpy.duration import Duration
 from rclpy.node import Node
 from rclpy.publisher import Publisher
 from rclpy.qos import (
@@ -61,6 +62,7 @@ DEFAULT_DELAY_S = 1.0  # wait after creating publishers so subscribers discover 
 SENSOR_TYPES = frozenset({"sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage",
                           "sensor_msgs/msg/CameraInfo"})  # sensor-data QoS without metadata
 TF_STATIC = "/tf_static"
+FLUSH_TIMEOUT_S = 2.0  # at most this long for the last messages to leave before exiting
 DEFAULT_DEPTH = 10  # history depth without metadata (rclpy's usual publisher depth)
 MAX_LATCHED = 100  # transient-local history is at most this deep
 # rclcpp::ClockQoS: best effort, keep last 1 (what rclpy's TimeSource subscribes with).
@@ -323,6 +325,24 @@ class BagPlayer:
                 step = min(due_ns - now, 100_000_000)  # wake to notice stop_event
             time.sleep(step * 1e-9)
 
+    def flush(self, timeout_s: float = FLUSH_TIMEOUT_S) -> bool:
+        """Wait until every publisher has sent (best effort) or had acknowledged (reliable)
+        what it was given, at most `timeout_s` seconds in all; True when all did.
+
+        rmw_fastrtps publishes asynchronously by default: without this, the last messages
+        of a bag can still sit in the writer's queue when the node is destroyed, and a
+        subscriber never sees them.
+        """
+        deadline = time.monotonic() + timeout_s
+        publishers = [t.publisher for t in self.topics.values()]
+        if self.clock_pub is not None:
+            publishers.append(self.clock_pub)
+        done = True
+        for publisher in publishers:
+            left = max(deadline - time.monotonic(), 0.0)
+            done = publisher.wait_for_all_acked(Duration(nanoseconds=round(left * 1e9))) and done
+        return done
+
     def play(self, delay_s: float = DEFAULT_DELAY_S) -> ReplayStats:
         """Replay (each pass, or until `stop_event`); returns the statistics.
 
@@ -411,6 +431,9 @@ def replay(bag_path: Path | str, *, rate: float = 1.0, loop: bool = False,
             if wait_subscribers_s > 0.0:
                 player.wait_for_subscribers(wait_subscribers_s)
             stats = player.play(delay_s)
+            if not player.flush():
+                player.warn(f"replay: some messages were still unsent or unacknowledged "
+                            f"{FLUSH_TIMEOUT_S:g} s after the last one")
             print(stats.summary(bag.path, rate), flush=True)
             return 0
         except KeyboardInterrupt:
