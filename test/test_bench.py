@@ -18,6 +18,8 @@ import pytest
 
 from depth_any_view.bench import common
 from depth_any_view.bench.dds import DdsOptions, expected_groups, marker_expectation
+from depth_any_view.bench.odometry import SOURCES as ODOMETRY_SOURCES
+from depth_any_view.bench.odometry import bench_odometry
 from depth_any_view.bench.run import BenchOptions, evaluate_targets, run_bench
 from depth_any_view.bench.stages import MARKER_MAX_VOXELS, STAGES
 from depth_any_view.cli import build_parser, main
@@ -92,6 +94,14 @@ def _check_common(result: dict[str, Any], out: Path) -> None:
         assert table["growth"]["total"] is not None and math.isfinite(table["growth"]["total"])
         assert table["growth_text"]["total"] != "n/a"
 
+    odo = result["odometry"]
+    assert odo["frames"] == 4 and odo["image_size"] == [32, 32] and not odo["skipped"]
+    assert list(odo["rows"]) == list(ODOMETRY_SOURCES)
+    for source, summary in odo["rows"].items():
+        _positive(summary, source)
+    assert odo["rows"]["kiss_icp"]["points"] > 1000  # stride-1 cloud of six 32x32 views
+    assert odo["rows"]["open3d_rgbd"]["views"] == 6
+
     names = [t["name"] for t in result["targets"]]
     assert len(names) == 3 and all(t["text"] for t in result["targets"])
     assert result["targets"][0]["met"] in (True, False)
@@ -100,7 +110,8 @@ def _check_common(result: dict[str, Any], out: Path) -> None:
     js = json.loads((out / "bench.json").read_text())
     assert js["stages"]["cpu"]["stages"]["forward"]["median"] > 0
     md = (out / "bench.md").read_text()
-    for heading in ("## Targets", "## Per-stage latency", "## Network forward",
+    for heading in ("## Targets", "## Per-stage latency", "## Cameras-only odometry",
+                    "## Network forward",
                     "## Comparisons", "## Scaling", "## End to end over DDS", "## Memory"):
         assert heading in md
 
@@ -117,7 +128,7 @@ def test_quick_bench_without_dds(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_quick_bench_with_dds(tmp_path: Path) -> None:
     lines: list[str] = []
-    result = run_bench(_tiny(tmp_path, scaling=False), progress=lines.append)
+    result = run_bench(_tiny(tmp_path, scaling=False, odometry=False), progress=lines.append)
     dds = result["dds"]
     assert "error" not in dds, dds.get("log_tail")
     assert dds["node_exit_status"] == 0
@@ -280,6 +291,13 @@ def test_targets_say_by_how_much() -> None:
     assert dds["met"] is False and "missed by 2.0 Hz" in dds["text"]
     assert "delivered up to 2 Hz" in dds["text"]
     assert gpu["met"] is True and "40.0 Hz" in gpu["text"]
+
+
+def test_odometry_bench_refuses_bad_arguments() -> None:
+    with pytest.raises(ValueError, match="at least 2 frames"):
+        bench_odometry((64, 48), 0, (32, 32), repeats=1, frames=1)
+    with pytest.raises(ValueError, match="unknown odometry source"):
+        bench_odometry((64, 48), 0, (32, 32), repeats=1, frames=2, sources=("gps",))
 
 
 def test_cli_bench_arguments(capsys: pytest.CaptureFixture[str]) -> None:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from depth_any_view.bench.common import ms
+from depth_any_view.bench.odometry import SOURCE_LABELS
 from depth_any_view.bench.stages import STAGE_LABELS
 
 
@@ -110,6 +111,28 @@ def _stages(d: dict[str, Any]) -> list[str]:
     lines += _table(["stage", "what", "median ms", "p95 ms", "% of set"], rows)
     if d.get("skipped"):
         lines += ["", "Skipped: " + "; ".join(f"`{k}` ({v})" for k, v in d["skipped"].items())]
+    return lines
+
+
+def _odometry(o: dict[str, Any]) -> list[str]:
+    """The cameras-only odometry table (odometry_source other than topic)."""
+    if "skipped" in o or not o:
+        return [f"Not measured ({o.get('skipped', 'not run')})."]
+    h, w = o["image_size"]
+    lines = [f"What `odometry_source` adds to a set in the node (the default `topic` adds "
+             f"nothing but a pose lookup): `register` of one set after another along a "
+             f"{o['frames']}-frame synthetic drive (0.1 s apart), ground-truth depth at the "
+             f"network size {w}x{h}, settings of config/slam.yaml. Not part of the 'all but "
+             f"forward' sum above.", ""]
+    rows = []
+    for source, r in o["rows"].items():
+        work = f"{r['points']} points" if "points" in r else f"{r.get('views', '-')} views"
+        rows.append([f"`{source}`", SOURCE_LABELS.get(source, ""), work, ms(r["median"]),
+                     ms(r["p95"]), str(r["n"])])
+    lines += _table(["odometry_source", "what", "work per set", "median ms", "p95 ms",
+                     "runs"], rows)
+    if o.get("skipped"):
+        lines += ["", "Skipped: " + "; ".join(f"`{k}` ({v})" for k, v in o["skipped"].items())]
     return lines
 
 
@@ -264,7 +287,8 @@ def report_markdown(result: dict[str, Any]) -> str:
     lines += ["## Per-stage latency of one synchronized set", ""]
     for d in result.get("stages", {}).values():
         lines += _stages(d) + [""]
-    lines += ["## Network forward per preset, device and precision", ""]
+    lines += ["## Cameras-only odometry per set", ""] + _odometry(result.get("odometry", {}))
+    lines += ["", "## Network forward per preset, device and precision", ""]
     lines += ["Engine timings of `InferenceEngine.infer` (six views, random weights: speed "
               "does not depend on them); sets/s = 1 / total median; peak RSS is the "
               "process's during the measurement.", ""]

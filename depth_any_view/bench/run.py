@@ -51,6 +51,8 @@ class BenchOptions:
     scaling_sizes: tuple[int, ...] = (128, 192, 256, 384, 512)
     scaling_grids: tuple[int, ...] = (32, 48, 64, 96, 128)
     scaling_repeats: int = 2
+    odometry: bool = True  # time the cameras-only odometry sources (kiss_icp, open3d_rgbd)
+    odometry_frames: int = 10  # length of their synthetic drive
     dds: bool = True
     dds_rates: tuple[float, ...] = DEFAULT_RATES
     dds_step_s: float = 5.0
@@ -67,7 +69,7 @@ class BenchOptions:
         """A short run that exercises everything (a minute or two on a small CPU)."""
         base = cls(presets=("lite",), repeats=3, warmup=1, heavy_repeats=1,
                    scaling_views=(1, 3, 6), scaling_sizes=(128, 256), scaling_grids=(32, 64),
-                   scaling_repeats=1, dds_rates=(1.0, 2.0, 5.0), dds_step_s=2.0,
+                   scaling_repeats=1, odometry_frames=4, dds_rates=(1.0, 2.0, 5.0), dds_step_s=2.0,
                    dds_min_sets=3, dds_drain_s=2.0)
         return replace(base, **changes)
 
@@ -187,7 +189,8 @@ def run_bench(opts: BenchOptions, progress: Callable[[str], None] | None = None
         "command": opts.command or " ".join(sys.argv),
         "options": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(opts).items()},
         "machine": common.machine_info(devices), "ros_domain_id": domain_id,
-        "stages": {}, "forward": [], "comparisons": {}, "scaling": {}, "dds": {}, "notes": []}
+        "stages": {}, "odometry": {}, "forward": [], "comparisons": {}, "scaling": {}, "dds": {},
+        "notes": []}
     no_ros = ros_available()
     if no_ros:
         result["notes"].append(f"ROS stages and DDS skipped: {no_ros}")
@@ -218,6 +221,17 @@ def run_bench(opts: BenchOptions, progress: Callable[[str], None] | None = None
     finally:
         if publishers is not None:
             publishers.close()
+
+    # ---- cameras-only odometry (odometry_source kiss_icp / open3d_rgbd), CPU
+    if opts.odometry:
+        step(f"odometry: kiss_icp, open3d_rgbd on a {opts.odometry_frames}-frame drive")
+        from depth_any_view.bench.odometry import bench_odometry
+
+        result["odometry"] = bench_odometry(
+            size, opts.seed, next(iter(stage_engines.values())).image_size,
+            repeats=opts.repeats, warmup=opts.warmup, frames=opts.odometry_frames)
+    else:
+        result["odometry"] = {"skipped": "--skip-odometry"}
 
     # ---- the network per preset, device, precision
     for device in devices:
