@@ -110,6 +110,7 @@ def _check_common(result: dict[str, Any], out: Path) -> None:
     js = json.loads((out / "bench.json").read_text())
     assert js["stages"]["cpu"]["stages"]["forward"]["median"] > 0
     md = (out / "bench.md").read_text()
+    assert "| `kiss_icp` |" in md and "| `open3d_rgbd` |" in md  # the odometry table
     for heading in ("## Targets", "## Per-stage latency", "## Cameras-only odometry",
                     "## Network forward",
                     "## Comparisons", "## Scaling", "## End to end over DDS", "## Memory"):

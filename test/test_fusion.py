@@ -415,3 +415,35 @@ def test_probability_grid_is_a_snapshot_and_inputs_are_not_modified():
         fusion.update(*frame_volume(T), GRID, S + k * S // 10, T)
     np.testing.assert_array_equal(first.known, known)
     assert fusion.probability_grid().known.sum() > known.sum()
+
+
+@pytest.mark.parametrize("interp", ["trilinear", "nearest"])
+def test_planar_fast_path_equals_the_3d_resampling(monkeypatch, interp):
+    """Yaw-only poses (any z, off-lattice xy) take the separable z + 2D path; its map equals
+    the general 3D grid_sample's, update after update; a tilted pose takes the 3D path."""
+    import depth_any_view.mapping.fusion as fusion_module
+
+    grid = VoxelGrid((-6.4, -6.4, -0.8), (6.4, 6.4, 3.2), (32, 32, 40))  # 0.4 x 0.4 x 0.1
+    rng = np.random.default_rng(3)
+    cfg = FusionConfig.matching(grid, interpolation=interp, carve_free_space=False)
+    planar, general = OccupancyFusion(cfg), OccupancyFusion(cfg)
+    poses = [make_transform(rotz(0.37 * k), [0.13 * k, -0.07 * k, 0.031 * k])
+             for k in range(5)]
+    for k, T in enumerate(poses):
+        p = rng.random(grid.dims).astype(np.float32)
+        obs = rng.random(grid.dims) < 0.7
+        assert planar.update(p, obs, grid, S + k * S // 10, T).accepted
+        monkeypatch.setattr(fusion_module, "PLANAR_TILT_RAD", -1.0)  # never planar
+        assert general.update(p, obs, grid, S + k * S // 10, T).accepted
+        monkeypatch.undo()
+        a, b = planar.probability_grid(), general.probability_grid()
+        np.testing.assert_array_equal(a.known, b.known)
+        np.testing.assert_allclose(a.probability[a.known], b.probability[b.known],
+                                   atol=2e-5)
+    assert planar.planar_updates == 5 and general.planar_updates == 0
+    tilted = make_transform(rotz(0.1) @ np.array([[1.0, 0, 0], [0, np.cos(0.05),
+                                                               -np.sin(0.05)],
+                                                  [0, np.sin(0.05), np.cos(0.05)]]),
+                            [0.6, 0.0, 0.0])
+    planar.update(p, obs, grid, S + 6 * S // 10, tilted)
+    assert planar.planar_updates == 5

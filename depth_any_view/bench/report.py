@@ -116,7 +116,7 @@ def _stages(d: dict[str, Any]) -> list[str]:
 
 def _odometry(o: dict[str, Any]) -> list[str]:
     """The cameras-only odometry table (odometry_source other than topic)."""
-    if "skipped" in o or not o:
+    if "rows" not in o:
         return [f"Not measured ({o.get('skipped', 'not run')})."]
     h, w = o["image_size"]
     lines = [f"What `odometry_source` adds to a set in the node (the default `topic` adds "

@@ -37,9 +37,17 @@ query runs its torch ops with `FusionConfig.cpu_threads` intra-op threads (defau
 restores torch's setting afterwards. With torch's default of one thread per core, each of
 the ~20 elementwise ops of an update waits at a barrier for every core, which on a busy
 robot computer (or a 2-core machine running anything else) costs a scheduler time slice
-per op (8 ms instead of 20 us measured per 64^3 add under load). The resampling
-(`grid_sample` 3D) is single-threaded in torch anyway. Intermediate volumes are written
-into buffers kept between updates.
+per op (8 ms instead of 20 us measured per 64^3 add under load). Intermediate volumes are
+written into buffers kept between updates.
+
+Planar fast path: a ground robot's pose turns only about z (2D odometry gives exactly
+that). The network grid (base_link) and the map (odom) then share their z axis, so the
+trilinear (or nearest) resampling separates into a 1D interpolation along z, the same for
+every column, and one bilinear 2D `grid_sample` over x, y that treats the z samples of
+both channels as image channels, stored channels-last. Same values as the 3D
+`grid_sample` (to float rounding; the tests compare them) at a fraction of the cost on
+the CPU: a whole 64^3 update (trilinear, one thread) went from 11 ms to 5 ms. Poses tilted
+by more than PLANAR_TILT_RAD take the general 3D path.
 """
 
 from __future__ import annotations
@@ -64,6 +72,10 @@ P_CLAMP_MIN = 0.02  # accumulated belief is kept within [P_CLAMP_MIN, P_CLAMP_MA
 P_CLAMP_MAX = 0.98  # voxel can change its mind after about two contrary observations
 ODOM_FRAME = "odom"
 BASE_FRAME = "base_link"
+
+
+PLANAR_TILT_RAD = 1e-6  # a pose whose z axis tilts less than this uses the planar path
+#   (1e-6 rad moves a voxel 13 um at 12.8 m: far below any voxel)
 
 
 def logit(p: float) -> float:
@@ -237,6 +249,13 @@ class OccupancyGrid2D:
     stamp_ns: int | None  # stamp of the last integrated volume
 
 
+def _is_planar(T: np.ndarray) -> bool:
+    """True when T's rotation turns only about z (its z axis tilted < PLANAR_TILT_RAD)."""
+    R = T[:3, :3]
+    return bool(max(abs(R[2, 0]), abs(R[2, 1]), abs(R[0, 2]), abs(R[1, 2])) < PLANAR_TILT_RAD
+                and R[2, 2] > 0)
+
+
 def _rotation_angle(R: np.ndarray) -> float:
     """Angle in radians of a rotation matrix (3, 3)."""
     return float(np.arccos(np.clip((np.trace(R) - 1.0) / 2.0, -1.0, 1.0)))
@@ -349,6 +368,10 @@ class OccupancyFusion:
         self._grid_buf = torch.empty((3, *self.dims), dtype=torch.float32,
                                      device=self.device)
         self._src_buf: torch.Tensor | None = None  # (1, 2, nx, ny, nz) of the network grid
+        self._planar_buf: torch.Tensor | None = None  # (nx, ny, 2, Z) z-resampled source
+        self._planar_grid = torch.empty((1, *self.dims[:2], 2), dtype=torch.float32,
+                                        device=self.device)
+        self.planar_updates = 0  # updates that took the planar fast path (tests, stats)
         self._carve_buf = torch.empty(self.dims, dtype=torch.bool, device=self.device)
 
     # ------------------------------------------------------------------ state
@@ -595,15 +618,34 @@ class OccupancyFusion:
             src = self._src_buf = torch.empty((1, 2, *prob.shape), dtype=torch.float32,
                                               device=self.device)
         inc, weight_src = src[0, 0], src[0, 1]  # (nx, ny, nz) views into the buffer
-        torch.clamp(prob, self.config.p_min, self.config.p_max, out=inc)
-        inc.logit_().masked_fill_(~valid, 0.0)
         weight_src.copy_(valid)  # 1.0 observed, 0.0 not
+        torch.clamp(prob, self.config.p_min, self.config.p_max, out=inc)
+        # NaN (unobserved) -> 0.5 first, so that every increment is finite and x 0.0 zeroes
+        # the unobserved ones (a multiply is ~20x cheaper than masked_fill_ on the CPU)
+        inc.nan_to_num_(nan=0.5).logit_().mul_(weight_src)
         src_lower = np.asarray(grid.lower, dtype=np.float64)
         src_extent = np.asarray(grid.upper, dtype=np.float64) - src_lower
-        g = self._sampling_grid(np.linalg.inv(T_frame_base), src_lower, src_extent,
+        T_base_frame = np.linalg.inv(T_frame_base)
+        nearest = self.config.interpolation == "nearest"
+        if _is_planar(T_base_frame):
+            sampled = self._sample_planar(src[0], T_base_frame, src_lower, src_extent, nearest)
+            self.planar_updates += 1  # sampled: (2, Z, X, Y), so the map is viewed (Z, X, Y)
+            if nearest:
+                seen = sampled[1] > 0.5
+                step = sampled[0]
+            else:
+                weight = sampled[1]
+                seen = weight >= self.config.observed_fraction
+                step = sampled[0].div_(weight.clamp_min_(self.config.observed_fraction))
+                step.mul_(seen)  # finite (unobserved increments are 0): same as masked_fill
+            self._log_odds.permute(2, 0, 1).add_(step)
+            self._log_odds.clamp_(self._l_min, self._l_max)
+            self._known.permute(2, 0, 1).logical_or_(seen)
+            return int(seen.sum())
+        g = self._sampling_grid(T_base_frame, src_lower, src_extent,
                                 self._origin, np.asarray(self.dims) * self.voxel_size,
                                 self._axes, out=self._grid_buf)
-        if self.config.interpolation == "nearest":
+        if nearest:
             sampled = F.grid_sample(src, g, mode="nearest", padding_mode="zeros",
                                     align_corners=False)[0]  # (2, X, Y, Z)
             seen = sampled[1] > 0.5
@@ -620,6 +662,62 @@ class OccupancyFusion:
         self._log_odds.add_(step).clamp_(self._l_min, self._l_max)
         self._known |= seen
         return int(seen.sum())
+
+    def _sample_planar(self, src: torch.Tensor, T_base_frame: np.ndarray,
+                       src_lower: np.ndarray, src_extent: np.ndarray,
+                       nearest: bool) -> torch.Tensor:
+        """The 3D resampling of `src` (C, nx, ny, nz) at the map's voxel centres for a pose
+        that turns only about z: along z first (two taps, or one when nearest), into a
+        channels-last (nx, ny, C, Z) buffer, then one 2D `grid_sample` over x, y. Returns
+        (C, Z, X, Y) contiguous (note the order), the values of the 3D `grid_sample` with
+        zero padding."""
+        C, nx, ny, nz = src.shape
+        X, Y, Z = self.dims
+        # z: map voxel k sits at source index u_k (continuous, voxel centres at i + 0.5)
+        zc = self._origin[2] + (np.arange(Z) + 0.5) * self.voxel_size[2]
+        u = (zc + T_base_frame[2, 3] - src_lower[2]) / (src_extent[2] / nz) - 0.5
+        buf = self._planar_buf
+        if buf is None or tuple(buf.shape) != (nx, ny, C, Z):
+            buf = self._planar_buf = torch.empty((nx, ny, C, Z), dtype=torch.float32,
+                                                 device=self.device)
+        if nearest:
+            taps = [(np.rint(u).astype(np.int64), np.ones(Z))]
+        else:
+            k0 = np.floor(u).astype(np.int64)
+            w1 = u - k0
+            taps = [(k0, 1.0 - w1)] + ([(k0 + 1, w1)] if np.any(w1 > 1e-6) else [])
+        src_l = src.permute(1, 2, 0, 3)  # (nx, ny, C, nz) view
+        buf.zero_()
+        for k, w in taps:
+            inside = (k >= 0) & (k < nz)
+            if not inside.any():
+                continue
+            d = k - np.arange(Z)
+            lo, hi = int(np.argmax(inside)), int(Z - np.argmax(inside[::-1]))
+            if np.all(d == d[0]) and np.ptp(w[lo:hi]) < 1e-6:  # a shift (same z voxel)
+                part = src_l[..., lo + int(d[0]):hi + int(d[0])]
+                buf[..., lo:hi].add_(part, alpha=float(np.mean(w[lo:hi])))
+            else:  # voxel sizes differ along z: gather
+                w = np.where(inside, w, 0.0)
+                idx = torch.as_tensor(np.clip(k, 0, nz - 1), device=self.device)
+                wt = torch.as_tensor(w, dtype=torch.float32, device=self.device)
+                buf.add_(src_l.index_select(3, idx).mul_(wt))
+        # x, y: map voxel (i, j) at T_base_frame @ its centre, normalised to [-1, 1]
+        R = T_base_frame[:2, :2]
+        dst_extent = np.asarray(self.dims[:2]) * self.voxel_size[:2]
+        half = src_extent[:2] / 2.0
+        A = R * (dst_extent / 2.0)[None, :] / half[:, None]  # (2, 2)
+        c0 = self._origin[:2] + dst_extent / 2.0
+        b = (R @ c0 + T_base_frame[:2, 3] - src_lower[:2]) / half - 1.0
+        ax, ay = self._axes[0], self._axes[1]
+        g = self._planar_grid[0]  # (X, Y, 2): (W = source y, H = source x) for grid_sample
+        for out_c, row in ((0, 1), (1, 0)):
+            torch.add((A[row, 0] * ax + b[row])[:, None], (A[row, 1] * ay)[None, :],
+                      out=g[:, :, out_c])
+        image = buf.view(1, nx, ny, C * Z).permute(0, 3, 1, 2)  # (1, C*Z, nx, ny) chan.-last
+        out = F.grid_sample(image, self._planar_grid, mode="nearest" if nearest else
+                            "bilinear", padding_mode="zeros", align_corners=False)[0]
+        return out.view(C, Z, X, Y)
 
     # ------------------------------------------------------------------ queries
     def _probability(self) -> torch.Tensor:
