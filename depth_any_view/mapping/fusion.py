@@ -632,40 +632,30 @@ class OccupancyFusion:
         # NaN (unobserved) -> 0.5 first, so that every increment is finite and x 0.0 zeroes
         # the unobserved ones (a multiply is ~20x cheaper than masked_fill_ on the CPU)
         inc.nan_to_num_(nan=0.5).logit_().mul_(weight_src)
-        sampled = None if affine is None else self._sample_separable(affine, nearest)
-        if sampled is not None:  # (2, Z, X, Y): the map is viewed (Z, X, Y) to match
+        if affine is not None:  # sampled (2, Z, X, Y): the map is viewed (Z, X, Y) to match
             self.separable_updates += 1
-            if nearest:
-                seen = sampled[1] > 0.5
-                step = sampled[0]
-            else:
-                weight = sampled[1]
-                seen = weight >= self.config.observed_fraction
-                step = sampled[0].div_(weight.clamp_min_(self.config.observed_fraction))
-                step.mul_(seen)  # finite (unobserved increments are 0): same as masked_fill
-            self._log_odds.permute(2, 0, 1).add_(step)
-            self._log_odds.clamp_(self._l_min, self._l_max)
-            self._known.permute(2, 0, 1).logical_or_(seen)
-            return int(seen.sum())
-        g = self._sampling_grid(T_base_frame, src_lower, src_extent,
-                                self._origin, np.asarray(self.dims) * self.voxel_size,
-                                self._axes, out=self._grid_buf)
+            sampled = self._sample_separable(affine, nearest)
+            log_odds, known = self._log_odds.permute(2, 0, 1), self._known.permute(2, 0, 1)
+        else:
+            g = self._sampling_grid(T_base_frame, src_lower, src_extent,
+                                    self._origin, np.asarray(self.dims) * self.voxel_size,
+                                    self._axes, out=self._grid_buf)
+            sampled = F.grid_sample(src, g, mode="nearest" if nearest else "bilinear",
+                                    padding_mode="zeros", align_corners=False)[0]  # (2, X, Y, Z)
+            log_odds, known = self._log_odds, self._known
         if nearest:
-            sampled = F.grid_sample(src, g, mode="nearest", padding_mode="zeros",
-                                    align_corners=False)[0]  # (2, X, Y, Z)
             seen = sampled[1] > 0.5
             step = sampled[0]  # already 0 where unobserved
         else:
-            sampled = F.grid_sample(src, g, mode="bilinear", padding_mode="zeros",
-                                    align_corners=False)[0]  # (2, X, Y, Z)
             weight = sampled[1]
             seen = weight >= self.config.observed_fraction
             step = sampled[0].div_(weight.clamp_min_(self.config.observed_fraction))
-            step.masked_fill_(~seen, 0.0)
+            step.mul_(seen)  # finite (unobserved increments are 0): same as masked_fill_
         # The map's log-odds always lie in [l_min, l_max], so clamping every voxel only
         # changes the ones that just received a step.
-        self._log_odds.add_(step).clamp_(self._l_min, self._l_max)
-        self._known |= seen
+        log_odds.add_(step)
+        self._log_odds.clamp_(self._l_min, self._l_max)
+        known.logical_or_(seen)
         return int(seen.sum())
 
     def _separable_affine(self, T_base_frame: np.ndarray, src_dims: tuple[int, int, int],
