@@ -49,7 +49,7 @@ gather when it does). Without tilt it gives the values of the 3D `grid_sample` (
 rounding; the tests compare them); with a tilt the x, y of each voxel are taken at the
 column's mid-height, at most SEPARABLE_TOLERANCE_VOXELS of a source voxel off; poses
 tilted more take the general 3D path. A 64^3 update (trilinear, one thread) went from
-11 ms to 5 ms.
+11 ms to about 5 ms (no tilt) or 6.7 ms (the synthetic world's 0.0045 rad).
 """
 
 from __future__ import annotations
