@@ -857,7 +857,11 @@ class Pipeline:
             self._odom_missing = pose is None
         views = (DepthViews.from_prediction(pred, valid)
                  if self.fusion.config.carve_free_space else None)
-        status = self.fusion.update(pred.occupancy, pred.observed, pred.grid, stamp_ns, pose,
+        occupancy, observed = pred.occupancy, pred.observed
+        if (pred.occupancy_device is not None and pred.observed_device is not None
+                and pred.occupancy_device.device == self.fusion.device):
+            occupancy, observed = pred.occupancy_device, pred.observed_device  # no round trip
+        status = self.fusion.update(occupancy, observed, pred.grid, stamp_ns, pose,
                                     views=views)
         if status.reset_reason is not None:
             LOG.info("occupancy map reset: %s", status.reset_reason)

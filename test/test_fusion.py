@@ -475,3 +475,24 @@ def test_separable_fast_path_matches_the_3d_resampling(monkeypatch, interp):
     fast.update(smooth, obs, grid, S + 4 * S // 10,
                 make_transform(_tilt(0.0, 0.1), [0.9, 0.3, 0.0]))  # 5.7 deg: 3D path
     assert fast.separable_updates == 3
+
+
+def test_device_tensor_input_is_used_in_place_and_equals_numpy_input():
+    """The pipeline hands the engine's device tensors straight to a fusion on the same
+    device: a tensor input gives the same map as the numpy one (here on the CPU)."""
+    rng = np.random.default_rng(5)
+    p = rng.random(GRID.dims).astype(np.float32)
+    obs = rng.random(GRID.dims) < 0.6
+    cfg = FusionConfig.matching(GRID)
+    a, b = OccupancyFusion(cfg), OccupancyFusion(cfg)
+    for k in range(3):
+        a.update(p, obs, GRID, S + k * S // 10, pose(k))
+        b.update(torch.from_numpy(p), torch.from_numpy(obs), GRID, S + k * S // 10, pose(k))
+    np.testing.assert_array_equal(a.probability_grid().known, b.probability_grid().known)
+    np.testing.assert_array_equal(np.nan_to_num(a.probability_grid().probability),
+                                  np.nan_to_num(b.probability_grid().probability))
+    bad = p.copy()
+    bad[0, 0, 0] = 2.0
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):  # host tensors are still checked
+        b.update(torch.from_numpy(bad), torch.ones(GRID.dims, dtype=torch.bool), GRID,
+                 S + 5 * S // 10, pose(5))

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+import torch
 
 from depth_any_view.config import ConfigError
 from depth_any_view.geometry.camera import PinholeCamera
@@ -473,3 +474,25 @@ def test_min_confidence_masks_depth_points_and_carving(frames: list[Any],
     assert r.ok and all(c.confidence is None for c in r.cameras.values())
     assert sum("no confidence head" in m for m in caplog.messages) == 1
     assert PipelineConfig.from_parameters({"min_confidence": 0.25}).min_confidence == 0.25
+
+
+def test_fusion_takes_the_engines_device_tensors_when_on_its_device(
+        engine: InferenceEngine, frames: list[Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    """On CUDA the engine keeps the occupancy on the GPU (Prediction.occupancy_device) and
+    the pipeline fuses those tensors instead of uploading the host copy again. Here on the
+    CPU: a prediction carrying device tensors (all occupied) is fused from them, not from
+    its host arrays (all free)."""
+    real_infer = engine.infer
+
+    def infer(views: Any) -> Any:
+        pred = real_infer(views)
+        pred.occupancy = np.zeros_like(pred.occupancy)  # host copy: free everywhere
+        pred.occupancy_device = torch.ones(pred.occupancy.shape)  # "device": occupied
+        pred.observed_device = torch.ones(pred.observed.shape, dtype=torch.bool)
+        return pred
+
+    monkeypatch.setattr(engine, "infer", infer)
+    pipe = make(engine)
+    pipe.reconfigure(fusion={"carve_free_space": False})
+    r = pipe.process(feed(pipe, frames[0])[0])
+    assert r.ok and r.voxels.shape[0] > 0.9 * np.prod(pipe.fusion.dims)  # nearly every voxel

@@ -444,11 +444,15 @@ class InferenceEngine:
         depth = apply_depth_policy(out.depth[0], inp.valid, min_depth=lo, max_depth=hi,
                                    out_of_range=self.cfg.out_of_range)  # (V, h, w)
         copies = HostCopy(self.device)
+        occupancy = torch.sigmoid(out.occupancy_logits[0].float())  # (X, Y, Z)
+        observed = out.occupancy_observed[0].bool()  # (X, Y, Z)
         host: dict[str, Any] = {
             "depth": copies.add(depth),
-            "occupancy": copies.add(torch.sigmoid(out.occupancy_logits[0].float())),  # (X,Y,Z)
-            "observed": copies.add(out.occupancy_observed[0].bool()),  # (X, Y, Z)
+            "occupancy": copies.add(occupancy),
+            "observed": copies.add(observed),
         }
+        if copies.cuda:  # kept on the device for the fusion (not copies: no wait needed)
+            host["occupancy_device"], host["observed_device"] = occupancy, observed
         conf = None
         if getattr(out, "confidence", None) is not None:  # NaN where the depth is NaN
             conf = torch.where(torch.isfinite(depth), out.confidence[0].float(),
@@ -489,6 +493,8 @@ class InferenceEngine:
             pred.confidence = host["confidence"].numpy()
         if "confidence_input" in host:
             pred.confidence_input = [t.numpy() for t in host["confidence_input"]]
+        pred.occupancy_device = host.get("occupancy_device")
+        pred.observed_device = host.get("observed_device")
         return pred
 
 

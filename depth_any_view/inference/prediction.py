@@ -50,6 +50,9 @@ class Prediction:
     confidence: np.ndarray | None = None  # (V, h, w) float32 in (0, 1], NaN where depth is;
     #                                       None when the network has no confidence head
     confidence_input: list[np.ndarray] | None = None  # V arrays (H_i, W_i), input size
+    occupancy_device: torch.Tensor | None = None  # `occupancy` still on the engine's GPU (CUDA
+    #   only), so that a fusion on the same device takes it without a host round trip
+    observed_device: torch.Tensor | None = None  # `observed` likewise
 
     @property
     def num_views(self) -> int:

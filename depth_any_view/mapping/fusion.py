@@ -412,7 +412,9 @@ class OccupancyFusion:
 
         Args:
             probability: (nx, ny, nz) occupancy probabilities on `grid` (base_link); NaN
-                counts as unobserved.
+                counts as unobserved. Numpy or a tensor; a tensor on this map's GPU is used
+                in place (no copy) and, to keep the set free of host syncs, not checked for
+                values outside [0, 1] (they count as unobserved).
             observed: (nx, ny, nz) bool, True where the network saw the voxel.
             grid: the network's VoxelGrid in base_link.
             stamp_ns: stamp of the synchronized set, integer nanoseconds.
@@ -433,6 +435,7 @@ class OccupancyFusion:
             raise TypeError(f"stamp_ns must be an integer number of nanoseconds, "
                             f"got {stamp_ns!r}")
         stamp_ns = int(stamp_ns)
+        from_host = not isinstance(probability, torch.Tensor) or probability.device.type == "cpu"
         prob = torch.as_tensor(probability, device=self.device).float()
         obs = torch.as_tensor(observed, device=self.device).bool()
         if tuple(prob.shape) != grid.dims or tuple(obs.shape) != grid.dims:
@@ -480,7 +483,7 @@ class OccupancyFusion:
         n_carved = 0
         if views is not None and self.config.carve_free_space:
             n_carved = self._carve(views, T)
-        n_obs = self._integrate(prob, obs, grid, T)
+        n_obs = self._integrate(prob, obs, grid, T, check=from_host)
         self._last_stamp_ns = stamp_ns
         self._last_T = T
         self._counts["updates"] += 1
@@ -595,7 +598,7 @@ class OccupancyFusion:
         return out.permute(1, 2, 3, 0)[None]  # (1, X, Y, Z, 3)
 
     def _integrate(self, prob: torch.Tensor, obs: torch.Tensor, grid: VoxelGrid,
-                   T_frame_base: np.ndarray) -> int:
+                   T_frame_base: np.ndarray, check: bool = True) -> int:
         """Resample the volume's log-odds increments at map voxel centres and add them.
 
         The increment logit(clamp(p, p_min, p_max)) is formed on the network grid, then
@@ -604,7 +607,10 @@ class OccupancyFusion:
         volumes live in buffers kept between updates (same values as fresh tensors).
         """
         valid = obs & (prob >= 0) & (prob <= 1)  # NaN compares False: unobserved
-        if not torch.equal(valid, obs):
+        # The check reads the values on the host: on a GPU it would synchronise every set,
+        # so input already on a GPU (the engine's sigmoid) skips it (`check` False) and its
+        # out-of-range voxels count as unobserved. Host input (numpy, CPU tensors) is checked.
+        if check and not torch.equal(valid, obs):
             bad = obs & ~valid & ~torch.isnan(prob)
             if bool(bad.any()):
                 raise ValueError(f"probability must lie in [0, 1] (pass sigmoid(logits)), got "
