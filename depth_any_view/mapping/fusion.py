@@ -77,7 +77,7 @@ BASE_FRAME = "base_link"
 
 
 SEPARABLE_TOLERANCE_VOXELS = 0.1  # largest x / y error (source voxels) the separable
-#   resampling may make by ignoring the tilt's effect on x, y (0.01 rad for the lite grid)
+#   resampling may make by ignoring the tilt's effect on x, y (0.02 rad for the lite grid)
 
 
 def logit(p: float) -> float:
