@@ -11,15 +11,18 @@ export ROS_AUTOMATIC_DISCOVERY_RANGE := LOCALHOST
 export RMW_IMPLEMENTATION ?= rmw_fastrtps_cpp
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: setup test lint demo clean
+.PHONY: setup setup-test test lint demo clean
 
 setup:
 	@bash scripts/bootstrap.sh
 
+setup-test:
+	@bash scripts/bootstrap.sh --test
+
 lint: setup
 	$(BIN)/ruff check .
 
-test: setup
+test: setup-test
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest test
 

@@ -2,8 +2,11 @@
 # Set up everything depth_any_view needs on a fresh Debian machine with Python 3.11:
 # Debian packages, a virtual environment in .venv, the ROS 2 wheels, torch (CPU, pinned)
 # and the package itself (editable). Safe to run again: it does nothing when up to date.
+# `--test` also installs the test-only dependencies (requirements-test.txt; `make test`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+WITH_TEST=0
+if [ "${1:-}" = "--test" ]; then WITH_TEST=1; fi
 
 VENV=${VENV:-.venv}
 STAMP="$VENV/.installed"
@@ -35,9 +38,15 @@ if [ ${#missing[@]} -gt 0 ]; then
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
 fi
 
-hash_inputs() { cat requirements.txt setup.py setup.cfg | sha256sum | cut -d' ' -f1; }
-want=$(hash_inputs)
-if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want" ] && [ -x "$VENV/bin/python" ]; then
+hash_main=$(cat requirements.txt setup.py setup.cfg | sha256sum | cut -d' ' -f1)
+hash_test=$(cat requirements.txt setup.py setup.cfg requirements-test.txt | sha256sum \
+  | cut -d' ' -f1)
+want=$hash_main
+[ "$WITH_TEST" = 1 ] && want=$hash_test
+have=$(cat "$STAMP" 2>/dev/null || true)
+# Up to date: the same inputs, or (without --test) a venv that also has the test extras.
+if [ -x "$VENV/bin/python" ] && { [ "$have" = "$want" ] || { [ "$WITH_TEST" = 0 ] \
+    && [ "$have" = "$hash_test" ]; }; }; then
   exit 0
 fi
 
@@ -46,10 +55,17 @@ echo "bootstrap: creating $VENV with $("$PY" --version)"
 export PIP_DISABLE_PIP_VERSION_CHECK=1
 "$VENV/bin/python" -m pip install -q --upgrade pip 2>&1 | grep -v "^WARNING: Location" || true
 # torch is pinned to the CPU wheel (requirements.txt); an unpinned torch pulls a CUDA build.
-"$VENV/bin/python" -m pip install -q -r requirements.txt 2>&1 | grep -v "^WARNING: Location" || true
+reqs=(-r requirements.txt)
+[ "$WITH_TEST" = 1 ] && reqs+=(-r requirements-test.txt)  # one resolve: the pins hold
+"$VENV/bin/python" -m pip install -q "${reqs[@]}" 2>&1 | grep -v "^WARNING: Location" || true
 "$VENV/bin/python" -m pip install -q --no-deps --no-build-isolation -e . 2>&1 \
   | grep -v "^WARNING: Location" || true
 "$VENV/bin/python" -c "import torch, open3d, rosbags, rclpy, depth_any_view" \
   || { echo "bootstrap: the environment does not import; see the pip output above" >&2; exit 1; }
+if [ "$WITH_TEST" = 1 ]; then
+  "$VENV/bin/python" -c "import evo.core.metrics" \
+    || { echo "bootstrap: the test dependencies do not import; see the pip output above" >&2
+         exit 1; }
+fi
 echo "$want" > "$STAMP"
 echo "bootstrap: ready ($VENV)"
