@@ -194,7 +194,7 @@ class RgbdOdometrySettings:
     method: str = "color"  # 'color' (photometric) or 'hybrid' (photometric + depth)
     depth_min: float = 0.3  # metres; depth outside [depth_min, depth_max] is left out
     depth_max: float = 30.0
-    depth_diff_max: float = 0.05  # metres, largest depth difference of a correspondence
+    depth_diff_max: float = 0.1  # metres, largest depth difference of a correspondence
     iterations: tuple[int, ...] = (20, 10, 5)  # per pyramid level, coarse to fine
     inlier_m: float = 0.1  # metres: cameras this close to the median step are averaged
     min_cameras: int = 1  # fewer agreeing cameras: the step is a failure
