@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from depth_any_view.bench.common import time_call
-from depth_any_view.bench.workload import SCENE, _nearest_index
+from depth_any_view.bench.workload import SCENE, resample_views
 
 SOURCES = ("kiss_icp", "open3d_rgbd")
 SOURCE_LABELS = {
@@ -38,15 +38,11 @@ def _drive(frames: int, size: tuple[int, int], seed: int,
     from depth_any_view.data.synth import generate_frames
     from depth_any_view.geometry.camera import PinholeCamera
 
-    h, w = image_size
     out = []
     for f in generate_frames(frames=frames, size=tuple(size), seed=seed, scene=SCENE,
                              grid_dims=16):
-        rows, cols = _nearest_index(h, f.height), _nearest_index(w, f.width)
-        depth = np.ascontiguousarray(f.depth[:, rows][:, :, cols])
-        images = np.ascontiguousarray(f.images[:, rows][:, :, cols])
-        K = np.stack([PinholeCamera(f.width, f.height, f.K[i]).resized(w, h).K
-                      for i in range(f.num_views)])
+        cameras = [PinholeCamera(f.width, f.height, f.K[i]) for i in range(f.num_views)]
+        depth, K, images = resample_views(f.depth, f.images, cameras, image_size)
         out.append((tuple(f.camera_names), depth, images, K, np.asarray(f.T_base_cam)))
     return tuple(out)
 

@@ -11,6 +11,7 @@ voxel list and markers then have the sizes a trained network on a real scene giv
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from functools import lru_cache
 
@@ -83,13 +84,20 @@ def network_inputs(w: Workload, image_size: tuple[int, int]
                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Depth (V, h, w) metres, intrinsics (V, 3, 3) and images (V, h, w, 3) uint8 at the
     network's image size (h, w), resampled nearest from the workload."""
+    return resample_views(w.depth, w.images, w.cameras, image_size)
+
+
+def resample_views(depth: np.ndarray, images: np.ndarray, cameras: Sequence[PinholeCamera],
+                   image_size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Depth (V, H, W) metres, images (V, H, W, 3) and their cameras resampled (nearest) to
+    the network's image size (h, w): depth (V, h, w), intrinsics (V, 3, 3), images."""
     h, wd = int(image_size[0]), int(image_size[1])
-    H, W = w.depth.shape[1:]
+    H, W = depth.shape[1:]
     rows, cols = _nearest_index(h, H), _nearest_index(wd, W)
-    depth = np.ascontiguousarray(w.depth[:, rows][:, :, cols])  # (V, h, w)
-    images = np.ascontiguousarray(w.images[:, rows][:, :, cols])  # (V, h, w, 3)
-    K = np.stack([c.resized(wd, h).K for c in w.cameras])  # (V, 3, 3)
-    return depth, K, images
+    depth_n = np.ascontiguousarray(depth[:, rows][:, :, cols])  # (V, h, w)
+    images_n = np.ascontiguousarray(images[:, rows][:, :, cols])  # (V, h, w, 3)
+    K = np.stack([c.resized(wd, h).K for c in cameras])  # (V, 3, 3)
+    return depth_n, K, images_n
 
 
 def occupancy_volume(w: Workload, grid: VoxelGrid) -> tuple[np.ndarray, np.ndarray]:

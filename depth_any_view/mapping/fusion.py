@@ -251,6 +251,18 @@ class OccupancyGrid2D:
     stamp_ns: int | None  # stamp of the last integrated volume
 
 
+def _normalised_affine(T_src_dst: np.ndarray, src_lower: np.ndarray, src_extent: np.ndarray,
+                       dst_origin: np.ndarray, dst_extent: np.ndarray
+                       ) -> tuple[np.ndarray, np.ndarray]:
+    """(A (3, 3), b (3,)): a destination voxel at normalised coordinates n (per axis in
+    [-1, 1]) sits at A @ n + b in the source's normalised coordinates (x, y, z order)."""
+    R = T_src_dst[:3, :3]
+    A = R * (dst_extent / 2.0)[None, :] / (src_extent / 2.0)[:, None]
+    b = (R @ (dst_origin + dst_extent / 2.0) + T_src_dst[:3, 3] - src_lower) \
+        / (src_extent / 2.0) - 1.0
+    return A, b
+
+
 def _rotation_angle(R: np.ndarray) -> float:
     """Angle in radians of a rotation matrix (3, 3)."""
     return float(np.arccos(np.clip((np.trace(R) - 1.0) / 2.0, -1.0, 1.0)))
@@ -580,10 +592,7 @@ class OccupancyFusion:
         coordinate at a time into a (3, X, Y, Z) tensor (`out` when given: no allocation),
         returned as the (1, X, Y, Z, 3) view grid_sample reads through its strides.
         """
-        R = T_src_dst[:3, :3]
-        A = R * (dst_extent / 2.0)[None, :] / (src_extent / 2.0)[:, None]  # (3, 3)
-        c0 = dst_origin + dst_extent / 2.0
-        b = (R @ c0 + T_src_dst[:3, 3] - src_lower) / (src_extent / 2.0) - 1.0  # (3,)
+        A, b = _normalised_affine(T_src_dst, src_lower, src_extent, dst_origin, dst_extent)
         # grid_sample wants the source coordinates in (z, y, x) = (W, H, D) order.
         At = torch.as_tensor(A[::-1].copy(), dtype=torch.float32, device=self.device)
         bt = torch.as_tensor(b[::-1].copy(), dtype=torch.float32, device=self.device)
@@ -670,13 +679,10 @@ class OccupancyFusion:
         """(A (3, 3), b (3,)) with normalised source coordinates = A @ n_map + b (x, y, z;
         n_map in [-1, 1] per map axis, as in _sampling_grid) when the pose allows the
         separable resampling, else None (tilted more than SEPARABLE_TOLERANCE_VOXELS)."""
-        R, t = T_base_frame[:3, :3], T_base_frame[:3, 3]
-        dst_extent = np.asarray(self.dims) * self.voxel_size
-        half = src_extent / 2.0
-        A = R * (dst_extent / 2.0)[None, :] / half[:, None]
-        b = (R @ (self._origin + dst_extent / 2.0) + t - src_lower) / half - 1.0
+        A, b = _normalised_affine(T_base_frame, src_lower, src_extent, self._origin,
+                                  np.asarray(self.dims) * self.voxel_size)
         xy_error = max(abs(A[0, 2]) * src_dims[0], abs(A[1, 2]) * src_dims[1]) / 2.0
-        if R[2, 2] <= 0 or not xy_error <= SEPARABLE_TOLERANCE_VOXELS:
+        if T_base_frame[2, 2] <= 0 or not xy_error <= SEPARABLE_TOLERANCE_VOXELS:
             return None
         return A, b
 
