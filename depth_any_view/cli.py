@@ -273,6 +273,18 @@ def _add_world_args(p: argparse.ArgumentParser, frames: int) -> None:
     p.add_argument("--grid", type=int, default=64, help="occupancy grid voxels per axis (N^3)")
 
 
+def _add_pipeline_arguments(p: argparse.ArgumentParser) -> None:
+    """The options of a command that runs the node's pipeline over a bag (eval-bag, slam):
+    --params, --weights, --random-init, --device."""
+    p.add_argument("--params", default=None,
+                   help="node parameters YAML (default: config/depth_any_view.yaml)")
+    p.add_argument("--weights", default=None,
+                   help="safetensors weights (default: the parameters' / shipped ones)")
+    p.add_argument("--random-init", action="store_true",
+                   help="untrained network (checks the plumbing, not the figures)")
+    p.add_argument("--device", default=None, help="override the parameters' device")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with all subcommands."""
     parser = argparse.ArgumentParser(
@@ -367,13 +379,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("eval-bag", help="run the node's pipeline over a rosbag2 and report")
     p.add_argument("bag", help="rosbag2 directory or .mcap / .db3 file")
     p.add_argument("--report", required=True, help="report directory (created)")
-    p.add_argument("--params", default=None,
-                   help="node parameters YAML (default: config/depth_any_view.yaml)")
-    p.add_argument("--weights", default=None,
-                   help="safetensors weights (default: the parameters' / shipped ones)")
-    p.add_argument("--random-init", action="store_true",
-                   help="untrained network (checks the plumbing, not the figures)")
-    p.add_argument("--device", default=None, help="override the parameters' device")
+    _add_pipeline_arguments(p)
     p.add_argument("--no-output-bag", action="store_true",
                    help="skip writing the node's outputs as an MCAP bag")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -390,15 +396,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--depth", choices=["predicted", "gt", "both"], default="both",
                    help="depth fed to the consumer: the node's, the bag's ground truth, or "
                    "both side by side")
-    p.add_argument("--params", default=None,
-                   help="node parameters YAML (default: config/depth_any_view.yaml)")
+    _add_pipeline_arguments(p)
     p.add_argument("--config", default=None,
                    help="consumer settings YAML (default: config/slam.yaml)")
-    p.add_argument("--weights", default=None,
-                   help="safetensors weights (default: the parameters' / shipped ones)")
-    p.add_argument("--random-init", action="store_true",
-                   help="untrained network (checks the plumbing, not the figures)")
-    p.add_argument("--device", default=None, help="override the parameters' device")
     p.add_argument("--no-mesh", action="store_true", help="skip the TSDF meshes")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_slam)

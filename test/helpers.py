@@ -22,7 +22,7 @@ import os
 import random
 import subprocess
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -211,3 +211,30 @@ def run_nodes_to_exit(args: Mapping[str, list[str]], env: Mapping[str, str],
             out, err = proc.communicate()
         results[name] = (proc.returncode, out, err)
     return results
+
+
+def copy_bag(src: Path, dst: Path, keep: Callable[[str, int, int], bool]) -> Path:
+    """A copy (bag directory `dst`, storage file `<dst name>.mcap`, no custom metadata) of
+    a bag with the messages for which keep(topic, n, total) is true (n: the message's
+    index on its topic); topics without kept messages are left out."""
+    from rosbags.rosbag2 import Reader, StoragePlugin, Writer
+
+    from depth_any_view.bag.messages import default_typestore
+
+    ts = default_typestore()
+    with Reader(src) as reader:
+        seen: dict[str, int] = {}
+        chosen = []
+        for conn, t, raw in reader.messages():
+            n = seen.get(conn.topic, 0)
+            seen[conn.topic] = n + 1
+            if keep(conn.topic, n, conn.msgcount):
+                chosen.append((conn, t, raw))
+        with Writer(dst, version=9, storage_plugin=StoragePlugin.MCAP) as writer:
+            conns: dict[str, Any] = {}
+            for conn, t, raw in chosen:
+                if conn.topic not in conns:
+                    conns[conn.topic] = writer.add_connection(conn.topic, conn.msgtype,
+                                                              typestore=ts)
+                writer.write(conns[conn.topic], t, raw)
+    return dst

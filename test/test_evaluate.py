@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 import yaml
-from helpers import OCCUPANCY_GAIN, tiny_model, write_tiny_network
-from rosbags.rosbag2 import Reader, StoragePlugin, Writer
+from helpers import OCCUPANCY_GAIN, copy_bag, tiny_model, write_tiny_network
+from rosbags.rosbag2 import StoragePlugin, Writer
 
 from depth_any_view.bag.evaluate import evaluate_bag, load_node_parameters
 from depth_any_view.bag.messages import BagError, default_typestore
@@ -64,29 +63,6 @@ def bags(work: Path) -> dict[str, Path]:
         out[storage] = work / f"gt_{storage}"
         write_bag(out[storage], frames, storage=storage)
     return out
-
-
-def copy_bag(src: Path, dst: Path, keep: Callable[[str, int, int], bool]) -> Path:
-    """A copy (bag directory `dst`, storage file `<dst name>.mcap`, no custom metadata) of
-    an MCAP bag with the messages for which keep(topic, n, total) is true (n: the message's
-    index on its topic); topics without kept messages are left out."""
-    ts = default_typestore()
-    with Reader(src) as reader:
-        seen: dict[str, int] = {}
-        chosen = []
-        for conn, t, raw in reader.messages():
-            n = seen.get(conn.topic, 0)
-            seen[conn.topic] = n + 1
-            if keep(conn.topic, n, conn.msgcount):
-                chosen.append((conn, t, raw))
-        with Writer(dst, version=9, storage_plugin=StoragePlugin.MCAP) as writer:
-            conns: dict[str, Any] = {}
-            for conn, t, raw in chosen:
-                if conn.topic not in conns:
-                    conns[conn.topic] = writer.add_connection(conn.topic, conn.msgtype,
-                                                              typestore=ts)
-                writer.write(conns[conn.topic], t, raw)
-    return dst
 
 
 @pytest.fixture(scope="module")

@@ -11,10 +11,8 @@ from typing import Any
 import numpy as np
 import pytest
 import yaml
-from helpers import write_tiny_network
-from rosbags.rosbag2 import Reader, StoragePlugin, Writer
+from helpers import copy_bag, write_tiny_network
 
-from depth_any_view.bag.messages import default_typestore
 from depth_any_view.cli import main
 from depth_any_view.config import ConfigError
 from depth_any_view.slam.run import (
@@ -64,20 +62,9 @@ def setup(work: Path) -> dict[str, Any]:
             "frames": frames}
 
 
-def copy_bag(src: Path, dst: Path, drop: tuple[str, ...]) -> Path:
+def without_topics(src: Path, dst: Path, drop: tuple[str, ...]) -> Path:
     """An MCAP copy of a bag without the topics that contain any of `drop`."""
-    ts = default_typestore()
-    with Reader(src) as reader, Writer(dst, version=9,
-                                       storage_plugin=StoragePlugin.MCAP) as writer:
-        conns: dict[str, Any] = {}
-        for conn, t, raw in reader.messages():
-            if any(d in conn.topic for d in drop):
-                continue
-            if conn.topic not in conns:
-                conns[conn.topic] = writer.add_connection(conn.topic, conn.msgtype,
-                                                          typestore=ts)
-            writer.write(conns[conn.topic], t, raw)
-    return dst
+    return copy_bag(src, dst, lambda topic, n, total: not any(d in topic for d in drop))
 
 
 @pytest.fixture(scope="module")
@@ -149,7 +136,7 @@ def test_the_consumer_never_sees_the_bags_odometry(report: dict[str, Any],
                                                    setup: dict[str, Any], work: Path) -> None:
     # The same bag without /odom (and /tf): the consumer's trajectory is the same, only
     # the scores are missing.
-    bag = copy_bag(setup["bag"], work / "no_odom", drop=("/odom", "/tf"))
+    bag = without_topics(setup["bag"], work / "no_odom", drop=("/odom", "/tf"))
     r = run_slam(bag, work / "report_no_odom", depth="gt", params_file=setup["params"],
                  weights=setup["weights"], slam_config=setup["config"], meshes=False,
                  progress=False)
@@ -196,7 +183,7 @@ def test_missing_and_corrupt_bags_exit_2_with_one_line(setup: dict[str, Any], wo
 
 def test_depth_gt_on_a_bag_without_ground_truth_depth_says_what_to_do(
         setup: dict[str, Any], work: Path, capsys: Any) -> None:
-    bag = copy_bag(setup["bag"], work / "no_depth_gt", drop=("depth_gt",))
+    bag = without_topics(setup["bag"], work / "no_depth_gt", drop=("depth_gt",))
     rc = main(["slam", str(bag), "--report", str(work / "never2"), "--depth", "gt",
                "--params", str(setup["params"]), "--weights", str(setup["weights"]),
                "--quiet"])
