@@ -44,6 +44,14 @@ def init_distributed(device: torch.device) -> DistEnv:
     return DistEnv(rank=rank, local_rank=local, world_size=world)
 
 
+def barrier(env: DistEnv) -> None:
+    """Wait until every process gets here (no-op for a single process): at the end of
+    training, so that no rank leaves the group while rank 0 still writes its checkpoint
+    (a gloo rank that left early aborted at exit once in CI)."""
+    if env.enabled:
+        dist.barrier()
+
+
 def shutdown_distributed() -> None:
     """Leave the process group if one was joined."""
     if dist.is_available() and dist.is_initialized():

@@ -40,6 +40,7 @@ from depth_any_view.training.config import TrainConfig
 from depth_any_view.training.distributed import (
     DistEnv,
     all_reduce_mean,
+    barrier,
     init_distributed,
     select_device,
     shutdown_distributed,
@@ -474,6 +475,7 @@ class Trainer:
             self.save(self.out_dir / "last")
             if self._mlflow is not None:
                 self._mlflow.log_artifact(str(self.out_dir / "last" / "run_config.yaml"))
+            barrier(self.env)  # every rank leaves the group together (close)
         finally:
             if self._mlflow is not None:
                 self._mlflow.end_run()
