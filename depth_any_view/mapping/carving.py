@@ -198,7 +198,7 @@ def carve_mask(views: DepthViews, T_frame_base: np.ndarray, origin: np.ndarray,
     for a in range(3):
         keep &= (q[:, a] >= 0) & (q[:, a] < hi[a])
         index.add_(q[:, a], alpha=strides[a])
-    work[index.masked_fill_(~keep, float(n_vox)).long()] = False
+    work.index_fill_(0, index.masked_fill_(~keep, float(n_vox)).view(-1).long(), False)
     return out.copy_(work[:n_vox].view(dims))
 
 
@@ -228,7 +228,7 @@ def _sample_rays(walk: torch.Tensor, hi: list[float], strides: list[float], n_vo
             c = torch.addcmul(g[a, :, None], g[3 + a, :, None], k[None, :])
             index.add_(c.floor_().clamp_(0.0, hi[a] - 1.0), alpha=strides[a])
         index.masked_fill_(k[None, :] >= g[6, :, None], float(n_vox))
-        work[index.long().view(-1)] = True
+        work.index_fill_(0, index.view(-1).long(), True)  # cheaper than work[index] = True
 
 
 def _norm(xyz: torch.Tensor | tuple[torch.Tensor, ...]) -> torch.Tensor:
