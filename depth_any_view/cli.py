@@ -234,7 +234,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     changes: dict = {"out": Path(args.out), "devices": args.device,
                      "command": "depth-any-view " + " ".join(sys.argv[1:]),
                      "dds": not args.skip_dds, "scaling": not args.skip_scaling,
-                     "odometry": not args.skip_odometry,
+                     "odometry": not args.skip_odometry, "training": not args.skip_training,
                      "threads": args.threads, "size": args.size}
     if args.presets is not None:
         changes["presets"] = args.presets
@@ -412,6 +412,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--skip-scaling", action="store_true", help="no scaling tables")
     p.add_argument("--skip-odometry", action="store_true",
                    help="no cameras-only odometry table (kiss_icp, open3d_rgbd)")
+    p.add_argument("--skip-training", action="store_true",
+                   help="no training-step table (time, memory and FLOPs per step)")
     p.add_argument("--device", type=_csv, default=("auto",),
                    help="device(s), comma-separated: auto, cpu, cuda, cuda:N (default auto)")
     p.add_argument("--presets", type=_csv, default=None,

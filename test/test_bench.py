@@ -20,6 +20,7 @@ from depth_any_view.bench import common
 from depth_any_view.bench.dds import DdsOptions, expected_groups, marker_expectation
 from depth_any_view.bench.odometry import SOURCES as ODOMETRY_SOURCES
 from depth_any_view.bench.odometry import bench_odometry
+from depth_any_view.bench.training import bench_training_step, training_batch
 from depth_any_view.bench.run import BenchOptions, evaluate_targets, run_bench
 from depth_any_view.bench.stages import MARKER_MAX_VOXELS, STAGES
 from depth_any_view.cli import build_parser, main
@@ -102,6 +103,12 @@ def _check_common(result: dict[str, Any], out: Path) -> None:
     assert odo["rows"]["kiss_icp"]["points"] > 1000  # stride-1 cloud of six 32x32 views
     assert odo["rows"]["open3d_rgbd"]["views"] == 6
 
+    train = result["training"]["rows"]
+    assert [(r["preset"], r["batch_size"]) for r in train] == [("lite", 4)]  # the recipe's
+    _positive(train[0]["step_s"], "training step")
+    assert train[0]["image_size"] == [32, 32] and train[0]["grid_dims"] == [8, 8, 8]
+    assert train[0]["flops_per_step"] > 0 and train[0]["memory"]["peak_rss_mib"] > 0
+
     names = [t["name"] for t in result["targets"]]
     assert len(names) == 3 and all(t["text"] for t in result["targets"])
     assert result["targets"][0]["met"] in (True, False)
@@ -112,7 +119,7 @@ def _check_common(result: dict[str, Any], out: Path) -> None:
     md = (out / "bench.md").read_text()
     assert "| `kiss_icp` |" in md and "| `open3d_rgbd` |" in md  # the odometry table
     for heading in ("## Targets", "## Per-stage latency", "## Cameras-only odometry",
-                    "## Network forward",
+                    "## Training step", "## Network forward",
                     "## Comparisons", "## Scaling", "## End to end over DDS", "## Memory"):
         assert heading in md
 
@@ -129,7 +136,8 @@ def test_quick_bench_without_dds(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_quick_bench_with_dds(tmp_path: Path) -> None:
     lines: list[str] = []
-    result = run_bench(_tiny(tmp_path, scaling=False, odometry=False), progress=lines.append)
+    result = run_bench(_tiny(tmp_path, scaling=False, odometry=False, training=False),
+                       progress=lines.append)
     dds = result["dds"]
     assert "error" not in dds, dds.get("log_tail")
     assert dds["node_exit_status"] == 0
@@ -292,6 +300,21 @@ def test_targets_say_by_how_much() -> None:
     assert dds["met"] is False and "missed by 2.0 Hz" in dds["text"]
     assert "delivered up to 2 Hz" in dds["text"]
     assert gpu["met"] is True and "40.0 Hz" in gpu["text"]
+
+
+def test_training_step_counts_the_work_of_the_whole_batch() -> None:
+    """Twice the batch is twice the FLOPs of a step (the counter sees forward and backward
+    of every sample), and the recipe's autocast and batch are used unless overridden."""
+    one = bench_training_step("lite", "cpu", batch_size=1, overrides=TINY, repeats=1,
+                              warmup=0, threads=1)
+    two = bench_training_step("lite", "cpu", batch_size=2, overrides=TINY, repeats=1,
+                              warmup=0, threads=1, amp="off")
+    assert one["precision"] == "bf16" and two["precision"] == "fp32"  # train_lite.yaml: bf16
+    assert 1.8 < two["flops_per_step"] / one["flops_per_step"] < 2.2
+    assert one["parameters"] == two["parameters"] > 0 and one["views"] == 6
+    assert training_batch("lite", heavy=False) == 4 and training_batch("paper", heavy=True) == 1
+    with pytest.raises(ValueError, match="batch_size and repeats"):
+        bench_training_step("lite", "cpu", batch_size=0, overrides=TINY)
 
 
 def test_odometry_bench_refuses_bad_arguments() -> None:

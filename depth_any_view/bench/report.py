@@ -136,6 +136,38 @@ def _odometry(o: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _training(t: dict[str, Any]) -> list[str]:
+    """The training-step table (bench/training.py)."""
+    if "rows" not in t:
+        return [f"Not measured ({t.get('skipped', 'not run')})."]
+    lines = ["One optimizer step of `Trainer.process_batch` (forward under the recipe's "
+             "autocast, every loss, backward, clipping, AdamW) on a synthetic batch at the "
+             "preset's network size and grid. FLOPs: matrix multiplies, convolutions and "
+             "attention of one step, forward and backward (`torch.utils.flop_counter`); the "
+             "step time on another device is about FLOPs / the throughput it sustains. Peak "
+             "RSS is the process's during the timed steps (model, optimizer state, "
+             "activations); on CUDA the peak allocated memory is what the GPU must hold.", ""]
+    rows = []
+    for r in t["rows"]:
+        if "step_s" not in r:
+            rows.append([r["preset"], r["device"], "-", str(r["batch_size"]), "-", "-", "-",
+                         "-", "-", "-", f"not run: {r.get('error')}"])
+            continue
+        step = r["step_s"]["median"]
+        flops = r["flops_per_step"]
+        mem = r["memory"]
+        rows.append([r["preset"], r["device"], r["precision"], str(r["batch_size"]),
+                     f"{r['views']} x {r['image_size'][1]}x{r['image_size'][0]}, "
+                     + "x".join(str(v) for v in r["grid_dims"]),
+                     f"{step:.2f} / {r['step_s']['p95']:.2f}", _f(flops / 1e9, ".0f"),
+                     _f(flops / step / 1e9 if step > 0 else None, ".0f"),
+                     _mib(mem.get("peak_rss_mib")), _mib(mem.get("cuda_peak_allocated_mib")),
+                     f"{r['repeats']} (+{r['warmup']})"])
+    return lines + _table(["preset", "device", "precision", "batch", "views x network, grid",
+                           "step median / p95 s", "GFLOP per step", "GFLOP/s",
+                           "peak RSS MiB", "CUDA peak MiB", "runs (+warm-up)"], rows)
+
+
 def _forward(result: dict[str, Any]) -> list[str]:
     """Forward table."""
     rows = []
@@ -293,6 +325,8 @@ def report_markdown(result: dict[str, Any]) -> str:
               "does not depend on them); sets/s = 1 / total median; peak RSS is the "
               "process's during the measurement.", ""]
     lines += _forward(result) + [""]
+    lines += ["## Training step per preset and device", ""]
+    lines += _training(result.get("training", {})) + [""]
     lines += ["## Comparisons in the same run", ""] + _comparisons(result) + [""]
     lines += ["## Scaling", ""]
     sc = result.get("scaling", {})

@@ -53,6 +53,7 @@ class BenchOptions:
     scaling_repeats: int = 2
     odometry: bool = True  # time the cameras-only odometry sources (kiss_icp, open3d_rgbd)
     odometry_frames: int = 10  # length of their synthetic drive
+    training: bool = True  # one training step per preset and device (time, memory, FLOPs)
     dds: bool = True
     dds_rates: tuple[float, ...] = DEFAULT_RATES
     dds_step_s: float = 5.0
@@ -232,6 +233,28 @@ def run_bench(opts: BenchOptions, progress: Callable[[str], None] | None = None
             repeats=opts.repeats, warmup=opts.warmup, frames=opts.odometry_frames)
     else:
         result["odometry"] = {"skipped": "--skip-odometry"}
+
+    # ---- one training step per preset and device
+    if opts.training:
+        from depth_any_view.bench.training import bench_training_step, training_batch
+
+        rows = []
+        for device in devices:
+            for preset in opts.presets:
+                heavy = _heavy(preset, device)
+                batch = training_batch(preset, heavy)
+                step(f"training step: {preset} {device}, batch {batch}")
+                try:
+                    rows.append(bench_training_step(
+                        preset, device, batch_size=batch, overrides=opts.model_overrides,
+                        repeats=1 if heavy else max(1, min(opts.repeats, 5)),
+                        warmup=0 if heavy else 1, seed=opts.seed, threads=opts.threads))
+                except Exception as exc:  # noqa: BLE001 - e.g. out of memory: say so, go on
+                    rows.append({"preset": preset, "device": device, "batch_size": batch,
+                                 "error": f"{type(exc).__name__}: {exc}"})
+        result["training"] = {"rows": rows}
+    else:
+        result["training"] = {"skipped": "--skip-training"}
 
     # ---- the network per preset, device, precision
     for device in devices:
