@@ -229,12 +229,19 @@ def cmd_bench(args: argparse.Namespace) -> int:
     end to end over DDS; writes bench.json and bench.md (see BENCHMARKS.md)."""
     from depth_any_view.bench.run import BenchOptions, run_bench
 
+    from depth_any_view.inference.engine import COMPILE_MODES
+
     if args.repeats is not None and args.repeats < 1:
         raise ValueError(f"--repeats must be >= 1, got {args.repeats}")
+    unknown = [m for m in args.compile if m not in COMPILE_MODES]
+    if unknown:
+        raise ValueError(f"--compile modes must be among {', '.join(COMPILE_MODES)}, got "
+                         f"{', '.join(unknown)}")
     changes: dict = {"out": Path(args.out), "devices": args.device,
                      "command": "depth-any-view " + " ".join(sys.argv[1:]),
                      "dds": not args.skip_dds, "scaling": not args.skip_scaling,
                      "odometry": not args.skip_odometry, "training": not args.skip_training,
+                     "compile_modes": tuple(args.compile),
                      "threads": args.threads, "size": args.size}
     if args.presets is not None:
         changes["presets"] = args.presets
@@ -414,6 +421,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="no cameras-only odometry table (kiss_icp, open3d_rgbd)")
     p.add_argument("--skip-training", action="store_true",
                    help="no training-step table (time, memory and FLOPs per step)")
+    p.add_argument("--compile", type=_csv, default=(), metavar="MODES",
+                   help="also time the network under torch.compile in these modes, "
+                        "comma-separated: default, reduce-overhead (CUDA graphs), "
+                        "max-autotune (compiling takes about a minute per row on a CPU)")
     p.add_argument("--device", type=_csv, default=("auto",),
                    help="device(s), comma-separated: auto, cpu, cuda, cuda:N (default auto)")
     p.add_argument("--presets", type=_csv, default=None,

@@ -19,7 +19,9 @@ import pytest
 from depth_any_view.bench import common
 from depth_any_view.bench.dds import DdsOptions, expected_groups, marker_expectation
 from depth_any_view.bench.odometry import SOURCES as ODOMETRY_SOURCES
+from depth_any_view.bench.compare import compile_ratios, precision_ratios
 from depth_any_view.bench.odometry import bench_odometry
+from depth_any_view.bench.report import _precision_label
 from depth_any_view.bench.training import bench_training_step, training_batch
 from depth_any_view.bench.run import BenchOptions, evaluate_targets, run_bench
 from depth_any_view.bench.stages import MARKER_MAX_VOXELS, STAGES
@@ -300,6 +302,27 @@ def test_targets_say_by_how_much() -> None:
     assert dds["met"] is False and "missed by 2.0 Hz" in dds["text"]
     assert "delivered up to 2 Hz" in dds["text"]
     assert gpu["met"] is True and "40.0 Hz" in gpu["text"]
+    # a compiled row that is faster decides the GPU target, and says so
+    fast = {**result["forward"][0], "total_s": {"median": 0.02}, "hz": 50.0,
+            "compile_mode": "reduce-overhead", "compiled": True}
+    result["forward"].append(fast)
+    gpu = evaluate_targets(result, "lite")[2]
+    assert "50.0 Hz" in gpu["text"] and "reduce-overhead" in gpu["text"]
+
+
+def test_compile_rows_compare_with_eager_and_say_when_they_fell_back() -> None:
+    eager = {"preset": "lite", "device": "cpu", "precision": "fp32", "views": 6,
+             "forward_s": {"median": 0.10}}
+    compiled = {**eager, "forward_s": {"median": 0.125}, "compile_mode": "default",
+                "compiled": True, "build_and_warmup_s": 68.0}
+    fell_back = {**compiled, "precision": "bf16", "compiled": False}
+    rows = compile_ratios([eager, compiled, fell_back])
+    assert len(rows) == 1 and rows[0]["ratio"] == pytest.approx(0.8)  # slower: ratio < 1
+    assert rows[0]["project"] == "torch.compile (default)" and rows[0]["baseline"] == "eager"
+    assert precision_ratios([eager, compiled]) == []  # compiled rows never pose as eager
+    assert _precision_label(compiled) == "fp32 + compile (default; compiling 68 s)"
+    assert _precision_label(fell_back).endswith("fell back to eager")
+    assert _precision_label(eager) == "fp32"
 
 
 def test_training_step_counts_the_work_of_the_whole_batch() -> None:
@@ -332,5 +355,9 @@ def test_cli_bench_arguments(capsys: pytest.CaptureFixture[str]) -> None:
     assert args.repeats == 4 and args.rates == (1.0, 5.0) and args.size == (128, 96)
     assert main(["bench", "--repeats", "0", "--skip-dds"]) == 2
     assert "--repeats must be >= 1" in capsys.readouterr().err
+    args = build_parser().parse_args(["bench", "--compile", "default,reduce-overhead"])
+    assert args.compile == ("default", "reduce-overhead")
+    assert main(["bench", "--compile", "fastest", "--skip-dds"]) == 2
+    assert "--compile modes must be among default" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         build_parser().parse_args(["bench", "--rates", "fast"])

@@ -216,7 +216,7 @@ def precision_ratios(forward_rows: list[dict[str, Any]]) -> list[dict[str, Any]]
     """fp32 / bf16 forward ratios on the CPU per preset, from the forward table rows."""
     out = []
     by = {(r["preset"], r["device"], r["precision"]): r for r in forward_rows
-          if "forward_s" in r}
+          if "forward_s" in r and r.get("compile_mode") is None}
     for (preset, device, precision), r in by.items():
         if precision != "bf16" or not device.startswith("cpu"):
             continue
@@ -225,4 +225,23 @@ def precision_ratios(forward_rows: list[dict[str, Any]]) -> list[dict[str, Any]]
             continue
         out.append(_entry(f"network forward, preset {preset}, {r['views']} views, CPU",
                           r["forward_s"], fp32["forward_s"], "bf16 autocast", "fp32", None))
+    return out
+
+
+def compile_ratios(forward_rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Eager / torch.compile forward ratios per preset, device, precision and mode (rows
+    whose engine fell back to eager are left out)."""
+    eager = {(r["preset"], r["device"], r["precision"]): r for r in forward_rows
+             if "forward_s" in r and r.get("compile_mode") is None}
+    out = []
+    for r in forward_rows:
+        if "forward_s" not in r or not r.get("compiled"):
+            continue
+        base = eager.get((r["preset"], r["device"], r["precision"]))
+        if base is None:
+            continue
+        out.append(_entry(f"network forward, preset {r['preset']}, {r['views']} views, "
+                          f"{r['device']}, {r['precision']}", r["forward_s"],
+                          base["forward_s"], f"torch.compile ({r['compile_mode']})", "eager",
+                          None))
     return out

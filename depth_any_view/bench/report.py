@@ -168,18 +168,31 @@ def _training(t: dict[str, Any]) -> list[str]:
                            "peak RSS MiB", "CUDA peak MiB", "runs (+warm-up)"], rows)
 
 
+def _precision_label(r: dict[str, Any]) -> str:
+    """'fp32', or 'fp32 + compile (mode)' with what compiling cost (or that it fell back)."""
+    mode = r.get("compile_mode")
+    if mode is None:
+        return r["precision"]
+    if "compiled" not in r:
+        return f"{r['precision']} + compile ({mode})"
+    if not r["compiled"]:
+        return f"{r['precision']} + compile ({mode}): fell back to eager"
+    return (f"{r['precision']} + compile ({mode}; compiling "
+            f"{_f(r.get('build_and_warmup_s'), '.0f')} s)")
+
+
 def _forward(result: dict[str, Any]) -> list[str]:
     """Forward table."""
     rows = []
     for r in result.get("forward", []):
         if "total_s" not in r:
             why = r.get("skipped") or r.get("error")
-            rows.append([r["preset"], r["device"], r["precision"], "-", "-", "-", "-", "-",
-                         "-", "-", "-", "-", "-", f"not run: {why}"])
+            rows.append([r["preset"], r["device"], _precision_label(r), "-", "-", "-", "-",
+                         "-", "-", "-", "-", "-", "-", f"not run: {why}"])
             continue
         mem = r["memory"]
         rows.append([
-            r["preset"], r["device"], r["precision"],
+            r["preset"], r["device"], _precision_label(r),
             f"{r['views']} x {r['input_size'][0]}x{r['input_size'][1]}",
             f"{r['network_size'][0]}x{r['network_size'][1]}",
             "x".join(str(v) for v in r["grid_dims"]),

@@ -93,12 +93,12 @@ OUTPUT_TOPICS = {  # the node's default output topics (docs/DESIGN.md)
 
 def make_engine(preset: str, device: str = "cpu", precision: str = "fp32", *,
                 overrides: dict[str, Any] | None = None, threads: int = 0,
-                compile: bool = False) -> InferenceEngine:
+                compile: bool = False, compile_mode: str = "default") -> InferenceEngine:
     """A random-weight engine of a preset (speed does not depend on the weights), set up as
     the node runs it: depth at the input resolution, network-size images returned."""
     cfg = EngineConfig(preset=preset, random_init=True, device=device, precision=precision,
                        model_overrides=dict(overrides or {}), warmup_iters=0, threads=threads,
-                       compile=compile, return_images=True)
+                       compile=compile, compile_mode=compile_mode, return_images=True)
     logging.getLogger("depth_any_view.inference.engine").setLevel(logging.ERROR)
     return InferenceEngine(cfg)
 
