@@ -344,7 +344,6 @@ class PipelineResult:
     map_frame: str = "odom"  # frame of voxels and grid2d (odom, or base_link fallback)
     grid2d: OccupancyGrid2D | None = None  # height band in 2D: 100 / 0 / -1
     fusion: UpdateStatus | None = None  # what the occupancy update did
-    fusion_message: str = ""  # one line for logs and diagnostics
     odometry_note: str | None = None  # why odometry was not used, when it was wanted
     pose: np.ndarray | None = None  # (4, 4) T_odom_base used for fusion, None = fallback
     prediction: Prediction | None = None  # the engine's raw output (network size + volume)
@@ -354,6 +353,16 @@ class PipelineResult:
     def ok(self) -> bool:
         """True when the set produced outputs."""
         return self.dropped is None
+
+    @property
+    def fusion_message(self) -> str:
+        """One line for logs and diagnostics: what the occupancy update did and why
+        odometry was not used ("" before any update). Built when asked: it reads the
+        update's voxel counts, which on a GPU waits for the map's kernels."""
+        if self.fusion is None:
+            return ""
+        text = self.fusion.message
+        return text if self.odometry_note is None else f"{text}; {self.odometry_note}"
 
     @property
     def complete(self) -> bool:
@@ -868,7 +877,6 @@ class Pipeline:
         result.fusion = status
         result.pose = pose
         result.odometry_note = note
-        result.fusion_message = status.message if note is None else f"{status.message}; {note}"
         result.map_frame = (self.cfg.odom_frame if status.frame == ODOM_FRAME
                             else self.rig.base_frame)
         if not status.accepted:

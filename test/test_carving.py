@@ -335,6 +335,24 @@ def test_carving_never_frees_a_surface_voxel_and_follows_the_rays(seed: int) -> 
     assert len(got) >= COVERAGE * len(ref - surfaces)
 
 
+@pytest.mark.parametrize("seed", range(4))
+def test_the_gpu_layout_without_host_reads_carves_the_same_voxels(seed: int) -> None:
+    """`sync_free` (the layout for CUDA: no compaction of the usable rays, one block padded
+    to the map's diagonal) marks exactly the voxels of the compact, bucketed CPU layout,
+    with invalid, infinite and masked pixels among the rays."""
+    rng = np.random.default_rng(seed)
+    views = random_views(rng)
+    depth = np.array(views.depth)
+    depth[0, ::5, ::3] = np.inf
+    valid = rng.random(depth.shape) < 0.8
+    views = DepthViews(depth, views.K, views.T_base_cam, valid if seed % 2 else None)
+    T = make_transform(np.eye(3), rng.uniform(-0.5, 0.5, 3))
+    kw = {"stride": int(rng.integers(1, 5)), "max_range": float(rng.choice([4.0, 100.0])),
+          "margin": 1.0}
+    compact = carved(views, T, np.asarray(LOWER), sync_free=False, **kw)
+    assert compact and carved(views, T, np.asarray(LOWER), sync_free=True, **kw) == compact
+
+
 def test_invalid_and_masked_pixels_carve_nothing() -> None:
     rng = np.random.default_rng(1)
     views = random_views(rng)

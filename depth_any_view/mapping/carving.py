@@ -25,6 +25,9 @@ set of map voxels that get one miss update (octomap's `computeUpdate`, vectorise
 - Layout: rays are sorted by their number of samples and sampled in a few groups, each a
   padded (rays, samples) block built by broadcasting (cheaper on the CPU than ragged
   gathers); padding and out-of-map surfaces write into one spare slot past the volume.
+  On a GPU (`sync_free`) nothing is read back to the host: every strided pixel keeps its
+  ray (unusable ones get no samples) and all rays are sampled in one block padded to the
+  longest segment the map can hold; the carved voxels are the same.
 - Surfaces win: the voxel of every valid pixel's surface point (all pixels, not just the
   strided ones) is never carved in that set, so grazing rays of one view cannot free the
   surface another view (or a neighbouring pixel) sees.
@@ -36,6 +39,7 @@ optical z axis (not ray length).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -109,7 +113,8 @@ def carve_mask(views: DepthViews, T_frame_base: np.ndarray, origin: np.ndarray,
                voxel_size: np.ndarray, dims: tuple[int, int, int], *, stride: int = 4,
                max_range: float = float("inf"), margin: float = 1.0,
                device: str | torch.device = "cpu",
-               out: torch.Tensor | None = None) -> torch.Tensor:
+               out: torch.Tensor | None = None,
+               sync_free: bool | None = None) -> torch.Tensor:
     """Map voxels that get a miss update from this set of views (see the module docstring).
 
     Args:
@@ -124,6 +129,10 @@ def carve_mask(views: DepthViews, T_frame_base: np.ndarray, origin: np.ndarray,
         margin: voxels (L2 in voxel units) short of the surface where carving stops.
         device: torch device of the result.
         out: optional (nx, ny, nz) bool buffer to write the result into (overwritten).
+        sync_free: lay the rays out without reading anything back to the host (no
+            compaction of the usable rays, one block padded to the longest possible ray),
+            for GPUs, where a read-back waits for the device; None = on CUDA devices. The
+            result is the same; on the CPU the compact, bucketed layout is faster.
 
     Returns:
         (nx, ny, nz) bool tensor on `device`: True = carve this voxel (at most once).
@@ -173,7 +182,12 @@ def carve_mask(views: DepthViews, T_frame_base: np.ndarray, origin: np.ndarray,
     D = torch.matmul(M, pix)  # (V, 3, P) voxels per metre of depth
     metres = _norm(torch.matmul(K_inv_t, pix).unbind(1))  # (V, P) metres of ray per metre z
     rays = torch.cat([b[:, :, None].expand(V, 3, P), D, z[:, None], metres[:, None]], dim=1)
-    rays = rays.permute(1, 0, 2)[:, use]  # (8, N): origin (voxels), D, z, metres
+    if sync_free is None:
+        sync_free = device.type == "cuda"
+    if sync_free:  # every ray; the unusable ones get no samples below
+        rays = rays.permute(1, 0, 2).reshape(8, V * P)
+    else:  # only the usable rays (a boolean compaction: its size is read on the host)
+        rays = rays.permute(1, 0, 2)[:, use]  # (8, N): origin (voxels), D, z, metres
     if rays.shape[1]:
         o, D, z, metres = rays[:3], rays[3:6], rays[6], rays[7]
         # Ray parameter s = metres of depth along z; position o + s * D (voxels).
@@ -187,8 +201,15 @@ def carve_mask(views: DepthViews, T_frame_base: np.ndarray, origin: np.ndarray,
             s_in = torch.maximum(s_in, torch.minimum(t0, t1))
             s_end = torch.minimum(s_end, torch.maximum(t0, t1))
         count = torch.ceil((s_end - s_in) / step).clamp_min_(0)  # (N,) samples per ray
+        if sync_free:  # unusable rays (NaN depth, masked out) and NaN counts: no samples
+            count = torch.where(use.reshape(-1) & torch.isfinite(count), count,
+                                torch.zeros_like(count))
         walk = torch.cat([o + s_in * D, step * D, count[None]])  # (7, N) start, step, count
-        _sample_rays(walk, hi, strides, n_vox, work)
+        if sync_free:  # a segment inside the map is at most its diagonal long (voxels)
+            longest = math.ceil(math.sqrt(sum(d * d for d in dims)) / STEP_VOXELS) + 1
+            _sample_block(walk, hi, strides, n_vox, work, longest)
+        else:
+            _sample_rays(walk, hi, strides, n_vox, work)
 
     # ---- surfaces win: the voxel of every usable pixel's surface point is not carved
     pix = _pixels(torch.arange(h, **f32), torch.arange(w, **f32))  # (3, h * w)
@@ -217,18 +238,23 @@ def _sample_rays(walk: torch.Tensor, hi: list[float], strides: list[float], n_vo
     cuts = sorted({int(round(n * i / SAMPLE_BUCKETS)) for i in range(SAMPLE_BUCKETS + 1)})
     longest = walk[6, [c - 1 for c in cuts[1:]]].tolist()  # one host sync for all groups
     for lo, hi_ray, m in zip(cuts[:-1], cuts[1:], longest):
-        if m <= 0:
-            continue
-        g = walk[:, lo:hi_ray]  # (7, n_g)
-        k = torch.arange(int(m), dtype=walk.dtype, device=walk.device)  # (m,)
-        index = torch.zeros((g.shape[1], int(m)), dtype=walk.dtype, device=walk.device)
-        for a in range(3):
-            # Samples lie in the map up to float round-off at entry and exit, where
-            # clamping picks the voxel the ray is entering or leaving.
-            c = torch.addcmul(g[a, :, None], g[3 + a, :, None], k[None, :])
-            index.add_(c.floor_().clamp_(0.0, hi[a] - 1.0), alpha=strides[a])
-        index.masked_fill_(k[None, :] >= g[6, :, None], float(n_vox))
-        work.index_fill_(0, index.view(-1).long(), True)  # cheaper than work[index] = True
+        if m > 0:
+            _sample_block(walk[:, lo:hi_ray], hi, strides, n_vox, work, int(m))
+
+
+def _sample_block(g: torch.Tensor, hi: list[float], strides: list[float], n_vox: int,
+                  work: torch.Tensor, m: int) -> None:
+    """Mark the voxels of the first `m` samples of every ray of `g` (7, n) in `work`; the
+    samples past a ray's count go to the spare slot n_vox."""
+    k = torch.arange(m, dtype=g.dtype, device=g.device)  # (m,)
+    index = torch.zeros((g.shape[1], m), dtype=g.dtype, device=g.device)
+    for a in range(3):
+        # Samples lie in the map up to float round-off at entry and exit, where
+        # clamping picks the voxel the ray is entering or leaving.
+        c = torch.addcmul(g[a, :, None], g[3 + a, :, None], k[None, :])
+        index.add_(c.floor_().clamp_(0.0, hi[a] - 1.0), alpha=strides[a])
+    index.masked_fill_(k[None, :] >= g[6, :, None], float(n_vox))
+    work.index_fill_(0, index.view(-1).long(), True)  # cheaper than work[index] = True
 
 
 def _norm(xyz: torch.Tensor | tuple[torch.Tensor, ...]) -> torch.Tensor:

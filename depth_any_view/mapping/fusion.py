@@ -220,8 +220,20 @@ class UpdateStatus:
     reset_reason: str | None = None  # the map was cleared first, and why
     rejected_reason: str | None = None  # why the update was refused (map untouched)
     shift_voxels: tuple[int, int, int] = (0, 0, 0)  # how far the map moved this update
-    observed_voxels: int = 0  # map voxels that received an observation
-    carved_voxels: int = 0  # map voxels that received a free-space miss (ray carving)
+    # The counts stay 0-d tensors on the map's device until read, so that an update on a
+    # GPU does not wait for its kernels to count voxels nobody may look at.
+    observed_count: int | torch.Tensor = 0  # map voxels that received an observation
+    carved_count: int | torch.Tensor = 0  # map voxels that got a free-space miss (carving)
+
+    @property
+    def observed_voxels(self) -> int:
+        """Map voxels that received an observation (reads the count: a sync on a GPU)."""
+        return int(self.observed_count)
+
+    @property
+    def carved_voxels(self) -> int:
+        """Map voxels that received a free-space miss (ray carving)."""
+        return int(self.carved_count)
 
     @property
     def message(self) -> str:
@@ -554,11 +566,12 @@ class OccupancyFusion:
                              f"(T_odom_base) when it is odom, None when it is base_link")
         T = np.eye(4) if pose is None else pose_to_transform(pose,
                                                              self.config.quaternion_tolerance)
-        return self._carve(views, T)
+        return int(self._carve(views, T))
 
-    def _carve(self, views: DepthViews, T_frame_base: np.ndarray) -> int:
+    def _carve(self, views: DepthViews, T_frame_base: np.ndarray) -> torch.Tensor:
         """One miss for every voxel the views' rays cross before their surfaces; returns
-        how many voxels were carved (mapping/carving.py)."""
+        how many voxels were carved as a 0-d tensor on the map's device (not read: no
+        sync) (mapping/carving.py)."""
         cfg = self.config
         mask = carve_mask(views, T_frame_base, self._origin, self.voxel_size, self.dims,
                           stride=cfg.carve_stride, max_range=cfg.carve_max_range,
@@ -566,7 +579,7 @@ class OccupancyFusion:
         # A miss only lowers the log-odds, so clamping from below is enough.
         self._log_odds.add_(mask, alpha=cfg.carve_log_odds).clamp_min_(self._l_min)
         self._known |= mask
-        return int(mask.sum())
+        return mask.sum()
 
     def _shift(self, shift: np.ndarray) -> None:
         """Move the map contents by `shift` voxels (the map moved +shift in odom)."""
@@ -613,8 +626,9 @@ class OccupancyFusion:
         return out.permute(1, 2, 3, 0)[None]  # (1, X, Y, Z, 3)
 
     def _integrate(self, prob: torch.Tensor, obs: torch.Tensor, grid: VoxelGrid,
-                   T_frame_base: np.ndarray, check: bool = True) -> int:
-        """Resample the volume's log-odds increments at map voxel centres and add them.
+                   T_frame_base: np.ndarray, check: bool = True) -> torch.Tensor:
+        """Resample the volume's log-odds increments at map voxel centres and add them;
+        returns the voxels observed (0-d tensor on the map's device).
 
         The increment logit(clamp(p, p_min, p_max)) is formed on the network grid, then
         sampled with the observed mask; trilinear sampling normalises by the observed
@@ -677,7 +691,7 @@ class OccupancyFusion:
         log_odds.add_(step)
         self._log_odds.clamp_(self._l_min, self._l_max)
         known.logical_or_(seen)
-        return int(seen.sum())
+        return seen.sum()  # 0-d tensor: read lazily by UpdateStatus
 
     def _separable_affine(self, T_base_frame: np.ndarray, src_dims: tuple[int, int, int],
                           src_lower: np.ndarray, src_extent: np.ndarray

@@ -40,6 +40,7 @@ before any of the node's topics exist. docs/TROUBLESHOOTING.md lists the message
 from __future__ import annotations
 
 import logging
+import math
 import os
 import sys
 import tempfile
@@ -278,6 +279,7 @@ class DepthAnyViewNode(Node):
         self.diag = NodeDiagnostics(s.camera_names, latency_window=s.latency_window,
                                     input_timeout=s.input_timeout,
                                     event_hold=max(5.0, 2.0 * s.diagnostics_period))
+        self._fusion_stats_at = -math.inf  # monotonic time the map statistics were last read
         self._engine_info = {k: v for k, v in self.pipeline.engine.describe().items()
                              if k in ("device", "device_name", "precision", "preset", "weights",
                                       "image_size", "compiled")}
@@ -552,9 +554,14 @@ class DepthAnyViewNode(Node):
         self.diag.odometry_note(None if note is None else f"{note} (odometry topic "
                                                           f"{s.odom_topic})")
         inference_s = sum(result.timings.get(k, 0.0) for k in INFERENCE_STAGES)
+        # The map's statistics count its known voxels (a GPU sync): once per diagnostics
+        # period is what the diagnostics show, not every set.
+        now = time.monotonic()
+        stats = None
+        if now - self._fusion_stats_at >= s.diagnostics_period:
+            stats, self._fusion_stats_at = self.pipeline.fusion.stats(), now
         self.diag.set_processed([c for c in s.camera_names if c not in result.cameras],
-                                inference_s, (self._now_ns() - result.stamp_ns) / 1e9,
-                                self.pipeline.fusion.stats())
+                                inference_s, (self._now_ns() - result.stamp_ns) / 1e9, stats)
 
     def _publish_occupancy(self, result: PipelineResult, s: Settings) -> None:
         """Voxels, markers and the 2D grid of the fused map, in the result's map frame."""
