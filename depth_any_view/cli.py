@@ -228,7 +228,6 @@ def cmd_bench(args: argparse.Namespace) -> int:
     """Per-stage latency, network per preset/device/precision, comparisons, scaling and
     end to end over DDS; writes bench.json and bench.md (see BENCHMARKS.md)."""
     from depth_any_view.bench.run import BenchOptions, run_bench
-
     from depth_any_view.inference.engine import COMPILE_MODES
 
     if args.repeats is not None and args.repeats < 1:

@@ -17,14 +17,14 @@ import numpy as np
 import pytest
 
 from depth_any_view.bench import common
+from depth_any_view.bench.compare import compile_ratios, precision_ratios
 from depth_any_view.bench.dds import DdsOptions, expected_groups, marker_expectation
 from depth_any_view.bench.odometry import SOURCES as ODOMETRY_SOURCES
-from depth_any_view.bench.compare import compile_ratios, precision_ratios
 from depth_any_view.bench.odometry import bench_odometry
 from depth_any_view.bench.report import _precision_label
-from depth_any_view.bench.training import bench_training_step, training_batch
 from depth_any_view.bench.run import BenchOptions, evaluate_targets, run_bench
 from depth_any_view.bench.stages import MARKER_MAX_VOXELS, STAGES
+from depth_any_view.bench.training import bench_training_step, training_batch
 from depth_any_view.cli import build_parser, main
 
 TINY = {"image_size": [32, 32], "hidden": 32, "layers": 1, "grid_dims": [8, 8, 8]}

@@ -555,3 +555,17 @@ def test_device_tensor_input_is_used_in_place_and_equals_numpy_input():
     with pytest.raises(ValueError, match=r"\[0, 1\]"):  # host tensors are still checked
         b.update(torch.from_numpy(bad), torch.ones(GRID.dims, dtype=torch.bool), GRID,
                  S + 5 * S // 10, pose(5))
+
+
+def test_uploads_keep_values_and_return_device_tensors_as_they_are():
+    """The map's host -> device helper: numpy and host tensors arrive with their values
+    (cast when asked); a tensor already on the device is not copied."""
+    from depth_any_view.mapping.upload import to_device
+
+    a = np.arange(6, dtype=np.float64).reshape(2, 3)[:, ::-1]  # not contiguous
+    t = to_device(a, "cpu", torch.float32)
+    assert t.dtype == torch.float32 and np.array_equal(t.numpy(), a)
+    mask = to_device(np.array([True, False]), torch.device("cpu"))
+    assert mask.dtype == torch.bool and mask.tolist() == [True, False]
+    same = torch.ones(3)
+    assert to_device(same, "cpu").data_ptr() == same.data_ptr()

@@ -46,6 +46,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from depth_any_view.mapping.upload import to_device
+
 STEP_VOXELS = 0.5  # sample spacing along a ray, voxels (L2 in voxel units)
 SAMPLE_BUCKETS = 8  # rays are sampled in this many groups of similar length (padding)
 
@@ -102,10 +104,10 @@ class DepthViews:
 
 def _view_mask(views: DepthViews, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """Depth (V, h, w) float32 on `device` and its usable pixels (finite, > 0, valid)."""
-    depth = torch.as_tensor(views.depth, device=device).float()
+    depth = to_device(views.depth, device).float()
     ok = torch.isfinite(depth) & (depth > 0)
     if views.valid is not None:
-        ok &= torch.as_tensor(views.valid, device=device).bool()
+        ok &= to_device(views.valid, device).bool()
     return depth, ok
 
 
@@ -156,10 +158,10 @@ def carve_mask(views: DepthViews, T_frame_base: np.ndarray, origin: np.ndarray,
     A = T[:, :3, :3] / vs[None, :, None]  # (V, 3, 3)
     K_inv = np.linalg.inv(views.K)  # (V, 3, 3)
     f32 = {"dtype": torch.float32, "device": device}
-    M = torch.as_tensor(A @ K_inv, **f32)  # (V, 3, 3) voxels per metre of depth, per pixel
-    K_inv_t = torch.as_tensor(K_inv, **f32)  # (V, 3, 3)
-    b = torch.as_tensor((T[:, :3, 3] - np.asarray(origin, dtype=np.float64)) / vs,
-                        **f32)  # (V, 3) camera centres, voxels
+    M = to_device(A @ K_inv, device, torch.float32)  # (V, 3, 3) voxels per metre of depth
+    K_inv_t = to_device(K_inv, device, torch.float32)  # (V, 3, 3)
+    b = to_device((T[:, :3, 3] - np.asarray(origin, dtype=np.float64)) / vs, device,
+                  torch.float32)  # (V, 3) camera centres, voxels
     depth, ok = _view_mask(views, device)
     V, h, w = depth.shape
     n_vox = dims[0] * dims[1] * dims[2]

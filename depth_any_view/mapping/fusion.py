@@ -69,6 +69,7 @@ import torch.nn.functional as F
 
 from depth_any_view.geometry.grid import FREE, OCCUPIED, UNKNOWN, VoxelGrid
 from depth_any_view.mapping.carving import DepthViews, carve_mask
+from depth_any_view.mapping.upload import to_device
 
 P_MIN_OBSERVATION = 0.05  # one observation never says "free" more surely than this
 P_MAX_OBSERVATION = 0.95  # ... nor "occupied" more surely than this (nvblox: 1e-3 / 0.999)
@@ -466,8 +467,8 @@ class OccupancyFusion:
                             f"got {stamp_ns!r}")
         stamp_ns = int(stamp_ns)
         from_host = not isinstance(probability, torch.Tensor) or probability.device.type == "cpu"
-        prob = torch.as_tensor(probability, device=self.device).float()
-        obs = torch.as_tensor(observed, device=self.device).bool()
+        prob = to_device(probability, self.device).float()
+        obs = to_device(observed, self.device).bool()
         if tuple(prob.shape) != grid.dims or tuple(obs.shape) != grid.dims:
             raise ValueError(f"probability {tuple(prob.shape)} and observed "
                              f"{tuple(obs.shape)} must both match the grid dims {grid.dims}")
@@ -613,8 +614,8 @@ class OccupancyFusion:
         """
         A, b = _normalised_affine(T_src_dst, src_lower, src_extent, dst_origin, dst_extent)
         # grid_sample wants the source coordinates in (z, y, x) = (W, H, D) order.
-        At = torch.as_tensor(A[::-1].copy(), dtype=torch.float32, device=self.device)
-        bt = torch.as_tensor(b[::-1].copy(), dtype=torch.float32, device=self.device)
+        At = to_device(A[::-1].copy(), self.device, torch.float32)
+        bt = to_device(b[::-1].copy(), self.device, torch.float32)
         ax, ay, az = axes
         g = At[:, 0, None] * ax[None, :] + bt[:, None]  # (3, X)
         g = g[:, :, None] + At[:, 1, None, None] * ay[None, None, :]  # (3, X, Y)
@@ -753,7 +754,7 @@ class OccupancyFusion:
             offset = (float(np.mean(resid)) + col[0] * self._axes_np[0][:, None]
                       + col[1] * self._axes_np[1][None, :])  # (X, Y) source index of k = 0
             return self._z_taps(W, offset, nearest)
-        u = (torch.as_tensor(u_k, dtype=torch.float32, device=self.device)[:, None, None]
+        u = (to_device(u_k, self.device, torch.float32)[:, None, None]
              + (float(col[0]) * ax)[None, :, None] + (float(col[1]) * ay)[None, None, :])
         u.clamp_(0.0, nz + 1.0)  # (Z, X, Y): beyond the pads reads a pad (zero)
         if nearest:
@@ -792,7 +793,7 @@ class OccupancyFusion:
         ii, jj = np.meshgrid(np.arange(X), np.arange(Y), indexing="ij")
         for index, weight in weights:
             taps[index - first, ii, jj] += weight
-        taps_t = torch.as_tensor(taps, device=self.device)  # (taps, X, Y)
+        taps_t = to_device(taps, self.device)  # (taps, X, Y)
         out = torch.zeros((C, Z, X, Y), dtype=torch.float32, device=self.device)
         for t, shift in enumerate(range(first, last + 1)):
             k0, k1 = max(0, -shift), min(Z, nz_pad - shift)  # map k with k + shift in W
