@@ -212,11 +212,16 @@ def compare_markers(centres: np.ndarray, *, repeats: int, warmup: int = 1,
                       project(0), baseline(0)))
 
 
+def _eager_rows(forward_rows: list[dict[str, Any]]) -> dict[tuple[str, str, str], dict]:
+    """The measured forward rows without torch.compile, by (preset, device, precision)."""
+    return {(r["preset"], r["device"], r["precision"]): r for r in forward_rows
+            if "forward_s" in r and r.get("compile_mode") is None}
+
+
 def precision_ratios(forward_rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """fp32 / bf16 forward ratios on the CPU per preset, from the forward table rows."""
     out = []
-    by = {(r["preset"], r["device"], r["precision"]): r for r in forward_rows
-          if "forward_s" in r and r.get("compile_mode") is None}
+    by = _eager_rows(forward_rows)
     for (preset, device, precision), r in by.items():
         if precision != "bf16" or not device.startswith("cpu"):
             continue
@@ -231,8 +236,7 @@ def precision_ratios(forward_rows: list[dict[str, Any]]) -> list[dict[str, Any]]
 def compile_ratios(forward_rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Eager / torch.compile forward ratios per preset, device, precision and mode (rows
     whose engine fell back to eager are left out)."""
-    eager = {(r["preset"], r["device"], r["precision"]): r for r in forward_rows
-             if "forward_s" in r and r.get("compile_mode") is None}
+    eager = _eager_rows(forward_rows)
     out = []
     for r in forward_rows:
         if "forward_s" not in r or not r.get("compiled"):

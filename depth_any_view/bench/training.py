@@ -70,8 +70,8 @@ def bench_training_step(preset: str, device: str, *, batch_size: int, amp: str |
         raise ValueError(f"batch_size and repeats must be >= 1 and warmup >= 0, got "
                          f"{batch_size}, {repeats}, {warmup}")
     recipe = _recipe(preset) or TrainConfig(model=preset)
-    mc = model_config_with(load_model_config(preset),
-                           {**recipe.model_overrides, **dict(overrides or {})})
+    model_overrides = {**recipe.model_overrides, **dict(overrides or {})}
+    mc = model_config_with(load_model_config(preset), model_overrides)
     dims = tuple(int(d) for d in mc.grid_dims)
     if len(set(dims)) != 1:
         raise ValueError(f"the training benchmark renders a cubic grid; {preset} has "
@@ -81,8 +81,7 @@ def bench_training_step(preset: str, device: str, *, batch_size: int, amp: str |
         data = Path(tmp) / "seq"
         synthesize(data, frames=batch_size, size=(w, h), seed=seed, scene="mixed",
                    grid_dims=dims[0], progress=False)
-        cfg = replace(recipe, model=preset,
-                      model_overrides={**recipe.model_overrides, **dict(overrides or {})},
+        cfg = replace(recipe, model=preset, model_overrides=model_overrides,
                       init_weights="", train_data=[str(data)], val_data=[],
                       batch_size=batch_size, epochs=1, max_steps=0, max_minutes=0,
                       warmup_steps=0, amp=recipe.amp if amp is None else amp, device=device,

@@ -614,8 +614,8 @@ class OccupancyFusion:
         """
         A, b = _normalised_affine(T_src_dst, src_lower, src_extent, dst_origin, dst_extent)
         # grid_sample wants the source coordinates in (z, y, x) = (W, H, D) order.
-        At = to_device(A[::-1].copy(), self.device, torch.float32)
-        bt = to_device(b[::-1].copy(), self.device, torch.float32)
+        At = to_device(A[::-1], self.device, torch.float32)
+        bt = to_device(b[::-1], self.device, torch.float32)
         ax, ay, az = axes
         g = At[:, 0, None] * ax[None, :] + bt[:, None]  # (3, X)
         g = g[:, :, None] + At[:, 1, None, None] * ay[None, None, :]  # (3, X, Y)
@@ -780,8 +780,7 @@ class OccupancyFusion:
         C, nz_pad, X, Y = W.shape
         Z = self.dims[2]
         if nearest:
-            shift = np.rint(offset)
-            low = shift.astype(np.int64)
+            low = np.rint(offset).astype(np.int64)
             weights = [(low, np.ones_like(offset))]
         else:
             low_f = np.floor(offset)
