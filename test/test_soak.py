@@ -98,7 +98,8 @@ def test_soak_memory_flat_queues_bounded_no_exceptions(node: Any) -> None:
     try:
         for i in range(SETS):
             stamp = 10**12 + i * PERIOD_NS
-            if not 0.40 * SETS <= i < 0.42 * SETS:  # an odometry gap of 48 sets
+            gap = 0.40 * SETS <= i < 0.42 * SETS  # an odometry gap of 48 sets
+            if not gap:
                 angle = i * PERIOD_NS / 1e9 / 3.0  # 1 m/s on a 3 m circle
                 odom = Odometry(header=C.make_header(stamp, "odom"), child_frame_id="base_link")
                 odom.pose.pose.position.x = 3.0 * math.cos(angle)
@@ -119,8 +120,14 @@ def test_soak_memory_flat_queues_bounded_no_exceptions(node: Any) -> None:
             if i % 50 == 0:
                 node._on_diagnostics()
             largest_queue = max(largest_queue, *node.pipeline.sync.queued().values())
+            # The worker may lag by one set (the next one then supersedes it, as under
+            # overload), except in the warm-up and the odometry gap: there it takes every
+            # set, so that the reference RSS is that of a node that has processed WARMUP
+            # sets and the gap's sets reach the fusion (how many a lag supersedes is
+            # thread scheduling: all of them in some runs).
+            in_flight = 0 if i < WARMUP or gap else 1
             deadline = time.monotonic() + 30.0
-            while handled() < emitted() - 1:  # let the worker keep up (one set in flight)
+            while handled() < emitted() - in_flight:
                 assert time.monotonic() < deadline, "the worker stopped taking sets"
                 time.sleep(0.0005)
             if i == WARMUP or (i > WARMUP and i % 100 == 0) or i == SETS - 1:
