@@ -467,6 +467,27 @@ def test_odom_and_base_link_carve_the_same_space() -> None:
     assert plain.update(zeros, empty, grid, 10**9, pose).carved_voxels == 0
 
 
+def test_a_map_over_two_to_the_24_voxels_carves_exact_voxel_indices() -> None:
+    """The flat voxel index is composed in floating point: a map whose bordered work volume
+    holds more than 2^24 voxels (102 x 702 x 702) uses float64, so the voxels carved near
+    its far corner (flat indices above 2^24) are those of a small map around that corner,
+    moved by whole voxels (float32 would round the index by a voxel or two there)."""
+    depth = render([WALL, FLOOR], T_BASE_CAM)
+    views = views_of(depth)
+    small_dims = (50, 40, 14)
+    big_dims = (100, 700, 700)
+    shift = np.array(big_dims) - np.array(small_dims)  # the small map in the far corner
+    origin = np.asarray(LOWER)
+    small = carve_mask(views, np.eye(4), origin, np.full(3, VOXEL), small_dims, stride=2)
+    big = carve_mask(views, np.eye(4), origin - shift * VOXEL, np.full(3, VOXEL), big_dims,
+                     stride=2)
+    corner = big[shift[0]:, shift[1]:, shift[2]:]  # the small map's voxels
+    assert int(small.sum()) > 1000
+    # The same up to float32 round-off of the samples at a voxel face (positions of ~200
+    # voxels against ~20); a float32 index (spacing 2 above 2^24) would move about half.
+    assert int((corner ^ small).sum()) <= 0.002 * int(small.sum())
+
+
 def test_carving_config_and_input_validation() -> None:
     for field, value, match in (("carve_probability", 0.5, r"carve_probability.*\(0, 0.5\)"),
                                 ("carve_probability", 0.0, "carve_probability"),

@@ -577,10 +577,13 @@ class OccupancyFusion:
         mask = carve_mask(views, T_frame_base, self._origin, self.voxel_size, self.dims,
                           stride=cfg.carve_stride, max_range=cfg.carve_max_range,
                           margin=cfg.carve_margin, device=self.device, out=self._carve_buf)
-        # A miss only lowers the log-odds, so clamping from below is enough.
-        self._log_odds.add_(mask, alpha=cfg.carve_log_odds).clamp_min_(self._l_min)
+        # A miss only lowers the log-odds, so clamping from below is enough. (Adding the
+        # mask as uint8 is 3x faster on the CPU than as bool, which goes through a
+        # float conversion; count_nonzero likewise beats a bool sum.)
+        self._log_odds.add_(mask.view(torch.uint8), alpha=cfg.carve_log_odds)
+        self._log_odds.clamp_min_(self._l_min)
         self._known |= mask
-        return mask.sum()
+        return torch.count_nonzero(mask)
 
     def _shift(self, shift: np.ndarray) -> None:
         """Move the map contents by `shift` voxels (the map moved +shift in odom)."""
@@ -636,15 +639,21 @@ class OccupancyFusion:
         weight, so unobserved neighbours never dilute an observation. The intermediate
         volumes live in buffers kept between updates (same values as fresh tensors).
         """
-        valid = obs & (prob >= 0) & (prob <= 1)  # NaN compares False: unobserved
-        # The check reads the values on the host: on a GPU it would synchronise every set,
-        # so input already on a GPU (the engine's sigmoid) skips it (`check` False) and its
-        # out-of-range voxels count as unobserved. Host input (numpy, CPU tensors) is checked.
-        if check and not torch.equal(valid, obs):
-            bad = obs & ~valid & ~torch.isnan(prob)
-            if bool(bad.any()):
-                raise ValueError(f"probability must lie in [0, 1] (pass sigmoid(logits)), got "
-                                 f"{float(prob[bad][0]):.4g} at an observed voxel")
+        # NaN is unobserved. The value check reads the values on the host: on a GPU it would
+        # synchronise every set, so input already on a GPU (the engine's sigmoid) skips it
+        # (`check` False) and its out-of-range voxels count as unobserved. Host input (numpy,
+        # CPU tensors) is checked: one min / max of the NaN-free values decides, and only
+        # values outside [0, 1] lead to the voxel-wise test (an error if any is observed).
+        if check:
+            valid = obs & (prob == prob)  # NaN compares False: unobserved
+            lo, hi = torch.aminmax(torch.nan_to_num(prob, nan=0.5))
+            if not (float(lo) >= 0.0 and float(hi) <= 1.0):
+                bad = valid & ~((prob >= 0) & (prob <= 1))
+                if bool(bad.any()):
+                    raise ValueError(f"probability must lie in [0, 1] (pass sigmoid(logits)), "
+                                     f"got {float(prob[bad][0]):.4g} at an observed voxel")
+        else:
+            valid = obs & (prob >= 0) & (prob <= 1)  # NaN compares False: unobserved
         src_lower = np.asarray(grid.lower, dtype=np.float64)
         src_extent = np.asarray(grid.upper, dtype=np.float64) - src_lower
         T_base_frame = np.linalg.inv(T_frame_base)
@@ -663,11 +672,12 @@ class OccupancyFusion:
                 src = self._src_buf = torch.empty((1, 2, *prob.shape), dtype=torch.float32,
                                                   device=self.device)
             inc, weight_src = src[0, 0], src[0, 1]  # (nx, ny, nz) views into the buffer
-        weight_src.copy_(valid)  # 1.0 observed, 0.0 not
-        torch.clamp(prob, self.config.p_min, self.config.p_max, out=inc)
+        # 1.0 observed, 0.0 not (bool -> float copies are ~6x slower on the CPU than uint8)
+        weight_src.copy_(valid.view(torch.uint8))
         # NaN (unobserved) -> 0.5 first, so that every increment is finite and x 0.0 zeroes
         # the unobserved ones (a multiply is ~20x cheaper than masked_fill_ on the CPU)
-        inc.nan_to_num_(nan=0.5).logit_().mul_(weight_src)
+        torch.nan_to_num(prob, nan=0.5, out=inc)
+        inc.clamp_(self.config.p_min, self.config.p_max).logit_().mul_(weight_src)
         if affine is not None:  # sampled (2, Z, X, Y): the map is viewed (Z, X, Y) to match
             self.separable_updates += 1
             sampled = self._sample_separable(affine, nearest)
@@ -686,13 +696,14 @@ class OccupancyFusion:
             weight = sampled[1]
             seen = weight >= self.config.observed_fraction
             step = sampled[0].div_(weight.clamp_min_(self.config.observed_fraction))
-            step.mul_(seen)  # finite (unobserved increments are 0): same as masked_fill_
+            # finite (unobserved increments are 0): same as masked_fill_; uint8 for speed
+            step.mul_(seen.view(torch.uint8))
         # The map's log-odds always lie in [l_min, l_max], so clamping every voxel only
         # changes the ones that just received a step.
         log_odds.add_(step)
         self._log_odds.clamp_(self._l_min, self._l_max)
         known.logical_or_(seen)
-        return seen.sum()  # 0-d tensor: read lazily by UpdateStatus
+        return torch.count_nonzero(seen)  # 0-d tensor: read lazily by UpdateStatus
 
     def _separable_affine(self, T_base_frame: np.ndarray, src_dims: tuple[int, int, int],
                           src_lower: np.ndarray, src_extent: np.ndarray
@@ -820,10 +831,18 @@ class OccupancyFusion:
         known voxels with p >= threshold (default: config.occupied_threshold)."""
         thr = self.config.occupied_threshold if threshold is None else float(threshold)
         mask = self._known & (self._log_odds >= logit(thr))
-        flat = torch.nonzero(mask.view(-1)).squeeze(1)  # (M,) one nonzero, C order
-        probs = torch.sigmoid(self._log_odds.view(-1)[flat]).cpu().numpy()  # (M,) float32
-        idx = np.stack(np.unravel_index(flat.cpu().numpy(), self.dims), axis=1)  # (M, 3)
-        centres = (self._origin + (idx + 0.5) * self.voxel_size).astype(np.float32)
+        # numpy's flatnonzero is ~3x faster than torch.nonzero on the CPU; the mask is on
+        # the host for the output anyway (one copy of X*Y*Z bools from a GPU).
+        flat = np.flatnonzero(mask.cpu().numpy())  # (M,) C order
+        flat_t = torch.from_numpy(flat).to(self.device)
+        probs = torch.sigmoid(self._log_odds.view(-1)[flat_t]).cpu().numpy()  # (M,) float32
+        _, ny, nz = self.dims
+        rest, k = np.divmod(flat, nz)
+        i, j = np.divmod(rest, ny)
+        centres = np.empty((flat.size, 3), dtype=np.float32)
+        for a, index in enumerate((i, j, k)):  # voxel centres per axis, then a gather
+            axis = self._origin[a] + (np.arange(self.dims[a]) + 0.5) * self.voxel_size[a]
+            centres[:, a] = axis.astype(np.float32)[index]
         return centres, probs
 
     @_map_threads
