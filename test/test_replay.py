@@ -201,8 +201,14 @@ def listener(recorded: dict[str, Any]) -> Iterator[Listener]:
         sub.close()
 
 
-def _player(bag: Path, *extra: str) -> subprocess.Popen:
-    """The replay command as a child process on this test's DDS domain."""
+def _ignore_sigint() -> None:
+    """In the child before exec: SIGINT ignored, as a shell starts its background jobs."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _player(bag: Path, *extra: str, background: bool = False) -> subprocess.Popen:
+    """The replay command as a child process on this test's DDS domain (`background`: it
+    starts with SIGINT ignored, as from `cmd &` in a script)."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
     env["PYTHONUNBUFFERED"] = "1"
@@ -210,7 +216,8 @@ def _player(bag: Path, *extra: str) -> subprocess.Popen:
                              "--rate", str(RATE), "--delay", str(DELAY_S),
                              "--wait-subscribers", str(WAIT_S), *extra],
                             cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True,
+                            preexec_fn=_ignore_sigint if background else None)
 
 
 def _finish(proc: subprocess.Popen, timeout: float = CHILD_TIMEOUT_S) -> tuple[int, str, str]:
@@ -272,7 +279,8 @@ def test_replay_publishes_every_topic_with_its_stamps_and_clock(
 def test_loop_repeats_with_the_clock_jumping_back_and_stops_on_ctrl_c(
         bag: Path, recorded: dict[str, Any], listener: Listener) -> None:
     listener.take()
-    proc = _player(bag, "--clock", "--loop")
+    # Started as a background job (SIGINT ignored on entry): Ctrl-C must still stop it.
+    proc = _player(bag, "--clock", "--loop", background=True)
     topic = "/cameras/front/image_raw"
     try:
         deadline = time.monotonic() + WAIT_S + 15.0

@@ -419,6 +419,9 @@ def replay(bag_path: Path | str, *, rate: float = 1.0, loop: bool = False,
             raise ValueError(f"replay {label} must be >= 0 seconds, got {value}")
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _raise_interrupt)
+        # A shell starts background jobs with SIGINT ignored, and Python then keeps it
+        # ignored: Ctrl-C (or launch's SIGINT) must stop the replay wherever it started.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     with BagReader(bag_path) as bag:
         context = Context()
         rclpy.init(context=context, signal_handler_options=SignalHandlerOptions.NO)
