@@ -152,6 +152,28 @@ def test_open3d_rgbd_odometry_follows_the_drive(frames: list[Frame]) -> None:
     assert r["translation_pct"] < 10.0, r
 
 
+def test_open3d_rgbd_odometry_registers_against_keyframes(frames: list[Frame]) -> None:
+    """Each set registers against the keyframe, which moves on every keyframe_m metres
+    (or keyframe_deg degrees); keyframe_m 0 registers every set against the one before.
+    On exact depth the keyframes keep the drift at most where set-to-set steps leave it."""
+    cfg = load_slam_config().open3d_rgbd
+    assert cfg.keyframe_m > 0
+    gt = truth(frames)
+    runs = {}
+    for name, settings in (("keyed", cfg), ("every", dataclasses.replace(cfg, keyframe_m=0.0))):
+        odo = RgbdOdometry(settings)
+        poses = np.stack([odo.register(views_of(f), f.stamp_ns / 1e9) for f in frames])
+        assert odo.failures == 0
+        runs[name] = (odo, rpe(poses, gt, 1.0, start_after=1.0)["translation_pct"])
+    assert runs["every"][0].keyframes == FRAMES  # every set, as before keyframes
+    keyed = runs["keyed"][0].keyframes
+    dist = path_length(gt)[-1]
+    # About one keyframe per keyframe_m of travel (each is at least that far from the last,
+    # and the first one is the first set); the drive barely turns.
+    assert dist / (cfg.keyframe_m + 0.5) <= keyed <= dist / cfg.keyframe_m + 2, (keyed, dist)
+    assert runs["keyed"][1] <= 1.1 * runs["every"][1] + 0.2, runs
+
+
 def test_combine_steps_ignores_an_outlier_camera() -> None:
     steps = np.tile(np.eye(4), (5, 1, 1))
     steps[:, 0, 3] = [0.30, 0.31, 0.29, 0.30, 2.0]  # one camera is lost

@@ -25,7 +25,7 @@ from depth_any_view.bench.workload import SCENE, resample_views
 SOURCES = ("kiss_icp", "open3d_rgbd")
 SOURCE_LABELS = {
     "kiss_icp": "KISS-ICP on the set's stride-1 base_link cloud",
-    "open3d_rgbd": "Open3D RGB-D odometry, every camera against its previous image",
+    "open3d_rgbd": "Open3D RGB-D odometry, every camera against its keyframe image",
 }
 PERIOD_S = 0.1  # the synthetic sequence's frame period (10 Hz)
 
