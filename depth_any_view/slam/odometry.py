@@ -12,8 +12,8 @@ robot's own odometry: that is the ground truth they are scored against.
   `open3d.pipelines.odometry.compute_rgbd_odometry`) per camera between each set and the
   keyframe (the last set that moved `keyframe_m` metres or turned `keyframe_deg` degrees
   from the one before it, so that small steps do not add up their errors: on two 200-frame
-  drives, 0.5 m keyframes cut the RPE over 10 m by 17-44 % with predicted depth and by
-  60-86 % with exact depth), maps each camera's motion into base_link through its
+  drives, 0.5 m keyframes cut the RPE over 10 m by 19-45 % with predicted depth and by
+  59-86 % with exact depth), maps each camera's motion into base_link through its
   extrinsics (T_base_key_base_cur = T_base_cam T_cam_key_cam_cur T_base_cam^-1), discards the
   cameras that diverged (a step beyond `max_step_m` / `max_step_deg`) and combines the
   others robustly: the cameras whose translation lies within `inlier_m` (plus 10 % of
