@@ -181,7 +181,7 @@ def carve_mask(views: DepthViews, T_frame_base: np.ndarray, origin: np.ndarray,
     lo = [1.0, 1.0, 1.0]  # the map inside the padded volume: [1, d + 1) per axis
     hi = [float(d + 1) for d in dims]
 
-    # ---- rays of the strided pixels, all views at once: (V, P) then the usable ones (N,)
+    # ---- rays of the strided pixels, all views at once: (V, P), then N = V * P in a row
     step_px = int(stride)
     first_px = (step_px - 1) // 2
     pix = _pixels(torch.arange(first_px, h, step_px, **f32),
@@ -246,7 +246,7 @@ def _sample_rays(walk: torch.Tensor, strides: list[float], work: torch.Tensor,
     walk = walk[:, order]
     n = walk.shape[1]
     cuts = sorted({int(round(n * i / SAMPLE_BUCKETS)) for i in range(SAMPLE_BUCKETS + 1)})
-    ends = walk[6, [c for c in cuts[:-1]] + [c - 1 for c in cuts[1:]]].tolist()  # one sync
+    ends = walk[6, cuts[:-1] + [c - 1 for c in cuts[1:]]].tolist()  # one host sync
     shortest, longest = ends[:len(cuts) - 1], ends[len(cuts) - 1:]
     for lo, hi_ray, fewest, m in zip(cuts[:-1], cuts[1:], shortest, longest):
         if m > 0:

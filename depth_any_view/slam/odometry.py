@@ -10,11 +10,12 @@ robot's own odometry: that is the ground truth they are scored against.
   so motion compensation (deskew) is off and every point gets the set's time.
 - `RgbdOdometry` runs Open3D's RGB-D odometry (Steinbruecker et al. 2011 / Park et al. 2017,
   `open3d.pipelines.odometry.compute_rgbd_odometry`) per camera between each set and the
-  keyframe (the last set that moved `keyframe_m` metres or turned `keyframe_deg` degrees
-  from the one before it, so that small steps do not add up their errors: on two 200-frame
-  drives, 0.5 m keyframes cut the RPE over 10 m by 19-45 % with predicted depth and by
-  59-86 % with exact depth), maps each camera's motion into base_link through its
-  extrinsics (T_base_key_base_cur = T_base_cam T_cam_key_cam_cur T_base_cam^-1), discards the
+  keyframe (the last set that had moved `keyframe_m` metres or turned `keyframe_deg`
+  degrees from the keyframe before it, so that small steps do not add up their errors:
+  on two 200-frame drives, 0.5 m keyframes cut the RPE over 10 m by 19-45 % with
+  predicted depth and by 59-86 % with exact depth), maps each camera's motion into
+  base_link through its extrinsics
+  (T_base_key_base_cur = T_base_cam T_cam_key_cam_cur T_base_cam^-1), discards the
   cameras that diverged (a step beyond `max_step_m` / `max_step_deg`) and combines the
   others robustly: the cameras whose translation lies within `inlier_m` (plus 10 % of
   the step) of the median translation are averaged (translation mean, rotation as the
