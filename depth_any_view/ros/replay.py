@@ -63,6 +63,10 @@ SENSOR_TYPES = frozenset({"sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedIm
                           "sensor_msgs/msg/CameraInfo"})  # sensor-data QoS without metadata
 TF_STATIC = "/tf_static"
 FLUSH_TIMEOUT_S = 2.0  # at most this long for the last messages to leave before exiting
+# Best-effort publishers have no acknowledgement to wait for: after the last message the
+# player lingers this long, so that subscribers take it before the writer (and the
+# shared-memory buffers it lent them) goes away.
+LINGER_S = 0.5
 DEFAULT_DEPTH = 10  # history depth without metadata (rclpy's usual publisher depth)
 MAX_LATCHED = 100  # transient-local history is at most this deep
 # rclcpp::ClockQoS: best effort, keep last 1 (what rclpy's TimeSource subscribes with).
@@ -327,11 +331,13 @@ class BagPlayer:
 
     def flush(self, timeout_s: float = FLUSH_TIMEOUT_S) -> bool:
         """Wait until every publisher has sent (best effort) or had acknowledged (reliable)
-        what it was given, at most `timeout_s` seconds in all; True when all did.
+        what it was given, at most `timeout_s` seconds in all, then linger LINGER_S (within
+        that time) when a best-effort publisher has subscribers; True when all did.
 
         rmw_fastrtps publishes asynchronously by default: without this, the last messages
         of a bag can still sit in the writer's queue when the node is destroyed, and a
-        subscriber never sees them.
+        subscriber never sees them; a best-effort message that has left can still be lost
+        when the writer goes before the subscriber has taken it.
         """
         deadline = time.monotonic() + timeout_s
         publishers = [t.publisher for t in self.topics.values()]
@@ -341,6 +347,10 @@ class BagPlayer:
         for publisher in publishers:
             left = max(deadline - time.monotonic(), 0.0)
             done = publisher.wait_for_all_acked(Duration(nanoseconds=round(left * 1e9))) and done
+        best_effort = any(p.qos_profile.reliability == ReliabilityPolicy.BEST_EFFORT
+                          and p.get_subscription_count() > 0 for p in publishers)
+        if best_effort:
+            time.sleep(min(LINGER_S, max(deadline - time.monotonic(), 0.0)))
         return done
 
     def play(self, delay_s: float = DEFAULT_DELAY_S) -> ReplayStats:
