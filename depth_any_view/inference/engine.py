@@ -455,8 +455,9 @@ class InferenceEngine:
             host["occupancy_device"], host["observed_device"] = occupancy, observed
         conf = None
         if getattr(out, "confidence", None) is not None:  # NaN where the depth is NaN
-            conf = torch.where(torch.isfinite(depth), out.confidence[0].float(),
-                               torch.full_like(depth, float("nan")))
+            # depth * 0 is 0 where the depth is finite and NaN where not (NaN, inf): two
+            # elementwise ops instead of isfinite + where (~7x slower on the CPU)
+            conf = depth.mul(0.0).add_(out.confidence[0].float())
             host["confidence"] = copies.add(conf)
         if self.cfg.output_resolution == "input":
             host["depth_input"] = [

@@ -93,15 +93,20 @@ def depth_to_points(depth: np.ndarray, K: np.ndarray, T_base_cam: np.ndarray,
         valid = np.isfinite(d) & (d > max(float(min_depth), 0.0)) & (d <= float(max_depth))
     R = T_base_cam[:, :3, :3].astype(np.float32)  # (V, 3, 3)
     t = T_base_cam[:, :3, 3].astype(np.float32)  # (V, 3)
-    # Rotate the rays once per view, then scale by depth: p_base = R (d * ray) + t.
+    # Rotate the rays once per view, then scale by depth: p_base = R (d * ray) + t, for
+    # every pixel (invalid ones give NaN or junk), then keep the valid rows: one dense
+    # pass and one np.compress are ~2x faster than boolean row indexing and gathers.
     r_base = np.matmul(r.reshape(V, -1, 3), R.transpose(0, 2, 1))  # (V, h*w, 3)
-    flat = valid.reshape(V, -1)  # (V, h*w)
-    view = np.nonzero(flat)[0]  # (N,)
-    points = r_base[flat] * d.reshape(V, -1)[flat][:, None] + t[view]  # (N, 3)
+    keep = valid.reshape(-1)  # (V*h*w,)
+    with np.errstate(invalid="ignore", over="ignore"):
+        dense = r_base * d.reshape(V, -1, 1)
+        dense += t[:, None, :]
+    points = np.compress(keep, dense.reshape(-1, 3), axis=0)  # (N, 3)
     if images is None:
         colors = np.full((points.shape[0], 3), 255, dtype=np.uint8)
     else:
-        colors = np.asarray(images, dtype=np.uint8)[:, ::stride, ::stride][valid]  # (N, 3)
+        rgb = np.ascontiguousarray(np.asarray(images, dtype=np.uint8)[:, ::stride, ::stride])
+        colors = np.compress(keep, rgb.reshape(-1, 3), axis=0)  # (N, 3)
     return points.astype(np.float32, copy=False), colors
 
 
