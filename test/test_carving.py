@@ -337,9 +337,9 @@ def test_carving_never_frees_a_surface_voxel_and_follows_the_rays(seed: int) -> 
 
 @pytest.mark.parametrize("seed", range(4))
 def test_the_gpu_layout_without_host_reads_carves_the_same_voxels(seed: int) -> None:
-    """`sync_free` (the layout for CUDA: no compaction of the usable rays, one block padded
-    to the map's diagonal) marks exactly the voxels of the compact, bucketed CPU layout,
-    with invalid, infinite and masked pixels among the rays."""
+    """`sync_free` (the layout for CUDA: one block padded to the map's diagonal, nothing
+    read back to size groups) marks exactly the voxels of the bucketed CPU layout, with
+    invalid, infinite and masked pixels among the rays."""
     rng = np.random.default_rng(seed)
     views = random_views(rng)
     depth = np.array(views.depth)
@@ -349,8 +349,8 @@ def test_the_gpu_layout_without_host_reads_carves_the_same_voxels(seed: int) -> 
     T = make_transform(np.eye(3), rng.uniform(-0.5, 0.5, 3))
     kw = {"stride": int(rng.integers(1, 5)), "max_range": float(rng.choice([4.0, 100.0])),
           "margin": 1.0}
-    compact = carved(views, T, np.asarray(LOWER), sync_free=False, **kw)
-    assert compact and carved(views, T, np.asarray(LOWER), sync_free=True, **kw) == compact
+    bucketed = carved(views, T, np.asarray(LOWER), sync_free=False, **kw)
+    assert bucketed and carved(views, T, np.asarray(LOWER), sync_free=True, **kw) == bucketed
 
 
 def test_invalid_and_masked_pixels_carve_nothing() -> None:
