@@ -80,6 +80,10 @@ class KissIcpSettings:
     initial_threshold: float = 2.0  # metres, adaptive correspondence threshold at start
     min_motion_th: float = 0.1  # metres; smaller motions do not adapt the threshold
     fixed_threshold: float | None = None  # metres; set = no adaptive threshold
+    sample_points: int = 4000  # a seeded random subset of this many in-range points per
+    #                            cloud (0 = every point): breaks the pixel-grid lock, see
+    #                            KissIcpOdometry.register
+    sample_seed: int = 0  # seed of that subset's generator (re-seeded by reset())
 
     def __post_init__(self) -> None:
         """Validate every field (ValueError names it and the allowed range)."""
@@ -96,6 +100,13 @@ class KissIcpSettings:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"{owner}.{name} must be an integer >= 1, got {v!r}")
+        for name in ("sample_points", "sample_seed"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+                raise ValueError(f"{owner}.{name} must be an integer >= 0, got {v!r}")
+        if 0 < self.sample_points < MIN_POINTS:
+            raise ValueError(f"{owner}.sample_points must be 0 (every point) or at least "
+                             f"{MIN_POINTS}, got {self.sample_points}")
         v = self.max_num_threads
         if isinstance(v, bool) or not isinstance(v, int) or v < 0:
             raise ValueError(f"{owner}.max_num_threads must be an integer >= 0 (0 = all "
@@ -151,6 +162,7 @@ class KissIcpOdometry:
     def reset(self) -> None:
         """Forget the map and the pose: the next cloud starts a new odom frame."""
         self._kiss = self._factory(self.settings.kiss_config())
+        self._rng = np.random.default_rng(self.settings.sample_seed)
         self._last_stamp: float | None = None
         self.frames = 0  # clouds given
         self.skipped = 0  # clouds with fewer than MIN_POINTS points (pose predicted)
@@ -173,13 +185,28 @@ class KissIcpOdometry:
                 dropped). With fewer than MIN_POINTS finite points the pose is predicted
                 with constant velocity and the cloud is not added to the map.
             stamp_s: the set's stamp, seconds; must increase from call to call.
+
+        With `sample_points` set, KISS-ICP gets a random subset of the points within
+        [min_range, max_range]. A depth camera's cloud comes from the same pixel grid in
+        every set: along a plane parallel to the motion (the ground, a facade) the same
+        pixels give nearly the same base_link points, so point-to-point ICP is pulled
+        towards standing still. A different random subset each set breaks that grid
+        lock (issue 11, config/slam.yaml) and registers fewer points.
         """
         self._last_stamp = _check_pose_step(stamp_s, self._last_stamp, "KissIcpOdometry")
         p = np.asarray(points, dtype=np.float64)
         if p.ndim != 2 or p.shape[1] != 3:
             raise ValueError(f"KissIcpOdometry.register: points must be (N, 3) metres, got "
                              f"shape {p.shape}")
-        p = np.ascontiguousarray(p[np.isfinite(p).all(axis=1)])
+        p = p[np.isfinite(p).all(axis=1)]
+        n = self.settings.sample_points
+        if n and p.shape[0] > n:
+            s = self.settings
+            r2 = np.einsum("ij,ij->i", p, p)
+            p = p[(r2 >= s.min_range ** 2) & (r2 <= s.max_range ** 2)]  # as KISS-ICP would
+            if p.shape[0] > n:
+                p = p[self._rng.choice(p.shape[0], n, replace=False)]
+        p = np.ascontiguousarray(p)
         self.frames += 1
         if p.shape[0] < MIN_POINTS:
             self.skipped += 1
