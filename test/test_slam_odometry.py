@@ -111,17 +111,18 @@ def test_kiss_icp_samples_in_range_points_repeatably(frames: list[Frame]) -> Non
     kept = odo._kiss.local_map.point_cloud()
     # 300 points drawn among the in-range half (not 150: range first, then the subset)
     assert 280 <= len(kept) <= 300 and np.linalg.norm(kept, axis=1).max() < settings.max_range
-    # the same seed gives the same poses; reset() starts the same sequence again
+    # the same seed gives the same poses (up to the last bits of KISS-ICP's parallel sums);
+    # reset() starts the same sequence again
     clouds = [depth_to_points(f.depth, f.K, f.T_base_cam)[0] for f in frames[10:16]]
     runs = []
     for run in (KissIcpOdometry(settings), KissIcpOdometry(settings), odo):
         run.reset()
         runs.append(np.stack([run.register(c, 1.0 + 0.1 * i) for i, c in enumerate(clouds)]))
-    np.testing.assert_array_equal(runs[0], runs[1])
-    np.testing.assert_array_equal(runs[0], runs[2])
+    np.testing.assert_allclose(runs[0], runs[1], rtol=0, atol=1e-9)
+    np.testing.assert_allclose(runs[0], runs[2], rtol=0, atol=1e-9)
     other = KissIcpOdometry(dataclasses.replace(settings, sample_seed=1))
-    assert not np.array_equal(
-        runs[0], np.stack([other.register(c, 1.0 + 0.1 * i) for i, c in enumerate(clouds)]))
+    poses = np.stack([other.register(c, 1.0 + 0.1 * i) for i, c in enumerate(clouds)])
+    assert np.abs(poses - runs[0]).max() > 1e-6  # another subset, other poses
 
 
 def test_the_harness_sees_a_five_percent_depth_scale_error(frames: list[Frame]) -> None:
