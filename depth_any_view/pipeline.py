@@ -96,12 +96,17 @@ class PointsConfig:
     min_depth: float = 0.0  # metres; depths at or below this are left out
     max_depth: float = 0.0  # metres; depths above this are left out, 0 = no limit
     enabled: bool = True  # False: skip the cloud (empty points in the result)
+    sample: int = 0  # a random subset of at most this many points, another each set;
+    #                  0 = every point (for consumers that stick to a fixed pixel grid)
 
     def __post_init__(self) -> None:
         """Validate every field; ValueError names the field and the allowed range."""
         if isinstance(self.stride, bool) or not isinstance(self.stride, int) or self.stride < 1:
             raise ValueError(f"PointsConfig.stride must be an integer >= 1 pixel, "
                              f"got {self.stride!r}")
+        if isinstance(self.sample, bool) or not isinstance(self.sample, int) or self.sample < 0:
+            raise ValueError(f"PointsConfig.sample must be an integer >= 0 points (0 = "
+                             f"every point), got {self.sample!r}")
         for name in ("voxel_size", "min_depth", "max_depth"):
             value = float(getattr(self, name))
             if not (math.isfinite(value) and value >= 0.0):
@@ -193,7 +198,8 @@ class PipelineConfig:
                 fusion[name] = p.get(param, _FUSION_KINDS.get(name, "float"), None)
         points = PointsConfig(stride=p.get("points_stride", "int", 2),
                               voxel_size=p.get("points_voxel_size", "float", 0.0),
-                              max_depth=p.get("points_max_depth", "float", 0.0))
+                              max_depth=p.get("points_max_depth", "float", 0.0),
+                              sample=p.get("points_sample", "int", 0))
         return cls(sync=sync, engine=engine, fusion=fusion, points=points,
                    rig_file=p.get("rig_file", "str", "config/rig_surround6.yaml"),
                    odom_max_age_ns=_ns(p.get("odom_max_age", "float", 0.2)),
@@ -452,6 +458,8 @@ class Pipeline:
         self._odom_missing = False
         self._frame_warned: set[str] = set()  # cameras whose frame_id mismatch was logged
         self._confidence_warned = False  # min_confidence set for weights without confidence
+        self._points_rng = np.random.default_rng(0)  # the cloud's subsets (points.sample):
+        #                                              the same bag gives the same clouds
         self.visual_odometry: Any = None  # cameras-only odometry (odometry_source)
         if cfg.odometry_source != "topic":
             from depth_any_view.slam.odometry import KissIcpOdometry, RgbdOdometry
@@ -806,6 +814,9 @@ class Pipeline:
                                          max_depth=max_depth)
         if pc.voxel_size > 0:
             points, colors = voxel_downsample(points, colors, pc.voxel_size)
+        if 0 < pc.sample < len(points):  # sorted: the cloud stays in view / row order
+            keep = np.sort(self._points_rng.choice(len(points), pc.sample, replace=False))
+            points, colors = points[keep], colors[keep]
         return points, colors
 
     def _register(self, pred: Prediction, confident: np.ndarray | None,
@@ -828,10 +839,10 @@ class Pipeline:
                          for n, o in result.cameras.items()]
                 return vo.register(views, stamp_s)
             pc = self.cfg.points
-            cloud = result.points
-            if not pc.enabled or pc.stride != 1 or pc.voxel_size > 0:  # KISS-ICP drifts
-                cloud = self._points(pred, confident, PointsConfig(stride=1))[0]  # 2x more
-            return vo.register(cloud, stamp_s)  # on the stride-2 cloud
+            cloud = result.points  # KISS-ICP takes its own subset of the whole stride-1
+            if not pc.enabled or pc.stride != 1 or pc.voxel_size > 0 or pc.sample:  # cloud
+                cloud = self._points(pred, confident, PointsConfig(stride=1))[0]  # (it drifts
+            return vo.register(cloud, stamp_s)  # 2x more on the stride-2 cloud)
         except (ValueError, RuntimeError) as exc:
             self._error("odometry", f"cameras-only odometry ({self.cfg.odometry_source}) "
                         f"failed: {exc}")

@@ -263,6 +263,35 @@ def test_points_settings_and_runtime_reconfiguration(engine: InferenceEngine,
         PointsConfig(stride=0)
 
 
+def test_points_sample_takes_another_random_subset_each_set(engine: InferenceEngine,
+                                                            frames: list[Any]) -> None:
+    clouds = []
+    for _ in range(2):  # a new pipeline gives the same subsets (a bag replays alike)
+        pipe = make(engine)
+        r0 = pipe.process(feed(pipe, frames[0])[0])
+        full = pipe._points(r0.prediction)
+        pipe.reconfigure(points=PointsConfig(stride=1, sample=100))
+        runs = [pipe.process(feed(pipe, f)[0]) for f in frames[1:]]
+        clouds.append([r.points for r in runs])
+    assert len(full[0]) > 500 and len(r0.points) > 100
+    picked = []
+    for r in runs:
+        assert r.points.shape == (100, 3) and r.colors.shape == (100, 3)
+        # every kept point (with its colour) is one of the set's whole cloud, in its order
+        whole, colors = pipe._points(r.prediction, pc=PointsConfig(stride=1))
+        index = {p.tobytes(): i for i, p in enumerate(whole)}
+        at = np.array([index[p.tobytes()] for p in r.points])
+        assert np.all(np.diff(at) > 0)
+        np.testing.assert_array_equal(colors[at], r.colors)
+        picked.append(at)
+    assert not np.array_equal(*picked)  # other pixels each set, not one fixed subset
+    for a, b in zip(*clouds):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError, match="PointsConfig.sample"):
+        PointsConfig(sample=-1)
+    assert PipelineConfig.from_parameters({"points_sample": 4000}).points.sample == 4000
+
+
 def test_config_from_node_parameters() -> None:
     cfg = PipelineConfig.from_parameters({
         "camera_names": ["front", "back"], "sync_slop": 0.03, "sync_timeout": 1,

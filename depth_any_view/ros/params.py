@@ -218,6 +218,11 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     _p("points_max_depth", 0.0,
        "Leave out points deeper than this; 0 = no limit beyond the trusted range",
        0.0, 1000.0, runtime=True, unit=M),
+    _p("points_sample", 0,
+       "Publish a random subset of at most this many points, another each set; 0 = every "
+       "point. For consumers that register every point, such as KISS-ICP's node: from the "
+       "same pixel grid in every set they stick when the robot crawls (e.g. 4000)",
+       0, 10_000_000, runtime=True),
     _p("marker_max_voxels", 50000, "Most voxels drawn in the MarkerArray (highest "
        "probability first)", 1, 10_000_000, runtime=True),
     _p("markers_period", 1.0,
