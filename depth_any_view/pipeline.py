@@ -59,6 +59,7 @@ from depth_any_view.mapping.fusion import (
     pose_to_transform,
 )
 from depth_any_view.mapping.points import depth_to_points, voxel_downsample
+from depth_any_view.slam.odometry_estimate import OdometryEstimate, OdometryTracker
 from depth_any_view.sync.approximate_time import (
     ApproximateTimeSynchronizer,
     SyncConfig,
@@ -352,6 +353,8 @@ class PipelineResult:
     fusion: UpdateStatus | None = None  # what the occupancy update did
     odometry_note: str | None = None  # why odometry was not used, when it was wanted
     pose: np.ndarray | None = None  # (4, 4) T_odom_base used for fusion, None = fallback
+    odometry: OdometryEstimate | None = None  # cameras-only odometry of the set (pose,
+    #                          velocity, covariances; odometry_source kiss_icp / open3d_rgbd)
     prediction: Prediction | None = None  # the engine's raw output (network size + volume)
     timings: dict[str, float] = field(default_factory=dict)  # seconds per STAGES entry
 
@@ -461,14 +464,19 @@ class Pipeline:
         self._points_rng = np.random.default_rng(0)  # the cloud's subsets (points.sample):
         #                                              the same bag gives the same clouds
         self.visual_odometry: Any = None  # cameras-only odometry (odometry_source)
+        self.odometry_tracker: OdometryTracker | None = None  # its velocity and covariances
         if cfg.odometry_source != "topic":
             from depth_any_view.slam.odometry import KissIcpOdometry, RgbdOdometry
             from depth_any_view.slam.run import load_slam_config
 
             slam = load_slam_config()
-            self.visual_odometry = (KissIcpOdometry(slam.kiss_icp)
+            settings = (slam.kiss_icp if cfg.odometry_source == "kiss_icp"
+                        else slam.open3d_rgbd)
+            self.visual_odometry = (KissIcpOdometry(settings)
                                     if cfg.odometry_source == "kiss_icp"
-                                    else RgbdOdometry(slam.open3d_rgbd))
+                                    else RgbdOdometry(settings))
+            self.odometry_tracker = OdometryTracker(settings.drift_per_m,
+                                                    settings.drift_rad_per_m)
         names = cfg.camera_names
         self._counts: dict[str, Any] = {
             "images": {c: {"received": 0, "rejected": 0} for c in names},
@@ -775,6 +783,8 @@ class Pipeline:
         timings["points"] = time.perf_counter() - t
         t = time.perf_counter()
         pose = self._register(pred, confident, result) if self.visual_odometry else None
+        if pose is not None:
+            result.odometry = self.odometry_tracker.update(pose, result.stamp_ns / 1e9)
         timings["odometry"] = time.perf_counter() - t
         t = time.perf_counter()
         self._fuse(pred, synced.stamp_ns, result, confident, pose)
@@ -834,6 +844,7 @@ class Pipeline:
             if vo.last_stamp is not None and stamp_s <= vo.last_stamp:
                 LOG.info("set stamp went back: the cameras-only odometry restarts")
                 vo.reset()
+                self.odometry_tracker.reset()
             if self.cfg.odometry_source == "open3d_rgbd":
                 views = [camera_view(n, o.rgb, o.depth, o.camera, self.rig[n].T_base_cam)
                          for n, o in result.cameras.items()]

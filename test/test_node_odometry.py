@@ -27,7 +27,7 @@ import numpy as np
 import pytest
 from helpers import SpinningNode, dds_env, start_node, stop_node, tail
 
-from depth_any_view.slam.trajectory import detect_jumps, rpe
+from depth_any_view.slam.trajectory import detect_jumps, path_length, rpe
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 
@@ -142,6 +142,20 @@ def test_cameras_only_odometry_tracks_the_drive(frames: list[Any], tmp_path: Pat
           f"{jumps}")
     assert err["segments"] > 3 and np.linalg.norm(d_gt) > 3.0  # a drive of several metres
     assert cosine > MIN_COSINE
+    # velocity and covariances, for a filter such as robot_localization
+    pose_var = np.array([np.diag(np.reshape(received[s].pose.covariance, (6, 6)))
+                         for s in order])
+    twist_var = np.array([np.diag(np.reshape(received[s].twist.covariance, (6, 6)))
+                          for s in order])
+    assert np.all(pose_var > 0) and np.all(twist_var > 0)
+    assert np.all(np.diff(pose_var[:, 0]) >= 0) and pose_var[-1, 0] > pose_var[0, 0]  # drift
+    speed = np.array([received[s].twist.twist.linear.x for s in order[1:]])  # forward, m/s
+    true_speed = np.diff(path_length(gt)) / (np.diff(order) / 1e9)  # in stamp time
+    moving = true_speed > 0.3 * true_speed.max()
+    assert moving.sum() >= 5
+    ratio_v = float(np.median(speed[moving] / true_speed[moving]))
+    print(f"  velocity: median {ratio_v:.2f}x the true speed while moving")
     if source == "open3d_rgbd":
         assert jumps.size == 0
         assert err["translation_pct"] < RPE_MAX_PCT, err
+        assert abs(ratio_v - 1.0) < 0.2

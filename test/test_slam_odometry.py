@@ -164,6 +164,8 @@ def test_kiss_icp_settings_name_a_bad_value() -> None:
             KissIcpSettings(sample_points=bad)
     with pytest.raises(ValueError, match="kiss_icp.sample_seed"):
         KissIcpSettings(sample_seed=-1)
+    with pytest.raises(ValueError, match="kiss_icp.drift_rad_per_m"):
+        KissIcpSettings(drift_rad_per_m=float("inf"))
     cfg = KissIcpSettings(voxel_size=None, max_range=40.0).kiss_config()
     assert cfg.mapping.voxel_size == pytest.approx(0.4) and cfg.data.deskew is False
 
@@ -241,3 +243,5 @@ def test_rgbd_views_are_checked_and_rectified(frames: list[Frame]) -> None:
         rectified(bad)
     with pytest.raises(ValueError, match="open3d_rgbd.method"):
         RgbdOdometrySettings(method="icp")
+    with pytest.raises(ValueError, match="open3d_rgbd.drift_per_m"):
+        RgbdOdometrySettings(drift_per_m=-0.02)

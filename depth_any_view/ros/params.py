@@ -114,8 +114,9 @@ PARAMETERS: tuple[ParamSpec, ...] = (
        "Output depth confidence topic under each camera (32FC1, 0..1, the depth's header)"),
     _p("odom_topic", "/odom", "Input nav_msgs/Odometry: pose of base_link in odom"),
     _p("odometry_output_topic", "/depth_any_view/odometry",
-       "Output nav_msgs/Odometry (odom -> base_link, the set's stamp) when odometry_source "
-       "is kiss_icp or open3d_rgbd"),
+       "Output nav_msgs/Odometry (odom -> base_link, the set's stamp; velocity in base_link "
+       "and covariances from the drift in config/slam.yaml) when odometry_source is "
+       "kiss_icp or open3d_rgbd"),
     _p("points_topic", "/depth_any_view/points",
        "Output PointCloud2 in base_link: x y z rgb (float32, PCL packing)"),
     _p("voxels_topic", "/depth_any_view/occupancy/voxels",

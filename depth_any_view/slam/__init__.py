@@ -4,6 +4,8 @@
   TUM trajectory files (numpy only).
 - `odometry`: KISS-ICP on the fused base_link cloud and Open3D RGB-D odometry per camera,
   each giving T_odom_base per set (their libraries are imported when built).
+- `odometry_estimate`: the velocity and covariances a cameras-only odometry publishes with
+  its pose (nav_msgs/Odometry).
 - `mesh`: TSDF fusion of depth along a trajectory, Chamfer distance and F-score between
   meshes, a headless picture of a mesh.
 - `run`: `depth-any-view slam` (`run_slam`): a bag through the node's pipeline

@@ -84,6 +84,9 @@ class KissIcpSettings:
     #                            cloud (0 = every point): breaks the pixel-grid lock, see
     #                            KissIcpOdometry.register
     sample_seed: int = 0  # seed of that subset's generator (re-seeded by reset())
+    drift_per_m: float = 0.5  # expected 1-sigma position error per metre travelled, for the
+    #                           published covariances (slam/odometry_estimate.py)
+    drift_rad_per_m: float = 0.01  # expected 1-sigma rotation error per metre, radians
 
     def __post_init__(self) -> None:
         """Validate every field (ValueError names it and the allowed range)."""
@@ -114,6 +117,8 @@ class KissIcpSettings:
         if not isinstance(self.deskew, bool):
             raise ValueError(f"{owner}.deskew must be true or false, got {self.deskew!r}")
         _positive(owner, "convergence_criterion", self.convergence_criterion)
+        _positive(owner, "drift_per_m", self.drift_per_m, allow_zero=True)
+        _positive(owner, "drift_rad_per_m", self.drift_rad_per_m, allow_zero=True)
         _positive(owner, "initial_threshold", self.initial_threshold)
         _positive(owner, "min_motion_th", self.min_motion_th, allow_zero=True)
 
@@ -234,6 +239,9 @@ class RgbdOdometrySettings:
     keyframe_m: float = 0.5  # metres from the keyframe before the set becomes the next;
     #                          0 = every set registers against the previous one
     keyframe_deg: float = 15.0  # degrees turned from the keyframe: likewise
+    drift_per_m: float = 0.02  # expected 1-sigma position error per metre travelled, for
+    #                            the published covariances (slam/odometry_estimate.py)
+    drift_rad_per_m: float = 0.005  # expected 1-sigma rotation error per metre, radians
 
     def __post_init__(self) -> None:
         """Validate every field (ValueError names it and the allowed values)."""
@@ -252,6 +260,8 @@ class RgbdOdometrySettings:
         _positive(owner, "max_step_deg", self.max_step_deg)
         _positive(owner, "keyframe_m", self.keyframe_m, allow_zero=True)
         _positive(owner, "keyframe_deg", self.keyframe_deg)
+        _positive(owner, "drift_per_m", self.drift_per_m, allow_zero=True)
+        _positive(owner, "drift_rad_per_m", self.drift_rad_per_m, allow_zero=True)
         it = tuple(self.iterations)
         if not it or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in it):
             raise ValueError(f"{owner}.iterations must be a list of integers >= 1 (per "
