@@ -470,11 +470,12 @@ class Pipeline:
             from depth_any_view.slam.run import load_slam_config
 
             slam = load_slam_config()
-            settings = (slam.kiss_icp if cfg.odometry_source == "kiss_icp"
-                        else slam.open3d_rgbd)
-            self.visual_odometry = (KissIcpOdometry(settings)
-                                    if cfg.odometry_source == "kiss_icp"
-                                    else RgbdOdometry(settings))
+            if cfg.odometry_source == "kiss_icp":
+                settings: Any = slam.kiss_icp
+                self.visual_odometry = KissIcpOdometry(settings)
+            else:
+                settings = slam.open3d_rgbd
+                self.visual_odometry = RgbdOdometry(settings)
             self.odometry_tracker = OdometryTracker(settings.drift_per_m,
                                                     settings.drift_rad_per_m)
         names = cfg.camera_names

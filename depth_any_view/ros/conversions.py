@@ -27,8 +27,8 @@ from typing import Any
 
 import numpy as np
 from builtin_interfaces.msg import Duration, Time
-from geometry_msgs.msg import Point, Pose, Quaternion
-from nav_msgs.msg import OccupancyGrid
+from geometry_msgs.msg import Point, Pose, Quaternion, Vector3
+from nav_msgs.msg import OccupancyGrid, Odometry
 from rclpy.serialization import deserialize_message, serialize_message
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2, PointField
 from std_msgs.msg import ColorRGBA, Header
@@ -181,6 +181,18 @@ def odometry_to_transform(msg: Any,
     Raises ValueError naming the field ('pose.pose.position', 'pose.pose.orientation').
     """
     return pose_to_matrix(msg.pose.pose, quaternion_tolerance, field="pose.pose")
+
+
+def odometry_msg(estimate: Any, header: Header, child_frame_id: str) -> Odometry:
+    """nav_msgs/Odometry of a cameras-only odometry estimate (slam/odometry_estimate.py
+    `OdometryEstimate`): pose, velocity in the child frame and both covariances."""
+    msg = Odometry(header=header, child_frame_id=child_frame_id)
+    msg.pose.pose = matrix_to_pose(estimate.pose)
+    msg.pose.covariance = estimate.pose_covariance.ravel().tolist()
+    msg.twist.twist.linear = Vector3(**dict(zip("xyz", estimate.linear.tolist())))
+    msg.twist.twist.angular = Vector3(**dict(zip("xyz", estimate.angular.tolist())))
+    msg.twist.covariance = estimate.twist_covariance.ravel().tolist()
+    return msg
 
 
 def matrix_to_pose(T: np.ndarray) -> Pose:

@@ -54,7 +54,6 @@ from typing import Any
 import rclpy
 import yaml
 from diagnostic_msgs.msg import DiagnosticArray
-from geometry_msgs.msg import Vector3
 from nav_msgs.msg import OccupancyGrid, Odometry
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.clock import Clock, ClockType
@@ -84,8 +83,8 @@ from depth_any_view.ros.conversions import (
     image_msg_to_array,
     make_header,
     marker_array_bytes,
-    matrix_to_pose,
     occupancy_grid_msg,
+    odometry_msg,
     odometry_to_transform,
     stamp_to_ns,
     voxel_cloud,
@@ -537,15 +536,9 @@ class DepthAnyViewNode(Node):
                     self._send(self._pub_confidence[name], array_to_image_msg(
                         out.confidence, "32FC1", header), s)
         if self._pub_odometry is not None and result.odometry is not None:
-            est = result.odometry  # published whether or not it fuses occupancy
-            odom = Odometry(header=make_header(result.stamp_ns, self.pipeline.cfg.odom_frame),
-                            child_frame_id=self.pipeline.rig.base_frame)
-            odom.pose.pose = matrix_to_pose(est.pose)
-            odom.pose.covariance = est.pose_covariance.ravel().tolist()
-            odom.twist.twist.linear = Vector3(**dict(zip("xyz", est.linear.tolist())))
-            odom.twist.twist.angular = Vector3(**dict(zip("xyz", est.angular.tolist())))
-            odom.twist.covariance = est.twist_covariance.ravel().tolist()
-            self._pub_odometry.publish(odom)
+            self._pub_odometry.publish(odometry_msg(  # whether or not it fuses occupancy
+                result.odometry, make_header(result.stamp_ns, self.pipeline.cfg.odom_frame),
+                self.pipeline.rig.base_frame))
         if s.publish_points:
             self._send(self._pub_points, xyzrgb_cloud(
                 result.points, result.colors, make_header(result.stamp_ns, result.points_frame)),

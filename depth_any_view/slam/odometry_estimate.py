@@ -25,6 +25,9 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from depth_any_view.geometry.transforms import invert_transform
+from depth_any_view.slam.odometry import _positive
+
 POSITION_FLOOR_M = 0.01  # metres: the smallest 1-sigma position (and m/s velocity) error
 ROTATION_FLOOR_RAD = 0.001  # radians (and rad/s): the smallest 1-sigma rotation error
 UNKNOWN_VARIANCE = 1e6  # variance of a velocity not known yet (first set after a start)
@@ -48,10 +51,8 @@ class OdometryTracker:
     def __init__(self, drift_per_m: float, drift_rad_per_m: float) -> None:
         """Args: drift_per_m: 1-sigma position error per metre travelled (fraction);
         drift_rad_per_m: 1-sigma rotation error per metre travelled, radians."""
-        for name, value in (("drift_per_m", drift_per_m), ("drift_rad_per_m", drift_rad_per_m)):
-            if not (np.isfinite(value) and value >= 0):
-                raise ValueError(f"OdometryTracker: {name} must be a finite number >= 0, "
-                                 f"got {value!r}")
+        _positive("OdometryTracker", "drift_per_m", drift_per_m, allow_zero=True)
+        _positive("OdometryTracker", "drift_rad_per_m", drift_rad_per_m, allow_zero=True)
         self.drift_per_m = float(drift_per_m)
         self.drift_rad_per_m = float(drift_rad_per_m)
         self.reset()
@@ -78,7 +79,7 @@ class OdometryTracker:
             self.reset()
         if known:
             dt = stamp_s - self._stamp_s
-            rel = np.linalg.inv(self._pose) @ T
+            rel = invert_transform(self._pose) @ T
             step = float(np.linalg.norm(rel[:3, 3]))
             self.distance_m += step
             linear = rel[:3, 3] / dt
