@@ -847,8 +847,8 @@ class Pipeline:
                 vo.reset()
                 self.odometry_tracker.reset()
             if self.cfg.odometry_source == "open3d_rgbd":
-                views = [camera_view(n, o.rgb, o.depth, o.camera, self.rig[n].T_base_cam)
-                         for n, o in result.cameras.items()]
+                views = [camera_view(n, o.rgb, o.depth, o.camera, self.rig[n].T_base_cam,
+                                     o.confidence) for n, o in result.cameras.items()]
                 return vo.register(views, stamp_s)
             pc = self.cfg.points
             cloud = result.points  # KISS-ICP takes its own subset of the whole stride-1

@@ -245,3 +245,24 @@ def test_rgbd_views_are_checked_and_rectified(frames: list[Frame]) -> None:
         RgbdOdometrySettings(method="icp")
     with pytest.raises(ValueError, match="open3d_rgbd.drift_per_m"):
         RgbdOdometrySettings(drift_per_m=-0.02)
+    for bad in (1.0, -0.1, True, "0.6"):
+        with pytest.raises(ValueError, match="open3d_rgbd.min_confidence"):
+            RgbdOdometrySettings(min_confidence=bad)
+
+
+def test_rgbd_views_leave_out_depth_less_confident_than_the_threshold(
+        frames: list[Frame]) -> None:
+    view = views_of(frames[0])[0]
+    H, W = view.depth.shape
+    confidence = np.full((H, W), 0.9, np.float32)
+    confidence[:, : W // 2] = 0.3  # the left half is unsure
+    confidence[H - 1, W - 1] = np.nan
+    sure = dataclasses.replace(view, confidence=confidence)
+    _, every, _ = rectified(view, 0.6)  # no confidence: every pixel, whatever the threshold
+    _, depth, _ = rectified(sure, 0.6)
+    assert (every[:, : W // 2] > 0).mean() > 0.5  # mostly ground and walls, some sky
+    assert not depth[:, : W // 2].any() and depth[H - 1, W - 1] == 0
+    np.testing.assert_array_equal(depth[:-1, W // 2:], every[:-1, W // 2:])
+    np.testing.assert_array_equal(rectified(sure, 0.0)[1], every)  # 0: threshold off
+    with pytest.raises(ValueError, match="camera 'front': confidence must be"):
+        rectified(dataclasses.replace(view, confidence=confidence[:10]), 0.6)

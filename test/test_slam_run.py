@@ -15,6 +15,8 @@ from helpers import copy_bag, write_tiny_network
 
 from depth_any_view.cli import main
 from depth_any_view.config import ConfigError
+from depth_any_view.geometry.camera import PinholeCamera
+from depth_any_view.slam.mesh import camera_view
 from depth_any_view.slam.run import (
     TUM_FILES,
     SlamConfig,
@@ -165,6 +167,20 @@ def test_open3d_rgbd_backend_runs_both_depths(setup: dict[str, Any], work: Path)
     assert np.linalg.norm(est[-1][:3, 3]) > 0.3  # it moved with the robot
     assert (work / "report_rgbd" / "trajectory_top.png").is_file()
     assert not (work / "report_rgbd" / "mesh_predicted.ply").exists()
+
+
+def test_camera_views_carry_the_depths_confidence_at_its_size() -> None:
+    """Open3D RGB-D odometry leaves out less confident depth (open3d_rgbd.min_confidence):
+    the view carries the confidence, at the depth's size like the colour."""
+    camera = PinholeCamera.from_intrinsics(64, 48, 50.0, 50.0, 32.0, 24.0)
+    rgb = np.zeros((96, 128, 3), np.uint8)
+    confidence = np.random.default_rng(0).random((24, 32)).astype(np.float32)
+    view = camera_view("front", rgb, np.ones((48, 64), np.float32), camera, np.eye(4),
+                       confidence)
+    assert view.rgb.shape == (48, 64, 3) and view.confidence.shape == (48, 64)
+    np.testing.assert_array_equal(view.confidence[::2, ::2], confidence)
+    assert camera_view("front", rgb, np.ones((48, 64), np.float32), camera,
+                       np.eye(4)).confidence is None
 
 
 # ---------------------------------------------------------------------------- bad input

@@ -106,9 +106,9 @@ class TsdfFusion:
 
 
 def camera_view(name: str, rgb: np.ndarray, depth: np.ndarray, camera: PinholeCamera,
-                T_base_cam: np.ndarray) -> RgbdView:
-    """An RgbdView whose colour is resized to the depth's size when they differ (the
-    camera is taken for the depth's size)."""
+                T_base_cam: np.ndarray, confidence: np.ndarray | None = None) -> RgbdView:
+    """An RgbdView whose colour (and confidence) is resized to the depth's size when they
+    differ (the camera is taken for the depth's size)."""
     import cv2
 
     depth = np.asarray(depth, dtype=np.float32)
@@ -117,7 +117,11 @@ def camera_view(name: str, rgb: np.ndarray, depth: np.ndarray, camera: PinholeCa
         camera = camera.resized(w, h)
     if rgb.shape[:2] != (h, w):
         rgb = cv2.resize(rgb, (w, h), interpolation=cv2.INTER_AREA)
-    return RgbdView(name, rgb, depth, camera, np.asarray(T_base_cam, dtype=np.float64))
+    if confidence is not None and confidence.shape != (h, w):
+        confidence = cv2.resize(np.asarray(confidence, dtype=np.float32), (w, h),
+                                interpolation=cv2.INTER_NEAREST)
+    return RgbdView(name, rgb, depth, camera, np.asarray(T_base_cam, dtype=np.float64),
+                    confidence)
 
 
 def transform_mesh(mesh: Any, T: np.ndarray) -> Any:

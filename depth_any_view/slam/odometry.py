@@ -242,10 +242,16 @@ class RgbdOdometrySettings:
     drift_per_m: float = 0.02  # expected 1-sigma position error per metre travelled, for
     #                            the published covariances (slam/odometry_estimate.py)
     drift_rad_per_m: float = 0.005  # expected 1-sigma rotation error per metre, radians
+    min_confidence: float = 0.0  # depth pixels of a view less confident than this are left
+    #                              out (0 = none; views without confidence keep every pixel)
 
     def __post_init__(self) -> None:
         """Validate every field (ValueError names it and the allowed values)."""
         owner = "open3d_rgbd"
+        c = self.min_confidence
+        if isinstance(c, bool) or not isinstance(c, (int, float)) or not 0.0 <= c < 1.0:
+            raise ValueError(f"{owner}.min_confidence must be a number in [0, 1) (0 = every "
+                             f"pixel), got {c!r}")
         if self.method not in RGBD_METHODS:
             raise ValueError(f"{owner}.method must be one of {', '.join(RGBD_METHODS)}, got "
                              f"{self.method!r}")
@@ -281,11 +287,16 @@ class RgbdView:
     depth: np.ndarray  # (H, W) float32 metres along z, NaN = unknown
     camera: PinholeCamera  # calibration of `rgb` and `depth` (same size)
     T_base_cam: np.ndarray = field(default_factory=lambda: np.eye(4))  # (4, 4)
+    confidence: np.ndarray | None = None  # (H, W) 0..1 of the depth (None: no confidence)
 
 
-def rectified(view: RgbdView) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def rectified(view: RgbdView, min_confidence: float = 0.0
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(rgb (H, W, 3) uint8, depth (H, W) float32 with 0 = unknown, K (3, 3)) of a
     distortion-free pinhole image of the view (undistorted when it has distortion).
+
+    Depth pixels whose confidence is below min_confidence (or NaN) become unknown when the
+    view has a confidence.
 
     Raises:
         ValueError: shapes do not match, or a rectification rotation R is set (stereo
@@ -301,7 +312,14 @@ def rectified(view: RgbdView) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     if depth.shape != (cam.height, cam.width):
         raise ValueError(f"camera '{view.name}': depth must be ({cam.height}, {cam.width}) "
                          f"for its calibration, got {depth.shape}")
-    depth = np.where(np.isfinite(depth) & (depth > 0), depth, np.float32(0.0))
+    keep = np.isfinite(depth) & (depth > 0)
+    if view.confidence is not None and min_confidence > 0:
+        confidence = np.asarray(view.confidence)
+        if confidence.shape != depth.shape:
+            raise ValueError(f"camera '{view.name}': confidence must be {depth.shape} like "
+                             f"its depth, got {confidence.shape}")
+        keep &= confidence >= min_confidence  # NaN compares False: left out
+    depth = np.where(keep, depth, np.float32(0.0))
     distorted = cam.distortion_model != "none" and bool(np.any(cam.D != 0))
     if not distorted:
         return np.ascontiguousarray(rgb), np.ascontiguousarray(depth), cam.K
@@ -380,7 +398,7 @@ class RgbdOdometry:
     def _rgbd(self, view: RgbdView) -> tuple[Any, tuple]:
         """Open3D RGBDImage (intensity + metres) of a view and its intrinsics key."""
         o3d = self.o3d
-        rgb, depth, K = rectified(view)
+        rgb, depth, K = rectified(view, self.settings.min_confidence)
         image = o3d.geometry.RGBDImage.create_from_color_and_depth(
             o3d.geometry.Image(rgb), o3d.geometry.Image(depth), depth_scale=1.0,
             depth_trunc=self.settings.depth_max, convert_rgb_to_intensity=True)

@@ -253,8 +253,9 @@ class GroundTruthCloud:
 
 
 def predicted_views(result: PipelineResult, rig: Any) -> list[RgbdView]:
-    """The node's depth output of every camera as RGB-D views (colour at the depth's size)."""
-    return [camera_view(n, o.rgb, o.depth, o.camera, rig[n].T_base_cam)
+    """The node's depth output of every camera as RGB-D views (colour at the depth's size,
+    with the depth's confidence when the network has a confidence head)."""
+    return [camera_view(n, o.rgb, o.depth, o.camera, rig[n].T_base_cam, o.confidence)
             for n, o in result.cameras.items()]
 
 
