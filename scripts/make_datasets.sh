@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Generate the synthetic training, validation and held-out test splits (deterministic).
 # Each sequence is one seed (one scene layout); splits never share seeds:
-#   train: seeds 1000-1299 (even: indoor, odd: outdoor), 10 frames each (300 layouts)
+#   train: seeds 1000-1599 (even: indoor, odd: outdoor), 10 frames each (600 layouts)
 #   val:   seeds 8000-8005, 10 frames each
 #   test:  seeds 9000-9007 (held out; 4 indoor, 4 outdoor), 10 frames each
 #   test_dynamic: seed 9100 (held out; outdoor with moving persons and a car, --dynamic),
@@ -19,7 +19,7 @@ gen() {  # split seed scene frames [extra synth options]
   "$DAV" synth --out "$dir" --frames "$4" --size "$SIZE" --seed "$2" --scene "$3" --quiet \
     --format shards "${@:5}" >/dev/null
 }
-for s in $(seq 1000 1299); do gen train "$s" "$([ $((s % 2)) = 0 ] && echo indoor || echo outdoor)" 10; done
+for s in $(seq 1000 1599); do gen train "$s" "$([ $((s % 2)) = 0 ] && echo indoor || echo outdoor)" 10; done
 for s in $(seq 8000 8005); do gen val "$s" "$([ $((s % 2)) = 0 ] && echo indoor || echo outdoor)" 10; done
 for s in $(seq 9000 9007); do gen test "$s" "$([ $((s % 2)) = 0 ] && echo indoor || echo outdoor)" 10; done
 gen test_dynamic 9100 outdoor 20 --dynamic
