@@ -22,6 +22,11 @@ augmented identically given the same generator state.
   'front_right' (names swap 'left' <-> 'right'; cameras without a mirror stay in place).
 - `color_jitter`: brightness, contrast, saturation and a light hue rotation about the grey
   axis, per view or shared.
+- `sensor_jitter`: what another camera does to the same scene: exposure as a gamma curve,
+  a Gaussian blur (defocus, motion) and additive pixel noise, per view.
+With a previous frame (`prev_images`, `prev_T_odom_base`, temporal training) the flip
+mirrors it too; colour and sensor jitter leave it alone (a camera's exposure changes
+between frames as well).
 - `rotate_views` / `view_jitter`: rotate a camera about its optical centre by R
   (T' = T @ R, K kept) and resample image (bilinear) and depth (nearest) exactly through
   the homography K R K^-1; depth is recomputed as the z of the same 3D point in the
@@ -46,7 +51,7 @@ _MIRROR_CAM = torch.diag(torch.tensor([-1.0, 1.0, 1.0, 1.0], dtype=torch.float64
 _LUMA = (0.299, 0.587, 0.114)
 # Per-view tensors that travel with a view's data when flipping swaps left and right views
 # (names such as camera_names and frame_ids stay in place: they label the slots).
-PER_VIEW_KEYS = ("images", "depth", "K", "T_base_cam", "view_mask")
+PER_VIEW_KEYS = ("images", "depth", "K", "T_base_cam", "view_mask", "prev_images")
 
 
 @dataclass
@@ -62,10 +67,14 @@ class AugmentConfig:
     hue_deg: float = 5.0  # hue rotation about the grey axis drawn from [-h, h], degrees
     view_jitter_prob: float = 0.25  # per-view probability of rotating that camera
     view_jitter_deg: float = 15.0  # largest rotation of a jittered camera, degrees
+    gamma: float = 0.0  # exposure: gamma drawn log-uniformly from [1/(1+g), 1+g] per view
+    blur_prob: float = 0.0  # per-view probability of a Gaussian blur
+    blur_sigma: float = 1.5  # largest blur sigma, pixels (drawn uniformly from [0.3, it])
+    noise_std: float = 0.0  # largest additive noise std (drawn uniformly per view), 0..1
 
     def __post_init__(self) -> None:
         """Validate ranges, raising ConfigError that names the field."""
-        for name in ("flip_prob", "color_prob", "view_jitter_prob"):
+        for name in ("flip_prob", "color_prob", "view_jitter_prob", "blur_prob"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ConfigError(f"augment '{name}' must be a probability in [0, 1], "
                                   f"got {getattr(self, name)}")
@@ -76,6 +85,13 @@ class AugmentConfig:
         if not 0.0 <= self.hue_deg <= 180.0:
             raise ConfigError(f"augment 'hue_deg' must be in [0, 180] degrees, got "
                               f"{self.hue_deg}")
+        if not 0.0 <= self.gamma <= 2.0:
+            raise ConfigError(f"augment 'gamma' must be in [0, 2], got {self.gamma}")
+        if not 0.3 <= self.blur_sigma <= 10.0:
+            raise ConfigError(f"augment 'blur_sigma' must be in [0.3, 10] pixels, got "
+                              f"{self.blur_sigma}")
+        if not 0.0 <= self.noise_std <= 0.5:
+            raise ConfigError(f"augment 'noise_std' must be in [0, 0.5], got {self.noise_std}")
         if not 0.0 <= self.view_jitter_deg < 90.0:
             raise ConfigError(f"augment 'view_jitter_deg' must be in [0, 90) degrees, got "
                               f"{self.view_jitter_deg}")
@@ -147,6 +163,12 @@ def hflip_sample(sample: dict[str, Any]) -> dict[str, Any]:
         T_ob = torch.as_tensor(sample["T_odom_base"])
         m_ob = _MIRROR_BASE.to(T_ob.device)
         out["T_odom_base"] = (m_ob @ T_ob.double() @ m_ob).to(T_ob.dtype)
+    if sample.get("prev_images") is not None:
+        out["prev_images"] = torch.flip(sample["prev_images"], dims=[-1])
+    if sample.get("prev_T_odom_base") is not None:
+        T_pb = torch.as_tensor(sample["prev_T_odom_base"])
+        m_pb = _MIRROR_BASE.to(T_pb.device)
+        out["prev_T_odom_base"] = (m_pb @ T_pb.double() @ m_pb).to(T_pb.dtype)
     if sample.get("occupancy") is not None:
         _check_symmetric_grid(sample.get("grid"))
         out["occupancy"] = torch.flip(sample["occupancy"], dims=[-2])  # y axis of (X, Y, Z)
@@ -209,6 +231,45 @@ def color_jitter(images: torch.Tensor, *, brightness: float = 0.2, contrast: flo
     x = ((x - grey) * s + grey).clamp(0, 1)
     x = torch.einsum("vij,vjhw->vihw", hue, x).clamp(0, 1)
     return _like_input(x, images)
+
+
+def sensor_jitter(images: torch.Tensor, *, gamma: float = 0.0, blur_prob: float = 0.0,
+                  blur_sigma: float = 1.5, noise_std: float = 0.0,
+                  generator: torch.Generator | None = None) -> torch.Tensor:
+    """Exposure (gamma), Gaussian blur and additive noise of images (V, 3, H, W), per view.
+
+    gamma is drawn log-uniformly from [1/(1+gamma), 1+gamma]; a view is blurred with
+    probability blur_prob by a Gaussian of sigma uniform in [0.3, blur_sigma] pixels
+    (separable, reflect padding); noise std is uniform in [0, noise_std]. Clamped to [0, 1].
+    """
+    x = _to_float_images(images)
+    V = x.shape[0]
+    draws = _rand((4, V), generator).to(x.device)  # gamma, blur coin, sigma, noise std
+    if gamma > 0:
+        g = torch.exp((draws[0] * 2.0 - 1.0) * math.log1p(gamma)).to(x.dtype)
+        x = x.clamp(min=1e-6) ** g[:, None, None, None]
+    if blur_prob > 0:
+        sigma = 0.3 + draws[2] * (blur_sigma - 0.3)  # (V,)
+        radius = int(math.ceil(3.0 * blur_sigma))
+        offsets = torch.arange(-radius, radius + 1, dtype=torch.float64, device=x.device)
+        kern = torch.exp(-0.5 * (offsets[None] / sigma.double()[:, None]) ** 2)
+        kern = (kern / kern.sum(1, keepdim=True)).to(x.dtype)  # (V, 2r+1)
+        H, W = x.shape[-2:]
+        if radius < min(H, W):
+            C = x.shape[1]
+            flat = x.reshape(1, V * C, H, W)
+            kx = kern.repeat_interleave(C, 0)[:, None, None, :]  # (V*C, 1, 1, 2r+1)
+            flat = F.conv2d(F.pad(flat, (radius, radius, 0, 0), mode="reflect"), kx,
+                            groups=V * C)
+            flat = F.conv2d(F.pad(flat, (0, 0, radius, radius), mode="reflect"),
+                            kx.transpose(-1, -2), groups=V * C)
+            blurred = flat.reshape(V, C, H, W)
+            x = torch.where((draws[1] < blur_prob)[:, None, None, None], blurred, x)
+    if noise_std > 0:
+        std = (draws[3] * noise_std).to(x.dtype)[:, None, None, None]
+        gen_dev = generator if x.device.type == "cpu" else None
+        x = x + std * torch.randn(x.shape, generator=gen_dev, dtype=x.dtype).to(x.device)
+    return _like_input(x.clamp(0, 1), images)
 
 
 def random_rotations(n: int, max_deg: float,
@@ -300,7 +361,7 @@ def view_jitter(sample: dict[str, Any], *, prob: float = 0.25, max_deg: float = 
 
 
 class Augmenter:
-    """Random flip, colour jitter and view jitter of a sample, in that order."""
+    """Random flip, colour jitter, sensor jitter and view jitter of a sample, in that order."""
 
     def __init__(self, cfg: AugmentConfig | None = None) -> None:
         self.cfg = cfg or AugmentConfig()
@@ -318,6 +379,10 @@ class Augmenter:
                                          contrast=cfg.contrast, saturation=cfg.saturation,
                                          hue_deg=cfg.hue_deg, per_view=cfg.color_per_view,
                                          generator=generator)
+        if cfg.gamma > 0 or cfg.blur_prob > 0 or cfg.noise_std > 0:
+            out["images"] = sensor_jitter(out["images"], gamma=cfg.gamma,
+                                          blur_prob=cfg.blur_prob, blur_sigma=cfg.blur_sigma,
+                                          noise_std=cfg.noise_std, generator=generator)
         if cfg.view_jitter_prob > 0 and cfg.view_jitter_deg > 0:
             out = view_jitter(out, prob=cfg.view_jitter_prob, max_deg=cfg.view_jitter_deg,
                               generator=generator)

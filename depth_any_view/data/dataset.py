@@ -144,9 +144,14 @@ def find_shard_dirs(roots: Sequence[str | os.PathLike[str]] | str | os.PathLike[
 
 
 def concat_shards(roots: Sequence[str | os.PathLike[str]] | str | os.PathLike[str], *,
-                  views: Sequence[str | int] | None = None, temporal: bool = False
-                  ) -> ConcatDataset:
+                  views: Sequence[str | int] | None = None, temporal: bool = False,
+                  same_rig: bool = True) -> ConcatDataset:
     """Several shard directories as one dataset (see `find_shard_dirs` for `roots`).
+
+    Args:
+        same_rig: require the same cameras and image size everywhere (False for mixed-rig
+            training, where training/rig_batching.py brings samples to one shape); the
+            occupancy grid must match either way.
 
     Raises:
         ValueError: the shards differ in returned cameras, image size or grid dims (their
@@ -155,6 +160,13 @@ def concat_shards(roots: Sequence[str | os.PathLike[str]] | str | os.PathLike[st
     datasets = [SyntheticShardDataset(p, views=views, temporal=temporal)
                 for p in find_shard_dirs(roots)]
     ref = datasets[0]
+    if not same_rig:
+        for ds in datasets[1:]:
+            if ds.grid.dims != ref.grid.dims:
+                raise ValueError(f"shard '{ds.root}' has occupancy grid {ds.grid.dims} but "
+                                 f"'{ref.root}' has {ref.grid.dims}; regenerate it with the "
+                                 "same grid")
+        return ConcatDataset(datasets)
     key: Any = (ref.camera_names, ref.image_size, ref.grid.dims)
     for ds in datasets[1:]:
         other = (ds.camera_names, ds.image_size, ds.grid.dims)

@@ -16,6 +16,7 @@ from depth_any_view.config import ConfigError, config_path, load_yaml
 
 BACKBONES = ("resnet18", "resnet34", "resnet50")
 TOKEN_STRIDES = (8, 16, 32)
+COST_STRIDES = (4, 8)
 PRESETS = ("lite", "paper")
 
 
@@ -48,6 +49,16 @@ class ModelConfig:
     occ_fine_channels: int = 16  # 3D decoder channels at full grid resolution
     occ_fine_kernel: int = 3  # kernel of the full-resolution 3D conv (1 = pointwise, cheap)
     confidence: bool = False  # also predict a per-pixel depth confidence (Laplacian scale)
+    cost_volume: bool = False  # plane-sweep matching against overlapping views (cost_volume.py)
+    cost_temporal: bool = False  # also match against the previous set (needs cost_volume)
+    cost_stride: int = 4  # the cost volume's feature grid = image / stride (4 or 8)
+    cost_hypotheses: int = 32  # depth planes, uniform in inverse depth
+    cost_min_depth: float = 0.5  # metres, nearest plane
+    cost_max_depth: float = 30.0  # metres, farthest plane
+    cost_channels: int = 16  # matching feature channels
+    cost_groups: int = 4  # correlation groups (channels per group = cost_channels / groups)
+    cost_neighbours: int = 2  # sources kept per view (the most overlapping ones)
+    cost_min_baseline: float = 0.05  # metres: pairs closer than this get less weight
 
     def __post_init__(self) -> None:
         """Normalise sequences to tuples and check every field, naming the bad one."""
@@ -85,6 +96,30 @@ class ModelConfig:
         if self.occ_fine_kernel not in (1, 3):
             raise ConfigError(f"model 'occ_fine_kernel' must be 1 or 3, "
                               f"got {self.occ_fine_kernel}")
+        if self.cost_temporal and not self.cost_volume:
+            raise ConfigError("model 'cost_temporal' needs 'cost_volume: true'")
+        if self.cost_volume and self.cost_stride > self.token_stride:
+            raise ConfigError(f"model 'cost_stride' ({self.cost_stride}) must not exceed "
+                              f"'token_stride' ({self.token_stride})")
+        if self.cost_stride not in COST_STRIDES:
+            raise ConfigError(f"model 'cost_stride' must be one of {COST_STRIDES}, "
+                              f"got {self.cost_stride}")
+        for name in ("cost_hypotheses", "cost_channels", "cost_groups", "cost_neighbours"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ConfigError(f"model '{name}' must be a positive integer, got {value!r}")
+        if self.cost_hypotheses < 2:
+            raise ConfigError(f"model 'cost_hypotheses' must be >= 2, "
+                              f"got {self.cost_hypotheses}")
+        if self.cost_channels % self.cost_groups:
+            raise ConfigError(f"model 'cost_channels' ({self.cost_channels}) must be divisible "
+                              f"by 'cost_groups' ({self.cost_groups})")
+        if not 0.0 < self.cost_min_depth < self.cost_max_depth:
+            raise ConfigError(f"model cost volume needs 0 < cost_min_depth < cost_max_depth, "
+                              f"got {self.cost_min_depth}, {self.cost_max_depth}")
+        if self.cost_min_baseline <= 0:
+            raise ConfigError(f"model 'cost_min_baseline' must be positive metres, "
+                              f"got {self.cost_min_baseline}")
         if not 0.0 < self.min_depth < self.max_depth:
             raise ConfigError(f"model depth range needs 0 < min_depth < max_depth, got "
                               f"min_depth={self.min_depth} max_depth={self.max_depth}")

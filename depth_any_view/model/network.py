@@ -6,6 +6,9 @@
     fused tokens + encoder skips --DPT-like decoder--> bounded log-depth (B, V, H, W)
                                  (+ with `confidence`: Laplacian scale of log depth, 0..1 score)
     1/8 decoder features + depth --voxel projection, masked view mean, 3D convs--> occupancy
+  with `cost_volume`: encoder features at 1/cost_stride --plane sweep against the most
+    overlapping other views (and, with `cost_temporal`, the previous set's views moved by
+    odometry)--> cost features added to the tokens and to the decoder at 1/cost_stride
 
 Any number of views V >= 1 works; `view_mask` marks padding views, which are excluded from
 cross-view attention and from the occupancy gathering, so masking a view gives the same
@@ -23,13 +26,41 @@ from torch import Tensor, nn
 
 from depth_any_view.model.camera_encoding import CameraRayEmbedding
 from depth_any_view.model.config import ModelConfig, load_model_config
+from depth_any_view.model.cost_volume import CostVolumeEncoder, SourceViews
 from depth_any_view.model.fusion import FusionTransformer
-from depth_any_view.model.heads import bounded_log_depth, confidence_from_scale, head_factory
+from depth_any_view.model.heads import (
+    bounded_log_depth,
+    confidence_from_scale,
+    cost_feature_channels,
+    head_factory,
+)
 from depth_any_view.model.resnet import ResNetEncoder
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 TOKEN_SOURCES = {8: 2, 16: 3, 32: 4}  # stride -> index in the encoder's feature list
+COST_SOURCES = {4: 1, 8: 2}  # cost stride -> index in the encoder's feature list
+
+
+@dataclass
+class PreviousSet:
+    """The previous synchronized set, for temporal matching (`cost_temporal`).
+
+    `match_features` are the network's own `ModelOutput.match_features` of that set (the
+    engine caches them); `T_base_prevbase` is the base's motion from odometry: it maps the
+    previous base_link into the current one (T_odom_base_cur^-1 @ T_odom_base_prev).
+    """
+
+    match_features: Tensor  # (B, V, C, h, w) from the previous set's forward
+    K: Tensor  # (B, V, 3, 3) the previous set's intrinsics at the network resolution
+    T_base_cam: Tensor  # (B, V, 4, 4) the previous set's extrinsics
+    T_base_prevbase: Tensor  # (B, 4, 4) previous base_link -> current base_link
+    valid: Tensor  # (B, V) bool: False = no previous view (first set, reset, missing view)
+
+    def as_sources(self) -> SourceViews:
+        """The previous views as match sources in the current base_link."""
+        T = self.T_base_prevbase.float()[:, None] @ self.T_base_cam.float()  # (B, V, 4, 4)
+        return SourceViews(self.match_features, self.K.float(), T, self.valid.bool())
 
 
 @dataclass
@@ -44,6 +75,8 @@ class ModelOutput:
     log_depth_scale: Tensor | None = None  # (B, V, H, W) Laplacian scale b of log depth:
     #                             the expected |log depth error| (None without `confidence`)
     confidence: Tensor | None = None  # (B, V, H, W) in (0, 1]: 1 / (1 + b / 0.1)
+    match_features: Tensor | None = None  # (B, V, C, H/s, W/s) with `cost_volume`: what the
+    #                             next set matches against (`PreviousSet.match_features`)
 
 
 class DepthAnyViewNet(nn.Module):
@@ -66,6 +99,17 @@ class DepthAnyViewNet(nn.Module):
         self.transformer = FusionTransformer(cfg.hidden, cfg.layers, cfg.heads,
                                              mlp_ratio=cfg.mlp_ratio, fusion=cfg.fusion,
                                              cross_view_every=cfg.cross_view_every)
+        self.cost = None
+        if cfg.cost_volume:
+            out_ch = cost_feature_channels(cfg)
+            self.cost = CostVolumeEncoder(
+                ch[COST_SOURCES[cfg.cost_stride]], out_ch, channels=cfg.cost_channels,
+                groups=cfg.cost_groups, hypotheses=cfg.cost_hypotheses,
+                min_depth=cfg.cost_min_depth, max_depth=cfg.cost_max_depth,
+                neighbours=cfg.cost_neighbours, min_baseline=cfg.cost_min_baseline)
+            self.cost_tokens = nn.Conv2d(out_ch, cfg.hidden, 1)
+            nn.init.zeros_(self.cost_tokens.weight)  # starts as the network without it
+            nn.init.zeros_(self.cost_tokens.bias)
         self.depth_head = head_factory("depth", cfg, tuple(ch))
         self.occupancy_head = head_factory("occupancy", cfg, self.depth_head.feature_channels)
 
@@ -89,8 +133,23 @@ class DepthAnyViewNet(nn.Module):
             raise ValueError(f"view_mask must be (B, V) = ({B}, {V}) bool, "
                              f"got {tuple(view_mask.shape)}")
 
+    def match_features(self, images: Tensor) -> Tensor:
+        """Matching features of a set, (B, V, C, H/s, W/s): what `PreviousSet` carries.
+
+        The trainer computes them for the previous frame; at run time `forward` returns
+        them in `ModelOutput.match_features`, so no second encoder pass is needed.
+        """
+        if self.cost is None:
+            raise ValueError("this model has no cost volume (model option 'cost_volume')")
+        B, V = images.shape[:2]
+        x = (images.flatten(0, 1) - self.pixel_mean) / self.pixel_std
+        feats = self.encoder(x)
+        m = self.cost.match_features(feats[COST_SOURCES[self.cfg.cost_stride]])
+        return m.view(B, V, *m.shape[1:])
+
     def forward(self, images: Tensor, K: Tensor, T_base_cam: Tensor,
-                view_mask: Tensor | None = None) -> ModelOutput:
+                view_mask: Tensor | None = None,
+                previous: PreviousSet | None = None) -> ModelOutput:
         """Predict depth for every view and the occupancy grid.
 
         Args:
@@ -98,6 +157,8 @@ class DepthAnyViewNet(nn.Module):
             K: (B, V, 3, 3) pinhole intrinsics at (H, W), pixels.
             T_base_cam: (B, V, 4, 4) camera (optical frame) -> base_link.
             view_mask: (B, V) bool, False = missing (padding) view; None = all present.
+            previous: the previous set for temporal matching (`cost_temporal`), or None
+                (first set, after a reset, or a model without it: it is then ignored).
 
         Returns:
             ModelOutput (depth and log-depth per view, occupancy logits and observed mask).
@@ -128,20 +189,30 @@ class DepthAnyViewNet(nn.Module):
             if stride != s:
                 t = F.interpolate(t, size=(h, w), mode="bilinear", align_corners=False)
             tokens = t if tokens is None else tokens + t  # (B*V, hidden, h, w)
+        match = cost = None
+        if self.cost is not None:
+            m = self.cost.match_features(feats[COST_SOURCES[self.cfg.cost_stride]])
+            match = m.view(B, V, *m.shape[1:])  # (B, V, c, H/s, W/s)
+            prev = (previous.as_sources() if previous is not None and self.cfg.cost_temporal
+                    else None)
+            cost = self.cost(match, K, T_base_cam, valid, (H, W), prev)  # (B*V, c', .., ..)
+            pool = s // self.cfg.cost_stride
+            pooled = F.avg_pool2d(cost, pool) if pool > 1 else cost
+            tokens = tokens + self.cost_tokens(pooled.to(tokens.dtype))
         C = tokens.shape[1]
         tokens = tokens.flatten(2).transpose(1, 2).reshape(B, V, h * w, C)  # (B, V, T, C)
         tokens = tokens + self.camera(K, T_base_cam, (h, w), (H, W)).to(tokens.dtype)
         fused = self.transformer(tokens, None if view_mask is None else valid)  # (B,V,T,C)
         fused = fused.reshape(B * V, h, w, C).permute(0, 3, 1, 2)  # (B*V, C, h, w)
 
-        logits, feat8, scale = self.depth_head(fused, feats, (H, W))  # (B*V, 1, H, W)
+        logits, feat8, scale = self.depth_head(fused, feats, (H, W), cost)  # (B*V,1,H,W)
         log_depth = bounded_log_depth(logits, self.cfg.min_depth,
                                       self.cfg.max_depth).view(B, V, H, W)
         depth = torch.exp(log_depth).clamp(self.cfg.min_depth, self.cfg.max_depth)
         occ_logits, observed = self.occupancy_head(
             feat8.view(B, V, *feat8.shape[1:]), depth, K, T_base_cam, valid)
         out = ModelOutput(depth=depth, log_depth=log_depth, occupancy_logits=occ_logits,
-                          occupancy_observed=observed)
+                          occupancy_observed=observed, match_features=match)
         if scale is not None:
             out.log_depth_scale = scale.view(B, V, H, W)
             out.confidence = confidence_from_scale(out.log_depth_scale)

@@ -29,6 +29,11 @@ class TrainConfig:
     val_data: list[str] = field(default_factory=list)  # shard directories for validation
     views: list[str] | None = None  # camera subset (e.g. 3 of 6 for an ablation); None = all
     temporal: bool = False  # feed the previous frame too (only where the model uses it)
+    mixed_rigs: bool = False  # shard dirs may differ in cameras and size: samples are
+    #                           resized, padded to max_views and masked (rig_batching.py)
+    max_views: int = 8  # mixed_rigs: views per padded sample (1..8)
+    depth_size: tuple[int, int] = (256, 256)  # mixed_rigs: ground-truth depth (h, w), pixels
+    view_dropout: float = 0.0  # mixed_rigs: probability of masking each real view
     batch_size: int = 8  # samples per step (per process under DDP)
     epochs: int = 60  # passes over the training data
     max_steps: int = 0  # stop after this many optimizer steps; 0 = run all epochs
@@ -62,6 +67,10 @@ class TrainConfig:
         if isinstance(self.val_data, str):
             self.val_data = [self.val_data]
         self.betas = tuple(float(b) for b in self.betas)  # type: ignore[assignment]
+        try:
+            self.depth_size = tuple(int(v) for v in self.depth_size)  # type: ignore[assignment]
+        except (TypeError, ValueError):
+            self.depth_size = ()  # type: ignore[assignment]
         checks = [("batch_size", self.batch_size >= 1, ">= 1"),
                   ("epochs", self.epochs >= 1, ">= 1"),
                   ("max_steps", self.max_steps >= 0, ">= 0"),
@@ -75,7 +84,11 @@ class TrainConfig:
                   ("amp", self.amp in ("auto", "off", "bf16", "fp16"),
                    "one of auto, off, bf16, fp16"),
                   ("num_workers", self.num_workers >= 0, ">= 0"),
-                  ("log_every", self.log_every >= 1, ">= 1")]
+                  ("log_every", self.log_every >= 1, ">= 1"),
+                  ("max_views", 1 <= self.max_views <= 8, "in 1..8"),
+                  ("depth_size", len(self.depth_size) == 2 and min(self.depth_size) >= 1,
+                   "two positive integers [h, w]"),
+                  ("view_dropout", 0.0 <= self.view_dropout < 1.0, "in [0, 1)")]
         for name, ok, allowed in checks:
             if not ok:
                 raise ConfigError(f"training option '{name}' = {getattr(self, name)!r} "
@@ -85,6 +98,7 @@ class TrainConfig:
         """Plain dict (YAML/JSON-safe) of every option."""
         d = asdict(self)
         d["betas"] = list(self.betas)
+        d["depth_size"] = list(self.depth_size)
         return d
 
     @classmethod

@@ -34,7 +34,7 @@ from depth_any_view.config import ConfigError
 from depth_any_view.data.augment import AugmentConfig, Augmenter
 from depth_any_view.data.dataset import concat_shards
 from depth_any_view.model.config import ModelConfig, load_model_config
-from depth_any_view.model.network import DepthAnyViewNet
+from depth_any_view.model.network import DepthAnyViewNet, PreviousSet
 from depth_any_view.model.weights import WeightsError, load_weights, save_weights
 from depth_any_view.training.config import TrainConfig
 from depth_any_view.training.distributed import (
@@ -47,6 +47,7 @@ from depth_any_view.training.distributed import (
 )
 from depth_any_view.training.losses import LossConfig, compute_losses, scale_intrinsics
 from depth_any_view.training.metrics import DepthMetricAccumulator, VoxelMetricAccumulator
+from depth_any_view.training.rig_batching import RigNormalisedDataset
 
 LOG = logging.getLogger(__name__)
 
@@ -94,18 +95,20 @@ def init_from_weights(model: torch.nn.Module, path: str | os.PathLike[str]) -> d
 
 
 def resize_views(batch: dict[str, Any], size: tuple[int, int]) -> dict[str, Any]:
-    """Images (B, V, 3, H, W) resized to `size` (h, w) with antialiasing, K scaled to match
-    (pixel centres at integers); other entries unchanged."""
+    """Images (B, V, 3, H, W) (and `prev_images`) resized to `size` (h, w) with
+    antialiasing, K scaled to match (pixel centres at integers); other entries unchanged."""
     images = batch["images"]
     B, V, C, H, W = images.shape
     h, w = int(size[0]), int(size[1])
     if (H, W) == (h, w):
         return batch
-    flat = images.reshape(B * V, C, H, W)  # (B*V, 3, H, W)
-    small = torch.nn.functional.interpolate(flat, size=(h, w), mode="bilinear",
-                                            align_corners=False, antialias=True)
     out = dict(batch)
-    out["images"] = small.reshape(B, V, C, h, w)  # (B, V, 3, h, w)
+    for key in ("images", "prev_images"):
+        if key in batch:
+            flat = batch[key].reshape(B * V, C, H, W)  # (B*V, 3, H, W)
+            small = torch.nn.functional.interpolate(flat, size=(h, w), mode="bilinear",
+                                                    align_corners=False, antialias=True)
+            out[key] = small.reshape(B, V, C, h, w)  # (B, V, 3, h, w)
     out["K"] = scale_intrinsics(batch["K"], w / W, h / H)
     return out
 
@@ -193,14 +196,28 @@ class Trainer:
         if not cfg.train_data:
             raise ConfigError("training option 'train_data' is empty; give shard directories "
                               "made with `depth-any-view synth --format shards`")
-        train_base = concat_shards(cfg.train_data, views=cfg.views,
-                                           temporal=cfg.temporal)
+        if cfg.mixed_rigs and (self.loss_cfg.photo_weight > 0 or self.loss_cfg.cos_weight > 0):
+            raise ConfigError("training option 'mixed_rigs' needs 'loss.photo_weight: 0' and "
+                              "'loss.cos_weight: 0' (their view pairs are chosen per batch, "
+                              "and a mixed batch has a rig per sample)")
+        same_rig = not cfg.mixed_rigs
+        train_base = concat_shards(cfg.train_data, views=cfg.views, temporal=cfg.temporal,
+                                   same_rig=same_rig)
         augmenter = Augmenter(AugmentConfig.from_dict(cfg.augment)) if cfg.augment else None
-        self.camera_names = self._first_names(train_base)
-        self.train_set = AugmentedDataset(train_base, augmenter, cfg.seed, self.camera_names)
-        self.val_set = (concat_shards(cfg.val_data, views=cfg.views,
-                                              temporal=cfg.temporal)
+        self.camera_names = (self._first_names(train_base) if same_rig
+                             else [f"view{i}" for i in range(cfg.max_views)])
+        self.train_set = AugmentedDataset(train_base, augmenter, cfg.seed,
+                                          self.camera_names if same_rig else None)
+        self.val_set = (concat_shards(cfg.val_data, views=cfg.views, temporal=cfg.temporal,
+                                      same_rig=same_rig)
                         if cfg.val_data else None)
+        if cfg.mixed_rigs:
+            shape = dict(image_size=self.model_cfg.image_size, depth_size=cfg.depth_size,
+                         max_views=cfg.max_views)
+            self.train_set = RigNormalisedDataset(self.train_set, **shape,
+                                                  view_dropout=cfg.view_dropout, seed=cfg.seed)
+            if self.val_set is not None:
+                self.val_set = RigNormalisedDataset(self.val_set, **shape)
         self.sampler = (DistributedSampler(self.train_set, num_replicas=self.env.world_size,
                                            rank=self.env.rank, shuffle=True, seed=cfg.seed,
                                            drop_last=True)
@@ -288,11 +305,32 @@ class Trainer:
         """Run the network on a batch under autocast; returns its outputs as a dict."""
         ctx = (torch.autocast(self.device.type, dtype=self.amp_dtype)
                if self.amp_dtype is not None else nullcontext())
+        previous = self._previous_set(batch)
         with ctx:
             out = model(batch["images"], batch["K"], batch["T_base_cam"],
-                        batch.get("view_mask"))
+                        batch.get("view_mask"), previous)
         return {k: (v.float() if torch.is_tensor(v) and v.is_floating_point() else v)
                 for k, v in vars(out).items()}
+
+    def _previous_set(self, batch: dict[str, Any]) -> PreviousSet | None:
+        """The batch's previous frame as a PreviousSet (temporal cost volume), else None.
+
+        Its matching features come from the network itself without gradient (the same
+        weights learn from the current frame's side); the base's motion comes from the
+        ground-truth poses, as odometry gives it at run time. A scene's first frame is its
+        own previous frame: zero motion, which the volume ignores (the no-previous case).
+        """
+        if not (self.model_cfg.cost_temporal and "prev_images" in batch):
+            return None
+        with torch.no_grad():
+            feats = self.model.match_features(batch["prev_images"])
+        T_cur = batch["T_odom_base"].double()
+        T_prev = batch["prev_T_odom_base"].double()
+        motion = (torch.linalg.inv(T_cur) @ T_prev).float()  # (B, 4, 4) prev -> current base
+        mask = batch.get("view_mask")
+        if mask is None:
+            mask = torch.ones(feats.shape[:2], dtype=torch.bool, device=feats.device)
+        return PreviousSet(feats, batch["K"], batch["T_base_cam"], motion, mask)
 
     def compute_losses(self, outputs: dict[str, torch.Tensor],
                        batch: dict[str, Any]) -> dict[str, torch.Tensor]:

@@ -14,10 +14,16 @@ from depth_any_view.model.heads.depth_head import (
     bounded_log_depth,
     confidence_from_scale,
     inverse_bounded_log_depth,
+    level_channels,
 )
 from depth_any_view.model.heads.occupancy_head import OccupancyHead
 
 HEADS = ("depth", "occupancy")
+
+
+def cost_feature_channels(cfg: ModelConfig) -> int:
+    """Channels of the cost volume features the depth head takes (0 without the volume)."""
+    return level_channels(cfg.cost_stride, cfg.decoder_width) if cfg.cost_volume else 0
 
 
 def head_factory(kind: str, cfg: ModelConfig, in_channels: int | tuple[int, ...]) -> nn.Module:
@@ -34,7 +40,9 @@ def head_factory(kind: str, cfg: ModelConfig, in_channels: int | tuple[int, ...]
             raise ValueError("the depth head needs the 5 encoder channel counts "
                              "(strides 2, 4, 8, 16, 32) as in_channels")
         return DepthHead(cfg.hidden, in_channels, token_stride=cfg.token_stride,
-                         width=cfg.decoder_width, confidence=cfg.confidence)
+                         width=cfg.decoder_width, confidence=cfg.confidence,
+                         cost_channels=cost_feature_channels(cfg),
+                         cost_stride=cfg.cost_stride)
     if kind == "occupancy":
         if not isinstance(in_channels, int):
             raise ValueError("the occupancy head needs one int: its feature map's channels")
@@ -47,4 +55,4 @@ def head_factory(kind: str, cfg: ModelConfig, in_channels: int | tuple[int, ...]
 
 
 __all__ = ["HEADS", "DepthHead", "OccupancyHead", "bounded_log_depth", "confidence_from_scale",
-           "head_factory", "inverse_bounded_log_depth"]
+           "cost_feature_channels", "head_factory", "inverse_bounded_log_depth"]

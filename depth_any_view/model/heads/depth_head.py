@@ -71,12 +71,15 @@ class DepthHead(nn.Module):
     """DPT-like decoder: fused tokens + encoder skips -> per-pixel depth logits."""
 
     def __init__(self, token_dim: int, encoder_channels: tuple[int, ...], *,
-                 token_stride: int, width: int, confidence: bool = False) -> None:
+                 token_stride: int, width: int, confidence: bool = False,
+                 cost_channels: int = 0, cost_stride: int = 4) -> None:
         """Args: token_dim fused token channels; encoder_channels of the maps at strides
         2, 4, 8, 16, 32; token_stride of the token grid; width channels at 1/8; confidence:
-        also predict the Laplacian scale of log depth per pixel."""
+        also predict the Laplacian scale of log depth per pixel; cost_channels of the cost
+        volume features added at cost_stride (0 = none)."""
         super().__init__()
         self.token_stride = token_stride
+        self.cost_stride = cost_stride
         self.levels = [s for s in (16, 8, 4, 2) if s < token_stride]  # coarse -> fine
         c_tok = level_channels(token_stride, width)
         self.token_proj = nn.Conv2d(token_dim, c_tok, 1)
@@ -101,28 +104,44 @@ class DepthHead(nn.Module):
             nn.init.normal_(self.out_scale.weight, std=1e-3)
             nn.init.constant_(self.out_scale.bias, -1.0)
         self.feature_channels = level_channels(8, width)
+        self.cost_proj = None
+        if cost_channels:
+            if cost_stride > token_stride:
+                raise ValueError(f"cost_stride {cost_stride} must not exceed the token stride "
+                                 f"{token_stride}")
+            self.cost_proj = nn.Conv2d(cost_channels, level_channels(cost_stride, width), 1)
+            nn.init.zeros_(self.cost_proj.weight)  # starts as the decoder without the volume
+            nn.init.zeros_(self.cost_proj.bias)
 
-    def forward(self, tokens: Tensor, skips: list[Tensor],
-                image_hw: tuple[int, int]) -> tuple[Tensor, Tensor]:
+    def forward(self, tokens: Tensor, skips: list[Tensor], image_hw: tuple[int, int],
+                cost: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor | None]:
         """Decode one batch of views.
 
         Args:
             tokens: (N, token_dim, H / token_stride, W / token_stride) fused tokens.
             skips: encoder maps [f2, f4, f8, f16, f32], (N, C_i, H / s, W / s).
             image_hw: (H, W) output size in pixels.
+            cost: (N, cost_channels, H / cost_stride, W / cost_stride) cost volume
+                features, or None (needs a head built with cost_channels).
 
         Returns:
             logits (N, 1, H, W) (float32; map with `bounded_log_depth`), the decoder
             features at 1/8, (N, feature_channels, H / 8, W / 8), and the Laplacian scale of
             log depth (N, 1, H, W) float32 (None without `confidence`).
         """
-        x = self.token_refine(self.token_proj(tokens))
+        x = self.token_proj(tokens)
+        if cost is not None and self.cost_stride == self.token_stride:
+            x = x + self.cost_proj(cost)
+        x = self.token_refine(x)
         feat8 = x
         for s in self.levels:
             key = f"s{s}"
             x = F.interpolate(self.up_proj[key](x), scale_factor=2.0, mode="bilinear",
                               align_corners=False)
-            x = self.refine[key](x + self.skip_proj[key](skips[SKIP_INDEX[s]]))
+            x = x + self.skip_proj[key](skips[SKIP_INDEX[s]])
+            if cost is not None and s == self.cost_stride:
+                x = x + self.cost_proj(cost)
+            x = self.refine[key](x)
             if s == 8:
                 feat8 = x
         x = F.interpolate(x, size=image_hw, mode="bilinear", align_corners=False)

@@ -1,0 +1,262 @@
+"""Plane-sweep cost volumes: depth the network measures by matching calibrated views.
+
+For every reference view, a low-resolution feature grid (1/`stride` of the image) is swept
+through `hypotheses` fronto-parallel planes at depths uniform in inverse depth between
+`min_depth` and `max_depth` (metres along the reference optical axis). Each plane point is
+projected into source views with the calibrated intrinsics and extrinsics, the sources'
+features are sampled there (bilinear) and compared with the reference feature by a
+group-wise correlation (MVSNet / ManyDepth style). Where the views overlap, the depth with
+the best match is triangulated, hence metric for any rig, lens and world.
+
+Sources are the other views of the same set (spatial) and, when given, the views of the
+previous set moved by the base's pose change (temporal, ManyDepth-style). For each
+reference view the `neighbours` sources with the most evidence are kept, evidence = the
+fraction of (pixel, hypothesis) samples that land inside the source image, in front of it,
+times a baseline weight min(1, baseline / `min_baseline`): a camera that did not move (a
+robot standing still) or barely moved (turning in place about a nearby axis) measures
+nothing and gets weight ~0, as does the view itself and a missing (masked) view. Samples
+outside a source count zero. The correlation is averaged over the kept sources with those
+weights per sample, and the summed weight per hypothesis is returned as an extra channel,
+so the network knows where the volume says nothing (a single camera, no overlap, no
+motion) and falls back on its monocular cues.
+
+Conventions: optical frames (x right, y down, z forward), pixel centres at integer u, v,
+feature cell (i, j) centred at pixel ((j + 0.5) W / w - 0.5, (i + 0.5) H / h - 0.5)
+(camera_encoding.cell_centers); `T_base_cam` maps camera points into base_link. Geometry
+runs in float32 with autocast off; everything stays batched on the input's device with no
+host synchronisation (neighbour selection is a `topk`, not a Python branch).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from depth_any_view.model.camera_encoding import (
+    EPS_Z,
+    camera_directions,
+    cell_centers,
+    fp32_geometry,
+    grid_intrinsics,
+    inside_grid,
+)
+
+
+@dataclass
+class SourceViews:
+    """Views to match against, all in the current base_link frame.
+
+    `T_base_src` maps each source camera's points into the *current* base_link: for the
+    views of the current set it is their `T_base_cam`; for a previous set it is
+    T_base_prevbase @ T_prevbase_cam (the base's motion, from odometry).
+    """
+
+    features: Tensor  # (B, S, C, h, w) matching features (normalised per group)
+    K: Tensor  # (B, S, 3, 3) intrinsics at the image resolution (H, W), pixels
+    T_base_src: Tensor  # (B, S, 4, 4) source optical frame -> current base_link
+    valid: Tensor  # (B, S) bool: False = missing view, never matched
+
+
+def inverse_depth_hypotheses(min_depth: float, max_depth: float, count: int) -> Tensor:
+    """(count,) depths in metres, uniform in inverse depth, nearest first."""
+    if not 0.0 < min_depth < max_depth or count < 2:
+        raise ValueError(f"need 0 < min_depth < max_depth and >= 2 hypotheses, got "
+                         f"{min_depth}, {max_depth}, {count}")
+    inv = torch.linspace(1.0 / min_depth, 1.0 / max_depth, count, dtype=torch.float64)
+    return (1.0 / inv).float()
+
+
+def pair_transforms(T_base_ref: Tensor, T_base_src: Tensor) -> Tensor:
+    """T_src_ref for every (reference, source) pair: (B, V, 4, 4), (B, S, 4, 4) -> (B, V, S, 4, 4).
+
+    Rigid inverse written out (R^T, -R^T t), float32.
+    """
+    with fp32_geometry(T_base_src):
+        Ts = T_base_src.float()
+        R_t = Ts[..., :3, :3].transpose(-1, -2)  # (B, S, 3, 3)
+        t = Ts[..., :3, 3:]  # (B, S, 3, 1)
+        T_src_base = torch.cat([torch.cat([R_t, -R_t @ t], -1), Ts[..., 3:, :]], -2)
+        return T_src_base[:, None] @ T_base_ref.float()[:, :, None]  # (B, V, S, 4, 4)
+
+
+def sweep_coordinates(K_ref: Tensor, K_src: Tensor, T_src_ref: Tensor, depths: Tensor,
+                      uv: Tensor, image_hw: tuple[int, int]) -> tuple[Tensor, Tensor]:
+    """Where reference pixels at each hypothesis depth land in each source.
+
+    Args:
+        K_ref: (B, V, 3, 3) reference intrinsics at `image_hw`, pixels.
+        K_src: (B, V, S, 3, 3) the source of each pair's intrinsics at `image_hw`.
+        T_src_ref: (B, V, S, 4, 4) reference optical frame -> source optical frame.
+        depths: (D,) hypothesis depths, metres along the reference optical axis.
+        uv: (N, 2) reference pixel coordinates (e.g. `cell_centers` of the feature grid).
+        image_hw: (H, W) the intrinsics refer to.
+
+    Returns:
+        grid (B, V, S, D, N, 2) `grid_sample` coordinates in the source (align_corners
+        False; finite, far outside where the point is not seen), inside (B, V, S, D, N)
+        bool: in front of the source and inside its image.
+    """
+    with fp32_geometry(K_ref):
+        d_ref = camera_directions(uv, K_ref)  # (B, V, N, 3), z = 1
+        Kg = grid_intrinsics(K_src, image_hw)  # (B, V, S, 3, 3)
+        M = Kg @ T_src_ref[..., :3, :3]  # (B, V, S, 3, 3)
+        a = d_ref[:, :, None] @ M.transpose(-1, -2)  # (B, V, S, N, 3): per metre of depth
+        b = (Kg @ T_src_ref[..., :3, 3:])[..., 0]  # (B, V, S, 3)
+        q = depths.view(1, 1, 1, -1, 1, 1) * a[:, :, :, None] + b[:, :, :, None, None]
+        z = q[..., 2]  # (B, V, S, D, N)
+        in_front = z > EPS_Z
+        inv_z = 1.0 / torch.where(in_front, z, torch.full_like(z, EPS_Z))
+        grid = q[..., :2] * inv_z[..., None]
+        return grid, in_front & inside_grid(grid)
+
+
+class PlaneSweepCostVolume(nn.Module):
+    """Group-wise correlation over depth hypotheses against the best-overlapping sources.
+
+    Output per reference view: (groups * hypotheses + 1) channels at the feature grid, the
+    weighted mean correlation per group and hypothesis plus the mean matching weight (how
+    much the volume can say at that cell).
+    """
+
+    SELECT_CELLS = 8  # pairs are ranked on an 8 x 8 grid of pixels ...
+    SELECT_EVERY = 4  # ... and every 4th hypothesis (overlap is smooth in both)
+
+    def __init__(self, channels: int, *, groups: int, hypotheses: int, min_depth: float,
+                 max_depth: float, neighbours: int, min_baseline: float) -> None:
+        """Args: channels of the matching features (divisible by groups); hypotheses
+        planes between min_depth and max_depth metres; neighbours sources kept per view;
+        min_baseline metres at which a pair gets full weight."""
+        super().__init__()
+        if channels % groups:
+            raise ValueError(f"cost volume channels ({channels}) must be divisible by "
+                             f"groups ({groups})")
+        self.channels, self.groups = channels, groups
+        self.neighbours = int(neighbours)
+        self.min_baseline = float(min_baseline)
+        self.register_buffer("depths", inverse_depth_hypotheses(min_depth, max_depth,
+                                                                hypotheses), persistent=False)
+        self.out_channels = groups * hypotheses + 1
+
+    def pair_weights(self, K: Tensor, T_src_ref: Tensor, ref_valid: Tensor,
+                     src: SourceViews, image_hw: tuple[int, int],
+                     same_view: Tensor | None) -> Tensor:
+        """(B, V, S) evidence of each pair: overlap fraction x baseline weight, 0 if unusable.
+
+        Overlap is the fraction of (pixel, hypothesis) samples of a coarse sweep that land
+        inside the source; baseline weight min(1, |t_src_ref| / min_baseline).
+        """
+        n = self.SELECT_CELLS
+        uv = cell_centers(n, n, image_hw, device=K.device)  # (n*n, 2)
+        depths = self.depths[self.SELECT_EVERY // 2::self.SELECT_EVERY]
+        B, V, S = T_src_ref.shape[:3]
+        K_src = src.K.float()[:, None].expand(B, V, S, 3, 3)
+        _, inside = sweep_coordinates(K, K_src, T_src_ref, depths, uv, image_hw)
+        overlap = inside.float().mean(dim=(-1, -2))  # (B, V, S)
+        baseline = torch.linalg.vector_norm(T_src_ref[..., :3, 3], dim=-1)  # (B, V, S) m
+        w = overlap * (baseline / self.min_baseline).clamp(max=1.0)
+        usable = ref_valid[:, :, None] & src.valid[:, None, :]
+        if same_view is not None:
+            usable = usable & ~same_view
+        return torch.where(usable, w, torch.zeros_like(w))
+
+    def forward(self, ref_features: Tensor, K: Tensor, T_base_cam: Tensor, valid: Tensor,
+                sources: SourceViews, image_hw: tuple[int, int],
+                same_view: Tensor | None = None) -> Tensor:
+        """Cost volume features of every reference view.
+
+        Args:
+            ref_features: (B, V, C, h, w) matching features of the reference views.
+            K: (B, V, 3, 3) at `image_hw`; T_base_cam: (B, V, 4, 4); valid: (B, V) bool.
+            sources: the views to match against (S of them).
+            image_hw: (H, W) the intrinsics refer to.
+            same_view: (V, S) bool, True where a source is the reference view itself.
+
+        Returns:
+            (B, V, groups * hypotheses + 1, h, w) float32.
+        """
+        B, V, C, h, w = ref_features.shape
+        S = sources.features.shape[1]
+        D, G, N = self.depths.shape[0], self.groups, h * w
+        k = min(self.neighbours, S)
+        with fp32_geometry(ref_features):
+            K = K.float()
+            T_src_ref = pair_transforms(T_base_cam, sources.T_base_src)  # (B, V, S, 4, 4)
+            pair_w = self.pair_weights(K, T_src_ref, valid, sources, image_hw,
+                                       None if same_view is None else same_view[None])
+            top_w, idx = pair_w.topk(k, dim=-1)  # (B, V, k)
+            b_idx = torch.arange(B, device=idx.device)[:, None, None]  # (B, 1, 1)
+            T_k = T_src_ref.gather(2, idx[..., None, None].expand(B, V, k, 4, 4))
+            K_k = sources.K.float()[b_idx, idx]  # (B, V, k, 3, 3)
+            uv = cell_centers(h, w, image_hw, device=K.device)  # (N, 2)
+            grid, inside = sweep_coordinates(K, K_k, T_k, self.depths, uv, image_hw)
+            src_k = sources.features[b_idx, idx].float()  # (B, V, k, C, h, w)
+            sampled = F.grid_sample(src_k.flatten(0, 2), grid.flatten(0, 2).clamp(-2.0, 2.0),
+                                    mode="bilinear", padding_mode="zeros",
+                                    align_corners=False)  # (B*V*k, C, D, N)
+            sampled = sampled.view(B, V, k, G, C // G, D, N)
+            ref = ref_features.float().reshape(B, V, 1, G, C // G, 1, N)
+            corr = (sampled * ref).sum(4)  # (B, V, k, G, D, N)
+            wts = inside.float() * top_w[..., None, None]  # (B, V, k, D, N)
+            total = wts.sum(2)  # (B, V, D, N)
+            cost = (corr * wts[:, :, :, None]).sum(2) / total[:, :, None].clamp(min=1e-6)
+            evidence = total.mean(2, keepdim=True)  # (B, V, 1, N)
+            out = torch.cat([cost.reshape(B, V, G * D, N), evidence], 2)
+            return out.view(B, V, G * D + 1, h, w)
+
+
+class CostVolumeEncoder(nn.Module):
+    """Matching features from the encoder, the sweep, and the cost -> decoder features.
+
+    `match` projects the encoder's map at the cost stride to `channels` matching features,
+    L2-normalised per group (so correlations are cosine similarities in [-1, 1]); the swept
+    cost plus evidence goes through two 3x3 convolutions to `out_channels` features that
+    the network adds to its tokens and to its depth decoder at the cost stride.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, *, channels: int, groups: int,
+                 hypotheses: int, min_depth: float, max_depth: float, neighbours: int,
+                 min_baseline: float) -> None:
+        super().__init__()
+        self.groups = groups
+        self.match = nn.Conv2d(in_channels, channels, 1)
+        self.sweep = PlaneSweepCostVolume(channels, groups=groups, hypotheses=hypotheses,
+                                          min_depth=min_depth, max_depth=max_depth,
+                                          neighbours=neighbours, min_baseline=min_baseline)
+        self.encode = nn.Sequential(
+            nn.Conv2d(self.sweep.out_channels, out_channels, 3, padding=1), nn.ReLU(inplace=True),
+            nn.Conv2d(out_channels, out_channels, 3, padding=1), nn.ReLU(inplace=True))
+        self.out_channels = out_channels
+
+    def match_features(self, feature_map: Tensor) -> Tensor:
+        """(N, in_channels, h, w) encoder map -> (N, channels, h, w) float32, unit per group."""
+        x = self.match(feature_map).float()
+        N, C, h, w = x.shape
+        x = F.normalize(x.view(N, self.groups, C // self.groups, h, w), dim=2)
+        return x.view(N, C, h, w)
+
+    def forward(self, match: Tensor, K: Tensor, T_base_cam: Tensor, valid: Tensor,
+                image_hw: tuple[int, int], previous: SourceViews | None = None) -> Tensor:
+        """Cost features of every view.
+
+        Args:
+            match: (B, V, C, h, w) matching features of the current set.
+            K, T_base_cam: (B, V, 3, 3), (B, V, 4, 4); valid: (B, V) bool.
+            previous: the previous set's views moved into the current base_link, or None.
+
+        Returns:
+            (B * V, out_channels, h, w).
+        """
+        B, V = match.shape[:2]
+        same = torch.eye(V, dtype=torch.bool, device=match.device)  # (V, V)
+        sources = SourceViews(match, K, T_base_cam, valid)
+        if previous is not None:
+            sources = SourceViews(torch.cat([match, previous.features.to(match.dtype)], 1),
+                                  torch.cat([K, previous.K], 1),
+                                  torch.cat([T_base_cam, previous.T_base_src], 1),
+                                  torch.cat([valid, previous.valid], 1))
+            same = torch.cat([same, torch.zeros_like(same)], 1)  # (V, 2V)
+        cost = self.sweep(match, K, T_base_cam, valid, sources, image_hw, same)
+        return self.encode(cost.flatten(0, 1).to(match.dtype))
