@@ -1,6 +1,8 @@
-"""Tests of the real-image loader (data/real_images.py) and the rank metric."""
+"""Tests of the real-image loader (data/real_images.py), the rank metric and the real-pair
+evaluation (training/evaluate_real.py, `depth-any-view eval-real`)."""
 
 import gzip
+import json
 import math
 
 import cv2
@@ -156,3 +158,32 @@ def test_average_ranks_share_ties():
     np.testing.assert_allclose(average_ranks(np.array([3.0, 1.0, 3.0, 2.0, 3.0])),
                                [3.0, 0.0, 3.0, 1.0, 3.0])
     np.testing.assert_allclose(average_ranks(np.array([5.0, 4.0])), [1.0, 0.0])
+
+
+# ---------------------------------------------------------------------------- evaluation
+def test_eval_real_end_to_end_with_the_shipped_weights(tmp_path, capsys):
+    _opencv_doc_or_skip()
+    from depth_any_view.cli import main
+
+    rc = main(["eval-real", "--pairs", "aloe", "--max-width", "192", "--out", str(tmp_path),
+               "--device", "cpu", "--no-photographs"])
+    assert rc == 0
+    printed = capsys.readouterr().out
+    assert "mono si-AbsRel" in printed and "SGBM" in printed
+    result = json.loads((tmp_path / "real_images.json").read_text())
+    assert result["weights"].endswith("lite.safetensors")
+    r = result["pairs"]["aloe"]
+    assert r["size"] == [192, 166]
+    for setting, keys in (("mono", ("si_abs_rel", "spearman", "abs_rel")),
+                          ("constant", ("si_abs_rel",)),
+                          ("stereo", ("abs_rel", "delta1", "si_abs_rel", "spearman")),
+                          ("sgbm", ("abs_rel", "delta1", "coverage", "seconds"))):
+        for k in keys:
+            v = r[setting][k]
+            assert v is not None and math.isfinite(v), (setting, k)
+    assert r["constant"]["spearman"] is None  # a constant has no order
+    assert r["stereo"]["coverage"] > 0.95  # the network predicts (almost) every pixel
+    assert 0.3 < r["sgbm"]["coverage"] < 1.0 and r["sgbm"]["abs_rel"] < 0.15
+    assert (tmp_path / "real_images.png").stat().st_size > 10_000
+    md = (tmp_path / "real_images.md").read_text()
+    assert "OpenCV StereoSGBM" in md and "no order" in md
