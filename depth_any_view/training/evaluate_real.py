@@ -191,7 +191,8 @@ def report_markdown(result: dict[str, Any]) -> str:
     lines = ["# Depth on real photographs (Middlebury pairs)", "",
              f"Weights: `{result['weights']}`; network input {result['network_size'][1]}x"
              f"{result['network_size'][0]} (WxH); single camera pose: {result['mono_pose']}"
-             f"; pairs scaled to at most {result['max_width'] or 'their shipped'} pixels wide.",
+             "; pairs " + (f"scaled to at most {result['max_width']} pixels wide."
+                           if result["max_width"] else "at their shipped size."),
              "", "| pair | size | rig | f (px) | B (m) | GT depth (m) | GT pixels |",
              "|---|---|---|---|---|---|---|"]
     for name, r in result["pairs"].items():
@@ -216,8 +217,10 @@ def report_markdown(result: dict[str, Any]) -> str:
     lines += ["", "si-AbsRel: AbsRel after scaling each prediction by median(GT) / "
               "median(prediction); Spearman: rank correlation of predicted and true depth; "
               "AbsRel / delta1: metric, over GT pixels with a prediction (coverage); scale "
-              "ratio: median of prediction / GT. The mono and constant rows are scale-free "
-              "by design; their metric columns only show how far the scale is off."]
+              "ratio: median of prediction / GT; seconds: the engine call (the first call "
+              "of a calibration includes its set-up) or SGBM's compute. The mono and "
+              "constant rows are scale-free by design; their metric columns only show how "
+              "far the scale is off."]
     figs = result.get("figures") or {}
     for key, alt in (("real_images", "real pairs"), ("photographs", "photographs")):
         if key in figs:
