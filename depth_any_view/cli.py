@@ -93,6 +93,25 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_eval_real(args: argparse.Namespace) -> int:
+    """Depth on real Middlebury pairs, mono and stereo, against StereoSGBM (JSON, MD, PNG)."""
+    from depth_any_view.data.real_images import RealDataMissing
+    from depth_any_view.training.evaluate_real import evaluate_real, headline, write_real_report
+
+    try:
+        result = evaluate_real(weights=args.weights, pairs=args.pairs, max_width=args.max_width,
+                               mono_pose=args.mono_pose, keep_maps=True,
+                               engine_overrides={"device": args.device,
+                                                 "precision": args.precision})
+    except RealDataMissing as exc:
+        print(f"depth-any-view eval-real: error: {exc}", file=sys.stderr)
+        return 2
+    js, md = write_real_report(result, args.out, photographs=not args.no_photographs)
+    print(headline(result))
+    print(f"wrote {js}, {md} and {', '.join(result['figures'].values()) or 'no figure'}")
+    return 0
+
+
 def cmd_ablate(args: argparse.Namespace) -> int:
     """Train and evaluate the reference design's ablations alike; one table (JSON + MD)."""
     from depth_any_view.training.ablate import run_ablation, table_markdown
@@ -343,6 +362,25 @@ def build_parser() -> argparse.ArgumentParser:
                    help="frame of the split for --figure (0-based, across sequences)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("eval-real", help="depth on real Middlebury stereo pairs (opencv-doc, "
+                       "scikit-image): one camera, two cameras, StereoSGBM")
+    p.add_argument("--weights", default=None,
+                   help="safetensors weights (default: the shipped lite weights)")
+    p.add_argument("--out", default="output/eval_real",
+                   help="where real_images.json/.md and the figures go")
+    p.add_argument("--pairs", nargs="+", default=None,
+                   help="pair names (default: all installed: aloe, motorcycle)")
+    p.add_argument("--max-width", type=int, default=0,
+                   help="scale pairs down to at most this many pixels wide (0 = as shipped)")
+    p.add_argument("--mono-pose", choices=["identity", "rig"], default="identity",
+                   help="T_base_cam of the single-camera run: identity, or the stereo rig's "
+                   "left camera")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "bf16"])
+    p.add_argument("--no-photographs", action="store_true",
+                   help="skip the figure of scikit-image's photographs")
+    p.set_defaults(func=cmd_eval_real)
 
     p = sub.add_parser("ablate", help="train + evaluate the ablations (config/ablations.yaml)")
     p.add_argument("--config", default="lite",

@@ -23,8 +23,9 @@ as_root() {
   else echo "bootstrap: need root for: $*" >&2; return 1; fi
 }
 
-# Debian packages: libusb for Open3D; venv/pip support for a bare Debian python3.
-APT_PKGS=(libusb-1.0-0)
+# Debian packages: libusb for Open3D; opencv-doc for its Middlebury stereo pairs with true
+# disparity (`depth-any-view eval-real`, issue 20); venv/pip support for a bare python3.
+APT_PKGS=(libusb-1.0-0 opencv-doc)
 if ! "$PY" -c "import ensurepip, venv" >/dev/null 2>&1; then
   APT_PKGS+=(python3-venv python3-pip)
 fi

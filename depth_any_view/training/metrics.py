@@ -33,6 +33,10 @@ Ground truth only selects and scores pixels, as in every metric here. The overla
 read from a histogram (bins of 1e-4 below 1, 0.2 % wide above), so accumulators merge and
 memory does not grow with the number of frames.
 
+Rank agreement (`spearman_correlation`): the Spearman correlation of predicted and true
+depth over valid pixels, ties ranked by their average; it ignores any monotonic rescaling
+of the prediction, and a constant prediction has no order (NaN).
+
 Inputs may be numpy arrays or torch tensors; everything is computed in float64 numpy
 except SSIM, which uses a torch convolution.
 """
@@ -184,6 +188,40 @@ def depth_metrics(pred: Any, gt: Any, *, bins: Sequence[DepthBin] | None = DEFAU
     if median_scaling:
         p = _median_scale(p, g)
     return _flatten_metrics(_depth_stats(p, g, bins, max_depth), bins)
+
+
+def average_ranks(x: np.ndarray) -> np.ndarray:
+    """Ranks 0..N-1 of a 1-D array, ties sharing their average rank (float64)."""
+    x = np.asarray(x).ravel()
+    order = np.argsort(x, kind="stable")
+    xs = x[order]
+    new_group = np.ones(xs.size, dtype=bool)
+    new_group[1:] = xs[1:] != xs[:-1]
+    group = np.cumsum(new_group) - 1  # (N,) tie group of each sorted value
+    first = np.flatnonzero(new_group)  # first sorted position of each group
+    counts = np.diff(np.append(first, xs.size))
+    ranks = np.empty(xs.size, dtype=np.float64)
+    ranks[order] = (first + (counts - 1) / 2.0)[group]
+    return ranks
+
+
+def spearman_correlation(pred: Any, gt: Any) -> float:
+    """Spearman rank correlation of predicted and true depth over pixels where both are
+    finite and > 0: the Pearson correlation of their average ranks, in [-1, 1]. NaN when
+    fewer than two pixels count or either side has no order (e.g. a constant prediction).
+    """
+    p, g = _to_numpy(pred).ravel(), _to_numpy(gt).ravel()
+    if p.shape != g.shape:
+        raise ValueError(f"pred and gt must have the same number of pixels, got {p.size} "
+                         f"and {g.size}")
+    ok = _valid(p) & _valid(g)
+    if ok.sum() < 2:
+        return math.nan
+    rp, rg = average_ranks(p[ok]), average_ranks(g[ok])
+    rp -= rp.mean()
+    rg -= rg.mean()
+    denom = math.sqrt(float(rp @ rp) * float(rg @ rg))
+    return float(rp @ rg) / denom if denom > 0 else math.nan
 
 
 class DepthMetricAccumulator:
