@@ -748,8 +748,12 @@ class Pipeline:
             sets["dropped"][DROP_BAD_INPUT] += 1
             timings["total"] = time.perf_counter() - t0
             return result
+        pose_now = None  # the temporal cost volume matches against the previous set
+        if (self.engine.temporal and self.cfg.use_odometry
+                and self.cfg.odometry_source == "topic"):
+            pose_now = self.odometry_at(synced.stamp_ns)
         try:
-            pred = self.engine.infer(views)
+            pred = self.engine.infer(views, T_odom_base=pose_now, stamp_ns=synced.stamp_ns)
         except (InferenceError, ValueError) as exc:
             result.dropped = f"{DROP_INFERENCE}: {exc}"
             sets["dropped"][DROP_INFERENCE] += 1

@@ -328,3 +328,34 @@ def test_no_confidence_without_the_head(tmp_path: Path) -> None:
                                        warmup_iters=0))
     pred = eng.infer(_views([(48, 64)], NAMES[:1]))
     assert pred.confidence is None and pred.view_confidence(0) is None
+
+
+def test_temporal_cost_volume_uses_the_previous_set_only_when_it_may(tmp_path: Path) -> None:
+    """Weights with cost_temporal: the previous set changes depth when the base moved and a
+    pose is given; no pose, a stamp going backwards or a long gap leaves it out."""
+    over = {**TINY, "cost_volume": True, "cost_temporal": True, "cost_hypotheses": 8,
+            "cost_channels": 8, "cost_groups": 2}
+    cfg = replace(load_model_config("lite"), **over)
+    torch.manual_seed(2)
+    net = DepthAnyViewNet(cfg)
+    for m in (net.cost_tokens, net.depth_head.cost_proj):  # zero at init: make them count
+        torch.nn.init.normal_(m.weight, std=0.3)
+    torch.nn.init.normal_(net.depth_head.out_logit.weight, std=0.5)
+    path = save_weights(net, cfg, tmp_path / "temporal.safetensors")
+    eng = InferenceEngine(EngineConfig(weights=str(path), preset="lite", model_overrides=over,
+                                       device="cpu", warmup_iters=0))
+    assert eng.temporal
+    views = _views([(32, 32)], NAMES[:1])
+    alone = eng.infer(views).depth
+    moved = np.eye(4)
+    moved[0, 3] = 0.5  # the base drove 0.5 m forward between the sets
+    eng.infer(views, T_odom_base=np.eye(4), stamp_ns=1_000_000_000)
+    assert eng.previous.has_previous
+    second = eng.infer(views, T_odom_base=moved, stamp_ns=1_100_000_000).depth
+    assert np.nanmax(np.abs(second - alone)) > 1e-3
+    back = eng.infer(views, T_odom_base=np.eye(4), stamp_ns=1_000_000_000).depth  # loop
+    np.testing.assert_allclose(back, alone, atol=1e-5)
+    late = eng.infer(views, T_odom_base=moved, stamp_ns=5_000_000_000).depth  # 4 s later
+    np.testing.assert_allclose(late, alone, atol=1e-5)
+    eng.infer(views)  # no pose: the previous set is forgotten
+    assert not eng.previous.has_previous

@@ -513,8 +513,8 @@ def test_fusion_takes_the_engines_device_tensors_when_on_its_device(
     its host arrays (all free)."""
     real_infer = engine.infer
 
-    def infer(views: Any) -> Any:
-        pred = real_infer(views)
+    def infer(views: Any, **kwargs: Any) -> Any:
+        pred = real_infer(views, **kwargs)
         pred.occupancy = np.zeros_like(pred.occupancy)  # host copy: free everywhere
         pred.occupancy_device = torch.ones(pred.occupancy.shape)  # "device": occupied
         pred.observed_device = torch.ones(pred.observed.shape, dtype=torch.bool)

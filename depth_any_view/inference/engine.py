@@ -6,6 +6,11 @@ naming the field), the weights are resolved and read (WeightsError: missing, cor
 for another preset), then the device and precision are checked (ConfigError), then the
 network is built, optionally compiled, and warmed up.
 
+Weights with a temporal cost volume (`cost_temporal`) match each set against the previous
+one: `infer(views, T_odom_base=..., stamp_ns=...)` passes the set's odometry pose, and the
+engine keeps the last set's matching features on the device (inference/temporal.py says
+when the previous set is not used).
+
 Hot path (`infer`): preprocessing (preprocess.py), the forward pass under
 `torch.inference_mode` and autocast, postprocessing (prediction.py), and one device -> host
 copy. On CUDA nothing in between synchronises with the host: inputs go through pinned
@@ -46,6 +51,7 @@ from depth_any_view.inference.prediction import (
     resize_depth_to_input,
 )
 from depth_any_view.inference.preprocess import NetworkInput, Preprocessor, ViewInput, check_views
+from depth_any_view.inference.temporal import PreviousSetCache
 from depth_any_view.model.config import ModelConfig, load_model_config
 from depth_any_view.model.network import DepthAnyViewNet
 from depth_any_view.model.weights import WeightsError, default_weights_path, load_weights
@@ -328,6 +334,8 @@ class InferenceEngine:
         for p in model.parameters():
             p.requires_grad_(False)
         self.model = model
+        self.temporal = bool(mc.cost_volume and mc.cost_temporal)
+        self.previous = PreviousSetCache()
         self._forward_fn = model
         self.compiled = False
         if cfg.compile:
@@ -356,15 +364,16 @@ class InferenceEngine:
             return nullcontext()
         return torch.autocast(self.device.type, dtype=self.amp_dtype)
 
-    def _run_network(self, inp: NetworkInput) -> Any:
+    def _run_network(self, inp: NetworkInput, previous: Any = None) -> Any:
         """Forward pass; a failing compiled network falls back to eager once, with a warning."""
         with self._autocast():
             if not self.compiled:
-                return self._forward_fn(inp.images, inp.K, inp.T_base_cam, None)
+                return self._forward_fn(inp.images, inp.K, inp.T_base_cam, None, previous)
             try:
-                return self._forward_fn(inp.images, inp.K, inp.T_base_cam, None)
+                return self._forward_fn(inp.images, inp.K, inp.T_base_cam, None, previous)
             except Exception as exc:  # noqa: BLE001 - decide below whether compile is to blame
-                out = self.model(inp.images, inp.K, inp.T_base_cam, None)  # raises if eager fails
+                out = self.model(inp.images, inp.K, inp.T_base_cam, None,
+                                 previous)  # raises if eager fails
                 LOG.warning("the compiled network failed (%s: %s) where the eager one works; "
                             "torch.compile is now off for this engine", type(exc).__name__, exc)
                 self._forward_fn = self.model
@@ -394,12 +403,18 @@ class InferenceEngine:
                 "torch": torch.__version__}
 
     # ------------------------------------------------------------------ the hot path
-    def infer(self, views: Sequence[ViewInput]) -> Prediction:
+    def infer(self, views: Sequence[ViewInput], *, T_odom_base: np.ndarray | None = None,
+              stamp_ns: int | None = None) -> Prediction:
         """Depth for every view and the occupancy volume of one set of views.
 
         Args:
             views: 1..N views in any order and of any sizes (missing cameras are simply left
                 out; the network takes any number of views).
+            T_odom_base: (4, 4) pose of base_link in odom at this set (odometry), for
+                weights with a temporal cost volume; None = do not match against the
+                previous set (and forget it).
+            stamp_ns: the set's stamp, int nanoseconds (a stamp going backwards forgets
+                the previous set).
 
         Returns:
             A Prediction (numpy arrays on the host) with per-stage timings in seconds.
@@ -418,13 +433,19 @@ class InferenceEngine:
             with on_device, torch.inference_mode():
                 timer.mark("start")
                 inp = self.preprocessor(views)
+                previous = (self.previous.previous_for(inp.names, T_odom_base, stamp_ns)
+                            if self.temporal else None)
                 timer.mark("preprocess")
-                out = self._run_network(inp)
+                out = self._run_network(inp, previous)
+                if self.temporal:
+                    self.previous.store(inp.names, out.match_features, inp.K, inp.T_base_cam,
+                                        T_odom_base, stamp_ns)
                 timer.mark("forward")
                 host, copies = self._postprocess(inp, out)
                 last = timer.mark("postprocess")
                 copies.wait(last if timer.cuda else None)  # the one host synchronisation
         except Exception as exc:
+            self.previous.reset()
             names = [v.name for v in views]
             raise InferenceError(f"inference failed on {len(views)} view(s) {names} on "
                                  f"{self.device} ({self.cfg.precision}): "
