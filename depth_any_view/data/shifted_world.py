@@ -437,8 +437,13 @@ CLUTTER_KINDS = ("sphere", "box", "rock", "cylinder", "log")
 
 
 def _footprint(kind: str, size: float) -> float:
-    """Horizontal radius (metres) an object of `kind` and `size` may cover."""
-    return {"log": 0.55, "pole": 0.5, "tree": 0.45, "ramp": 1.5}.get(kind, 0.75) * size + 0.05
+    """Horizontal radius (metres) that an object of `kind` and `size` (as drawn by
+    `_add_object`) stays within around its centre."""
+    if kind == "pole":
+        return 0.5  # the sign plate is at most 0.9 m wide
+    if kind == "tree":
+        return 0.8 * max(size, 1.5) + 0.05  # the crown
+    return {"log": 0.8, "ramp": 1.5}.get(kind, 0.75) * size + 0.05
 
 
 def _lighting(rng: np.random.Generator, kind: str, cfg: ShiftedConfig,
