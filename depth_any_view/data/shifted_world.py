@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import yaml
 
 from depth_any_view.data.frame import Frame
 from depth_any_view.data.random_rig import RandomRig, sample_rig
@@ -701,7 +702,8 @@ def write_sequence(out: str | os.PathLike[str], seed: int, *, frames: int,
                    config: ShiftedConfig | None = None) -> Path:
     """Write sequence `seed` to `out`: a shard directory (meta.json, frame .npz files and the
     rig as rig.yaml) or a rosbag2 ('mcap' | 'sqlite3') with the rig beside it as
-    `<out>.rig.yaml`. Returns `out`.
+    `<out>.rig.yaml` and node parameters naming it and its cameras as `<out>.params.yaml`
+    (for `depth-any-view eval-bag <out> --params <out>.params.yaml`). Returns `out`.
 
     Raises:
         ValueError: a bad argument (named in the message).
@@ -724,7 +726,12 @@ def write_sequence(out: str | os.PathLike[str], seed: int, *, frames: int,
     from depth_any_view.bag.writer import write_bag
 
     write_bag(out, seq.frames(), storage=fmt)
-    seq.rig.write_yaml(out.with_name(out.name + ".rig.yaml"))
+    rig_file = seq.rig.write_yaml(out.with_name(out.name + ".rig.yaml")).resolve()
+    params = {"depth_any_view": {"ros__parameters": {"rig_file": str(rig_file),
+                                                     "camera_names": list(seq.rig.names)}}}
+    out.with_name(out.name + ".params.yaml").write_text(
+        "# Node parameters for this bag's rig: depth-any-view eval-bag BAG --params THIS\n"
+        + yaml.safe_dump(params, sort_keys=False), encoding="utf-8")
     return out
 
 
