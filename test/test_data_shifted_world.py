@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from depth_any_view.config import load_yaml
+from depth_any_view.config import ConfigError, load_yaml
 from depth_any_view.data.dataset import SyntheticShardDataset, find_shard_dirs
 from depth_any_view.data.occupancy import OccupancyLabeler
 from depth_any_view.data.random_rig import RandomRig, optical_rotation
@@ -49,6 +49,19 @@ def tiny(cameras=(1, 3), indoor=None) -> ShiftedConfig:
 
 def test_packaged_yaml_equals_the_defaults():
     assert load_shifted_config() == ShiftedConfig()
+
+
+def test_config_errors_name_the_key(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("rig:\n  cameras: [1, 8]\n  colour: red\n")
+    with pytest.raises(ConfigError, match="colour"):
+        load_shifted_config(bad)
+    bad.write_text("rig:\n  cameras: [1, 9]\n")
+    with pytest.raises(ConfigError, match="rig.cameras"):
+        load_shifted_config(bad)
+    bad.write_text("rig:\n  aspects: [1.5]\nscene:\n  objects: [9, 2]\n")
+    with pytest.raises(ConfigError, match="scene.objects"):
+        load_shifted_config(bad)
 
 
 @pytest.mark.parametrize("indoor", [True, False])
