@@ -26,7 +26,18 @@ def parse_size(text: str) -> tuple[int, int]:
 
 
 def cmd_synth(args: argparse.Namespace) -> int:
-    """Generate a synthetic six-camera sequence as training shards or a rosbag2."""
+    """Generate a synthetic six-camera sequence as training shards or a rosbag2, or with
+    --world shifted N shifted-world sequences (random rigs) into OUT/seq_<seed>."""
+    if args.world == "shifted":
+        from depth_any_view.data.shifted_world import synthesize_shifted
+
+        if args.dynamic:
+            raise SystemExit("synth: --dynamic is not available with --world shifted")
+        paths = synthesize_shifted(Path(args.out), sequences=args.sequences, frames=args.frames,
+                                   seed=args.seed, fmt=args.format, grid_dims=args.grid,
+                                   progress=not args.quiet)
+        print(f"wrote {len(paths)} shifted sequences of {args.frames} frames to {args.out}")
+        return 0
     from depth_any_view.data.synth import synthesize
 
     out = synthesize(Path(args.out), frames=args.frames, rig=args.rig, size=args.size,
@@ -325,6 +336,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dynamic", action="store_true", default=None,
                    help="add moving persons and cars crossing near the robot (default: "
                    "dynamic.enabled in config/synth.yaml, off)")
+    p.add_argument("--world", choices=["standard", "shifted"], default="standard",
+                   help="standard: the six-camera world of config/synth.yaml; shifted: the "
+                   "second world of config/shifted_world.yaml with a random rig per sequence "
+                   "(sequence i has seed SEED+i and goes to OUT/seq_<seed>; --rig, --size, "
+                   "--scene do not apply)")
+    p.add_argument("--sequences", type=int, default=1,
+                   help="shifted world: number of sequences (seeds SEED .. SEED+N-1)")
     _add_world_args(p, frames=20)
     p.set_defaults(func=cmd_synth)
 

@@ -48,6 +48,15 @@ SPARSIFICATION_FIGURE = "sparsification.png"  # AbsRel vs kept fraction (confide
 _PNG_METADATA = {"Software": None}  # no library version in the file: same data, same bytes
 
 
+def camera_union(metas: Sequence[dict[str, Any]]) -> list[str]:
+    """Camera names of shard metas in order of first appearance (one rig: its order; the
+    shifted world's random rigs: every name any of them uses)."""
+    names: list[str] = []
+    for meta in metas:
+        names += [n for n in meta["camera_names"] if n not in names]
+    return names
+
+
 def evaluate_split(data: Sequence[str | Path] | str | Path, *, weights: str | Path | None,
                    views: Sequence[str] | None = None, random_init: bool = False,
                    max_frames: int = 0, progress: bool = True,
@@ -57,7 +66,8 @@ def evaluate_split(data: Sequence[str | Path] | str | Path, *, weights: str | Pa
     Args:
         data: shard directories or folders of them (see data.dataset.find_shard_dirs).
         weights: safetensors file; None = the package's shipped weights.
-        views: camera subset (default: all cameras of the split).
+        views: camera subset (default: all cameras of the split; for shards of several
+            rigs, every name any of them has: each shard scores the cameras it holds).
         random_init: evaluate an untrained network (a baseline).
         max_frames: stop after this many frames (0 = all).
         progress: show a progress bar.
@@ -80,25 +90,27 @@ def evaluate_split(data: Sequence[str | Path] | str | Path, *, weights: str | Pa
                        random_init=random_init, warmup_iters=0,
                        **(engine_overrides or {}))
     engine = InferenceEngine(cfg)
-    names_all = list(read_meta(dirs[0])["camera_names"])
+    metas = [read_meta(d) for d in dirs]
+    names_all = camera_union(metas)
     names = list(views) if views else names_all
     missing = [n for n in names if n not in names_all]
     if missing:
         raise ValueError(f"camera(s) {missing} not in the split (it has {names_all})")
-    sel = [names_all.index(n) for n in names]
     depth_acc = DepthMetricAccumulator(names, bins=DEFAULT_BINS)
     voxel_acc = VoxelMetricAccumulator()
     scale_acc = ScaleStabilityAccumulator(names)
     spars_acc = SparsificationAccumulator()
-    total = sum(int(read_meta(d)["frames"]) for d in dirs)
+    total = sum(int(m["frames"]) for m in metas)
     if max_frames:
         total = min(total, max_frames)
     bar = tqdm(total=total, desc="evaluate", disable=not progress, dynamic_ncols=True)
     t0 = time.perf_counter()
     count = 0
-    for d in dirs:
-        meta = read_meta(d)
-        for i in range(int(meta["frames"])):
+    for d, meta in zip(dirs, metas):
+        cams = list(meta["camera_names"])
+        slot = [k for k, n in enumerate(names) if n in cams]  # accumulator rows it fills
+        sel = [cams.index(names[k]) for k in slot]  # the shard's views for them
+        for i in range(int(meta["frames"]) if sel else 0):
             if max_frames and count >= max_frames:
                 break
             frame = load_frame(d, i, meta)
@@ -113,10 +125,24 @@ def evaluate_split(data: Sequence[str | Path] | str | Path, *, weights: str | Pa
                 inputs.append(ViewInput(frame.camera_names[v], frame.images[v], cam,
                                         frame.T_base_cam[v]))
             pred = engine.infer(inputs)
-            depth = np.stack([pred.view_depth(k)[0] for k in range(len(sel))])  # (V, H, W)
-            depth_acc.update(depth, frame.depth[sel])
-            scale_acc.update(depth, frame.depth[sel], frame.K[sel], frame.T_base_cam[sel],
-                             stamp=count)
+            depth = np.stack([pred.view_depth(k)[0] for k in range(len(sel))])  # (V', H, W)
+            if len(sel) == len(names):
+                depth_acc.update(depth, frame.depth[sel])
+                scale_acc.update(depth, frame.depth[sel], frame.K[sel], frame.T_base_cam[sel],
+                                 stamp=count)
+            else:  # a split of several rigs: the cameras this shard lacks count nothing
+                full = np.full((len(names), *depth.shape[1:]), np.nan, np.float32)
+                gt = full.copy()
+                full[slot], gt[slot] = depth, frame.depth[sel]
+                depth_acc.update(full, gt)
+                T = np.tile(np.eye(4), (len(names), 1, 1))
+                T[slot] = frame.T_base_cam[sel]
+                K: list[np.ndarray | None] = [None] * len(names)
+                for k, v in zip(slot, sel):
+                    K[k] = frame.K[v]
+                scale_acc.update([full[k] if k in slot else None for k in range(len(names))],
+                                 [gt[k] if k in slot else None for k in range(len(names))],
+                                 K, T, stamp=count)
             voxel_acc.update(pred.occupancy, frame.occupancy, pred.observed)
             if pred.confidence is not None:
                 conf = np.stack([pred.view_confidence(k) for k in range(len(sel))])
