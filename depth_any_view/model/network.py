@@ -27,8 +27,6 @@ from depth_any_view.model.fusion import FusionTransformer
 from depth_any_view.model.heads import bounded_log_depth, confidence_from_scale, head_factory
 from depth_any_view.model.resnet import ResNetEncoder
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 TOKEN_SOURCES = {8: 2, 16: 3, 32: 4}  # stride -> index in the encoder's feature list
 
 
@@ -55,10 +53,6 @@ class DepthAnyViewNet(nn.Module):
         self.cfg = cfg
         self.encoder = ResNetEncoder(cfg.backbone, cfg.backbone_width)
         ch = self.encoder.channels
-        self.register_buffer("pixel_mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1),
-                             persistent=False)
-        self.register_buffer("pixel_std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1),
-                             persistent=False)
         self.token_strides = [s for s in TOKEN_SOURCES if s >= cfg.token_stride]
         self.token_proj = nn.ModuleDict({f"s{s}": nn.Conv2d(ch[TOKEN_SOURCES[s]], cfg.hidden, 1)
                                          for s in self.token_strides})
@@ -94,7 +88,7 @@ class DepthAnyViewNet(nn.Module):
         """Predict depth for every view and the occupancy grid.
 
         Args:
-            images: (B, V, 3, H, W) RGB in [0, 1] (ImageNet normalisation is done here).
+            images: (B, V, 3, H, W) RGB in [0, 1] (the encoder normalises them its own way).
             K: (B, V, 3, 3) pinhole intrinsics at (H, W), pixels.
             T_base_cam: (B, V, 4, 4) camera (optical frame) -> base_link.
             view_mask: (B, V) bool, False = missing (padding) view; None = all present.
@@ -118,7 +112,7 @@ class DepthAnyViewNet(nn.Module):
             images = torch.where(valid[..., None, None, None], images,
                                  torch.zeros((), dtype=images.dtype, device=images.device))
 
-        x = (images.flatten(0, 1) - self.pixel_mean) / self.pixel_std  # (B*V, 3, H, W)
+        x = self.encoder.normalize(images.flatten(0, 1))  # (B*V, 3, H, W)
         feats = self.encoder(x)  # [f2, f4, f8, f16, f32]
         s = self.cfg.token_stride
         h, w = H // s, W // s
