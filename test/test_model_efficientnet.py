@@ -5,6 +5,7 @@ scikit-image photographs: Chelsea the cat and a cup of coffee, resized to 224 (s
 side) and centre-cropped, as for ImageNet evaluation.
 """
 
+import json
 from dataclasses import replace
 
 import pytest
@@ -25,6 +26,8 @@ from depth_any_view.model.normalization import IMAGENET_MEAN, IMAGENET_STD, Imag
 from depth_any_view.model.weights import (
     default_weights_path,
     load_weights,
+    model_config_from_json,
+    model_config_to_json,
     read_weights_config,
     save_weights,
 )
@@ -206,6 +209,8 @@ def test_pretrained_only_when_building_a_fresh_model(tmp_path):
 
 
 def test_old_weights_files_without_the_new_fields_still_load():
-    cfg, meta = read_weights_config(default_weights_path("lite"))
-    assert '"pretrained"' not in meta["model_config"]  # written before the field existed
+    cfg, _ = read_weights_config(default_weights_path("lite"))  # made before `pretrained`
     assert cfg.pretrained is False and cfg.backbone == "resnet18"
+    old = json.loads(model_config_to_json(replace(EFF, pretrained=True)))
+    del old["pretrained"]
+    assert model_config_from_json(json.dumps(old)) == EFF
