@@ -66,3 +66,23 @@ def test_replace_and_asdict_roundtrip():
     changed = replace(cfg, grid_dims=[32, 32, 32])  # lists are normalised to tuples
     assert changed.grid_dims == (32, 32, 32)
     assert cfg.voxel_size == pytest.approx((0.4, 0.4, 0.0625))
+
+
+def test_lite_effnet_example_is_lite_with_a_pretrained_efficientnet():
+    lite, effnet = load_model_config("lite"), load_model_config("model_lite_effnet.yaml")
+    assert (effnet.backbone, effnet.pretrained) == ("efficientnet_lite0", True)
+    assert replace(effnet, backbone="resnet18", pretrained=False,
+                   backbone_width=lite.backbone_width) == lite
+
+
+def test_pretrained_defaults_off_and_needs_a_backbone_with_imagenet_weights():
+    assert ModelConfig().pretrained is False and load_model_config("lite").pretrained is False
+    with pytest.raises(ConfigError, match="pretrained.*resnet18.*efficientnet_lite0"):
+        model_config_from_dict({"pretrained": True}, source="test")
+    with pytest.raises(ConfigError, match="pretrained"):
+        model_config_from_dict({"backbone": "efficientnet_lite0", "pretrained": "yes"},
+                               source="test")
+    with pytest.raises(ConfigError, match="pretrained"):
+        ModelConfig(backbone="efficientnet_lite0", pretrained=1)
+    with pytest.raises(ConfigError, match="efficientnet_lite0"):  # the valid list names it
+        model_config_from_dict({"backbone": "efficientnet_lite1"}, source="test")

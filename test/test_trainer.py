@@ -185,6 +185,22 @@ def test_fine_tuning_adds_a_confidence_head_that_learns(tiny_data, tiny_model_ya
         init_from_weights(torch.nn.Linear(2, 2), weights)
 
 
+def test_pretrained_efficientnet_encoder_starts_from_imagenet(tiny_data, tiny_model_yaml,
+                                                              tmp_path):
+    from depth_any_view.model.efficientnet import imagenet_state_dict
+
+    cfg = make_cfg(tiny_data / "a", tiny_model_yaml, tmp_path, max_steps=1,
+                   model_overrides={"backbone": "efficientnet_lite0", "pretrained": True})
+    trainer = Trainer(cfg)
+    imagenet = imagenet_state_dict()
+    for name, value in trainer.model.encoder.state_dict().items():
+        assert torch.equal(value, imagenet[name]), name
+    trainer.train()
+    assert trainer.step == 1
+    moved = trainer.model.encoder.state_dict()["_blocks.15._project_conv.weight"]
+    assert not torch.equal(moved, imagenet["_blocks.15._project_conv.weight"])
+
+
 @pytest.mark.slow
 def test_paper_preset_trains_a_few_steps_at_reduced_size(tiny_data, tmp_path):
     cfg = make_cfg(tiny_data, "paper", tmp_path, max_steps=2, batch_size=1,

@@ -1,6 +1,7 @@
 """The multi-view depth + occupancy network (torch only).
 
-`DepthAnyViewNet` (network.py) = shared ResNet encoder (resnet.py) + Plücker camera-ray
+`DepthAnyViewNet` (network.py) = shared ResNet (resnet.py) or EfficientNet-Lite0
+(efficientnet.py) encoder, each with its input normalisation, + Plücker camera-ray
 embedding (camera_encoding.py) + alternating within-view / cross-view transformer
 (fusion.py) + depth and occupancy heads (heads/). `ModelConfig` and the `lite` / `paper`
 presets are in config.py; weights on disk in weights.py.

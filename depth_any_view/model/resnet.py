@@ -6,12 +6,15 @@ ImageNet state dict from torchvision loads with `load_state_dict(sd, strict=Fals
 dropping its `fc.*` entries (or `load_imagenet_state_dict`). The classifier (avgpool, fc) is
 left out: the encoder returns the multi-scale feature maps. torchvision is not imported.
 `width` scales every stage (64 = torchvision); the ResNet-50 bottleneck is v1.5 (stride on
-the 3x3 conv), as in torchvision.
+the 3x3 conv), as in torchvision. The encoder owns its input normalisation
+(`normalize`: ImageNet mean and std, as torchvision's weights expect).
 """
 
 from __future__ import annotations
 
 from torch import Tensor, nn
+
+from depth_any_view.model.normalization import IMAGENET_MEAN, IMAGENET_STD, ImageNormalization
 
 # (block kind, blocks per stage) of each supported depth
 ARCHS: dict[str, tuple[str, tuple[int, int, int, int]]] = {
@@ -85,6 +88,7 @@ class ResNetEncoder(nn.Module):
 
     Attributes:
         channels: output channels of the five returned maps, (stem, layer1..layer4).
+        normalize: RGB in [0, 1] -> the input `forward` expects (ImageNet mean / std).
     """
 
     def __init__(self, arch: str = "resnet18", width: int = 64,
@@ -103,6 +107,7 @@ class ResNetEncoder(nn.Module):
         kind, counts = ARCHS[arch]
         block = BasicBlock if kind == "basic" else Bottleneck
         self.arch = arch
+        self.normalize = ImageNormalization(IMAGENET_MEAN, IMAGENET_STD)
         self.conv1 = nn.Conv2d(3, width, 7, stride=2, padding=3, bias=False)
         self.bn1 = nn.BatchNorm2d(width)
         self.relu = nn.ReLU(inplace=True)
@@ -144,7 +149,7 @@ class ResNetEncoder(nn.Module):
         """Feature maps of a normalised image batch.
 
         Args:
-            x: (N, 3, H, W) ImageNet-normalised images, H and W multiples of 32.
+            x: (N, 3, H, W) images through `self.normalize`, H and W multiples of 32.
 
         Returns:
             [f2, f4, f8, f16, f32]: (N, channels[i], H / s, W / s) for s = 2, 4, 8, 16, 32.

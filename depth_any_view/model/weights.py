@@ -18,7 +18,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, safe_open, save_file
 
-from depth_any_view.model.config import ModelConfig
+from depth_any_view.model.config import INIT_ONLY_FIELDS, ModelConfig
 
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 DEFAULT_WEIGHTS = "lite.safetensors"
@@ -99,13 +99,14 @@ def load_weights(path: str | os.PathLike[str], *,
 
     Args:
         path: the `.safetensors` file.
-        expect: if given, the file's config must match it in every architecture field;
-            a mismatch raises WeightsError naming the differing fields.
+        expect: if given, the file's config must match it in every architecture field
+            (not in INIT_ONLY_FIELDS such as `pretrained`, which only says how training
+            started); a mismatch raises WeightsError naming the differing fields.
     """
     cfg, meta = read_weights_config(path)
     if expect is not None:
-        diff = [f.name for f in fields(ModelConfig)
-                if getattr(cfg, f.name) != getattr(expect, f.name)]
+        diff = [f.name for f in fields(ModelConfig) if f.name not in INIT_ONLY_FIELDS
+                and getattr(cfg, f.name) != getattr(expect, f.name)]
         if diff:
             detail = ", ".join(f"{n}: file {getattr(cfg, n)!r} vs wanted {getattr(expect, n)!r}"
                                for n in diff[:6])

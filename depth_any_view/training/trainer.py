@@ -34,7 +34,7 @@ from depth_any_view.config import ConfigError
 from depth_any_view.data.augment import AugmentConfig, Augmenter
 from depth_any_view.data.dataset import concat_shards
 from depth_any_view.model.config import ModelConfig, load_model_config
-from depth_any_view.model.network import DepthAnyViewNet, PreviousSet
+from depth_any_view.model.network import PreviousSet, build_model
 from depth_any_view.model.weights import WeightsError, load_weights, save_weights
 from depth_any_view.training.config import TrainConfig
 from depth_any_view.training.distributed import (
@@ -176,7 +176,10 @@ class Trainer:
 
         self.model_cfg: ModelConfig = model_config_with(load_model_config(cfg.model),
                                                         cfg.model_overrides)
-        self.model = DepthAnyViewNet(self.model_cfg).to(self.device)
+        # a fresh network; with the model's `pretrained`, its encoder starts from ImageNet
+        self.model = build_model(self.model_cfg).to(self.device)
+        if self.model_cfg.pretrained:
+            LOG.info("encoder %s initialised from its ImageNet weights", self.model_cfg.backbone)
         if cfg.init_weights:
             self.init_report = init_from_weights(self.model, cfg.init_weights)
         self.ddp_model: torch.nn.Module = self.model
