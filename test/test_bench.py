@@ -361,3 +361,18 @@ def test_cli_bench_arguments(capsys: pytest.CaptureFixture[str]) -> None:
     assert "--compile modes must be among default" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         build_parser().parse_args(["bench", "--rates", "fast"])
+
+
+def test_cost_volume_ratio_measures_both_networks_in_one_run():
+    from depth_any_view.bench.compare import cost_volume_ratio
+    from depth_any_view.bench.workload import make_workload
+
+    w = make_workload((48, 32), 0, 8)
+    assert cost_volume_ratio("lite", w, repeats=1, warmup=0,
+                             overrides={**TINY, "cost_volume": False}) is None
+    row = cost_volume_ratio("lite", w, repeats=2, warmup=1,
+                            overrides={**TINY, "cost_volume": True, "cost_temporal": True,
+                                       "cost_hypotheses": 8})
+    assert row["project"] == "without cost volumes" and "spatial + temporal" in row["what"]
+    assert row["project_s"]["n"] == row["baseline_s"]["n"] == 2
+    assert row["ratio"] > 0 and math.isfinite(row["ratio"])

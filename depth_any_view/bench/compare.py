@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from depth_any_view.bench.common import time_call
+from depth_any_view.bench.common import summarize, time_call
 from depth_any_view.bench.stages import (
     MARKER_MAX_VOXELS,
     POINTS_STRIDE,
@@ -249,3 +249,34 @@ def compile_ratios(forward_rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
                           base["forward_s"], f"torch.compile ({r['compile_mode']})", "eager",
                           None))
     return out
+
+
+def cost_volume_ratio(preset: str, w: Workload, *, repeats: int, warmup: int = 1,
+                      overrides: dict[str, Any] | None = None) -> dict[str, Any] | None:
+    """Forward with the preset's cost volumes (spatial, and temporal against a previous set
+    0.3 m behind) / the same network without them, CPU fp32, in one run; None when the
+    preset has no cost volume."""
+    from depth_any_view.bench.stages import make_engine, views_of
+
+    with_cv = make_engine(preset, "cpu", "fp32", overrides=overrides)
+    mc = with_cv.model_config
+    if not mc.cost_volume:
+        return None
+    views = views_of(w)
+    step_m = np.eye(4)
+
+    def forward(engine: Any, i: int) -> float:
+        step_m[0, 3] = 0.3 * i  # the base drives 0.3 m per set, 0.1 s apart
+        pred = engine.infer(views, T_odom_base=step_m.copy(), stamp_ns=(i + 1) * 100_000_000)
+        return float(pred.timings["forward"])
+
+    with_s = [forward(with_cv, i) for i in range(warmup + repeats)][warmup:]
+    plain = make_engine(preset, "cpu", "fp32",
+                        overrides={**(overrides or {}), "cost_volume": False,
+                                   "cost_temporal": False})
+    plain_s = [forward(plain, i) for i in range(warmup + repeats)][warmup:]
+    what = (f"network forward, preset {preset}, {len(views)} views, CPU fp32: cost volumes "
+            f"({'spatial + temporal' if mc.cost_temporal else 'spatial'}, 1/{mc.cost_stride}, "
+            f"{mc.cost_hypotheses} planes)")
+    return _entry(what, summarize(plain_s), summarize(with_s), "without cost volumes",
+                  "with cost volumes", None)

@@ -161,6 +161,7 @@ def run_bench(opts: BenchOptions, progress: Callable[[str], None] | None = None
     from depth_any_view.bench.compare import (
         compare_conversions,
         compile_ratios,
+        cost_volume_ratio,
         precision_ratios,
     )
     from depth_any_view.bench.scaling import scale_grid, scale_size, scale_views
@@ -289,6 +290,10 @@ def run_bench(opts: BenchOptions, progress: Callable[[str], None] | None = None
                                                 warmup=opts.warmup)
     result["comparisons"]["rows"].extend(precision_ratios(result["forward"]))
     result["comparisons"]["rows"].extend(compile_ratios(result["forward"]))
+    cv_row = cost_volume_ratio(sp, w, repeats=opts.repeats, warmup=opts.warmup,
+                               overrides=opts.model_overrides)
+    if cv_row is not None:  # the "ratio" is how much the volumes cost (>1 = slower)
+        result["comparisons"]["rows"].append(cv_row)
 
     # ---- scaling
     device = devices[0]
