@@ -86,7 +86,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     result = evaluate_split(args.data, weights=args.weights, views=args.views,
                             random_init=args.random_init, max_frames=args.max_frames,
-                            progress=not args.quiet,
+                            progress=not args.quiet, odometry=not args.no_odometry,
                             engine_overrides={"device": args.device,
                                               "precision": args.precision})
     js, md = write_report(result, args.out, title=f"Evaluation on {', '.join(args.data)}")
@@ -371,6 +371,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-frames", type=int, default=0, help="stop after N frames (0 = all)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "bf16"])
+    p.add_argument("--no-odometry", action="store_true",
+                   help="do not give the network the frames' true poses (as /odom would): "
+                        "a temporal cost volume then never sees the previous frame")
     p.add_argument("--random-init", action="store_true",
                    help="evaluate an untrained network (baseline)")
     p.add_argument("--figure", default=None, metavar="PNG",

@@ -120,3 +120,24 @@ def test_random_init_baseline_needs_no_weights(tmp_path):
     result = evaluate_split(tmp_path, weights=None, random_init=True, progress=False)
     assert result["frames"] == 1 and np.isfinite(result["depth"]["abs_rel"])
     assert "random" in str(result["weights"]).lower()
+
+
+def test_evaluate_gives_temporal_weights_the_previous_frame(split_and_weights, tmp_path):
+    """With the frames' poses (the default) a temporal cost volume sees the previous frame
+    of the sequence; with odometry=False every frame is alone, and the figures differ."""
+    data, _ = split_and_weights
+    over = dict(image_size=(32, 32), hidden=16, layers=1, heads=2, backbone_width=8,
+                decoder_width=16, grid_dims=(8, 8, 8), occ_channels=4, occ_hidden=4,
+                occ_blocks=1, occ_fine_channels=4, cost_volume=True, cost_temporal=True,
+                cost_hypotheses=8, cost_channels=8, cost_groups=2)
+    cfg = replace(load_model_config("lite"), **over)
+    torch.manual_seed(3)
+    net = DepthAnyViewNet(cfg)
+    for m in (net.cost_tokens, net.depth_head.cost_proj):  # zero at init: make them count
+        torch.nn.init.normal_(m.weight, std=0.3)
+    torch.nn.init.normal_(net.depth_head.out_logit.weight, std=0.5)
+    weights = save_weights(net, cfg, tmp_path / "temporal.safetensors")
+    with_odom = evaluate_split(data, weights=weights, progress=False)
+    alone = evaluate_split(data, weights=weights, progress=False, odometry=False)
+    assert with_odom["temporal"] and with_odom["odometry"] and not alone["odometry"]
+    assert with_odom["depth"]["abs_rel"] != pytest.approx(alone["depth"]["abs_rel"], abs=1e-6)

@@ -60,7 +60,8 @@ def camera_union(metas: Sequence[dict[str, Any]]) -> list[str]:
 def evaluate_split(data: Sequence[str | Path] | str | Path, *, weights: str | Path | None,
                    views: Sequence[str] | None = None, random_init: bool = False,
                    max_frames: int = 0, progress: bool = True,
-                   engine_overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+                   engine_overrides: dict[str, Any] | None = None,
+                   odometry: bool = True) -> dict[str, Any]:
     """Metrics of a weights file on shard directories.
 
     Args:
@@ -72,6 +73,9 @@ def evaluate_split(data: Sequence[str | Path] | str | Path, *, weights: str | Pa
         max_frames: stop after this many frames (0 = all).
         progress: show a progress bar.
         engine_overrides: extra EngineConfig fields (device, precision, ...).
+        odometry: give the engine each frame's true base pose, as `/odom` gives the node,
+            so weights with a temporal cost volume match against the previous frame of the
+            same sequence (False: every frame alone).
 
     Returns:
         {'depth': {...}, 'occupancy': {...}, 'scale': {...} (ScaleStabilityAccumulator;
@@ -107,6 +111,7 @@ def evaluate_split(data: Sequence[str | Path] | str | Path, *, weights: str | Pa
     t0 = time.perf_counter()
     count = 0
     for d, meta in zip(dirs, metas):
+        engine.previous.reset()  # a new sequence: nothing before its first frame
         cams = list(meta["camera_names"])
         slot = [k for k, n in enumerate(names) if n in cams]  # accumulator rows it fills
         sel = [cams.index(names[k]) for k in slot]  # the shard's views for them
@@ -124,7 +129,8 @@ def evaluate_split(data: Sequence[str | Path] | str | Path, *, weights: str | Pa
                 cam = PinholeCamera(width=W, height=H, K=frame.K[v])
                 inputs.append(ViewInput(frame.camera_names[v], frame.images[v], cam,
                                         frame.T_base_cam[v]))
-            pred = engine.infer(inputs)
+            pose = frame.T_odom_base if odometry else None
+            pred = engine.infer(inputs, T_odom_base=pose, stamp_ns=frame.stamp_ns)
             depth = np.stack([pred.view_depth(k)[0] for k in range(len(sel))])  # (V', H, W)
             if len(sel) == len(names):
                 depth_acc.update(depth, frame.depth[sel])
@@ -154,7 +160,8 @@ def evaluate_split(data: Sequence[str | Path] | str | Path, *, weights: str | Pa
     occ = voxel_acc.compute()
     result = {"frames": count, "cameras": names, "weights": engine.weights_source,
               "shard_dirs": [str(d) for d in dirs], "seconds": time.perf_counter() - t0,
-              "depth": depth, "occupancy": occ, "scale": scale_acc.compute()}
+              "odometry": bool(odometry), "temporal": engine.temporal, "depth": depth,
+              "occupancy": occ, "scale": scale_acc.compute()}
     if spars_acc.conf_count.any():
         result["sparsification"] = spars_acc.compute()
     return result
