@@ -259,11 +259,11 @@ def test_network_error_at_runtime_drops_the_set_and_the_next_one_works(
         real_forward = engine._run_network
         failures = {"n": 0}
 
-        def out_of_memory_once(inp):  # noqa: ANN001 - replaces a method
+        def out_of_memory_once(inp, previous=None):  # noqa: ANN001 - replaces a method
             if failures["n"] == 0:
                 failures["n"] += 1
                 raise RuntimeError("CUDA out of memory. Tried to allocate 20.00 GiB")
-            return real_forward(inp)
+            return real_forward(inp, previous)
 
         engine._run_network = out_of_memory_once
         K = _intrinsics()
