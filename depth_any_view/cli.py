@@ -175,7 +175,7 @@ def cmd_eval_bag(args: argparse.Namespace) -> int:
     """Run the node's pipeline over a bag offline; report figures, plots and an output bag."""
     from depth_any_view.bag.evaluate import evaluate_bag
     from depth_any_view.bag.messages import BagError
-    from depth_any_view.bag.report import headline
+    from depth_any_view.bag.report import format_headline, headline
     from depth_any_view.model.weights import WeightsError
 
     overrides = {"device": args.device} if args.device else None
@@ -283,18 +283,6 @@ def cmd_bench(args: argparse.Namespace) -> int:
     for t in result["targets"]:
         print(f"target {t['target']:>9}: {t['text']}  [{t['name']}]")
     return 0
-
-
-def format_headline(h: dict) -> str:
-    """One line of the headline figures (n/a where the bag had no ground truth)."""
-    def f(key: str, fmt: str, scale: float = 1.0) -> str:
-        value = h.get(key)
-        return "n/a" if value is None else format(float(value) * scale, fmt)
-
-    return (f"AbsRel {f('abs_rel', '.3f')}  RMSE {f('rmse', '.2f')} m  "
-            f"delta1 {f('delta1', '.3f')}  voxel IoU (fused) {f('iou', '.3f')}  "
-            f"{f('sets_per_s', '.2f')} sets/s  latency median {f('latency_median_s', '.0f', 1e3)}"
-            f" ms, p95 {f('latency_p95_s', '.0f', 1e3)} ms")
 
 
 def _add_world_args(p: argparse.ArgumentParser, frames: int) -> None:
