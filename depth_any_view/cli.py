@@ -28,21 +28,27 @@ def parse_size(text: str) -> tuple[int, int]:
 def cmd_synth(args: argparse.Namespace) -> int:
     """Generate a synthetic six-camera sequence as training shards or a rosbag2, or with
     --world shifted N shifted-world sequences (random rigs) into OUT/seq_<seed>."""
+    # Shards are written by data/, bags by bag/synthetic.py (with the same arguments).
+    bag = {} if args.format == "shards" else {"fmt": args.format}
     if args.world == "shifted":
-        from depth_any_view.data.shifted_world import synthesize_shifted
-
         if args.dynamic:
             raise SystemExit("synth: --dynamic is not available with --world shifted")
-        paths = synthesize_shifted(Path(args.out), sequences=args.sequences, frames=args.frames,
-                                   seed=args.seed, fmt=args.format, grid_dims=args.grid,
-                                   progress=not args.quiet)
+        if bag:
+            from depth_any_view.bag.synthetic import synthesize_shifted_bags as write_shifted
+        else:
+            from depth_any_view.data.shifted_world import synthesize_shifted as write_shifted
+        paths = write_shifted(Path(args.out), sequences=args.sequences, frames=args.frames,
+                              seed=args.seed, grid_dims=args.grid, progress=not args.quiet,
+                              **bag)
         print(f"wrote {len(paths)} shifted sequences of {args.frames} frames to {args.out}")
         return 0
-    from depth_any_view.data.synth import synthesize
-
-    out = synthesize(Path(args.out), frames=args.frames, rig=args.rig, size=args.size,
-                     fmt=args.format, seed=args.seed, scene=args.scene,
-                     grid_dims=args.grid, progress=not args.quiet, dynamic=args.dynamic)
+    if bag:
+        from depth_any_view.bag.synthetic import synthesize_bag as write
+    else:
+        from depth_any_view.data.synth import synthesize as write
+    out = write(Path(args.out), frames=args.frames, rig=args.rig, size=args.size,
+                seed=args.seed, scene=args.scene, grid_dims=args.grid,
+                progress=not args.quiet, dynamic=args.dynamic, **bag)
     print(f"wrote {args.frames} frames to {out}")
     return 0
 
