@@ -28,21 +28,27 @@ def parse_size(text: str) -> tuple[int, int]:
 def cmd_synth(args: argparse.Namespace) -> int:
     """Generate a synthetic six-camera sequence as training shards or a rosbag2, or with
     --world shifted N shifted-world sequences (random rigs) into OUT/seq_<seed>."""
+    # Shards are written by data/, bags by bag/synthetic.py (with the same arguments).
+    bag = {} if args.format == "shards" else {"fmt": args.format}
     if args.world == "shifted":
-        from depth_any_view.data.shifted_world import synthesize_shifted
-
         if args.dynamic:
             raise SystemExit("synth: --dynamic is not available with --world shifted")
-        paths = synthesize_shifted(Path(args.out), sequences=args.sequences, frames=args.frames,
-                                   seed=args.seed, fmt=args.format, grid_dims=args.grid,
-                                   progress=not args.quiet)
+        if bag:
+            from depth_any_view.bag.synthetic import synthesize_shifted_bags as write_shifted
+        else:
+            from depth_any_view.data.shifted_world import synthesize_shifted as write_shifted
+        paths = write_shifted(Path(args.out), sequences=args.sequences, frames=args.frames,
+                              seed=args.seed, grid_dims=args.grid, progress=not args.quiet,
+                              **bag)
         print(f"wrote {len(paths)} shifted sequences of {args.frames} frames to {args.out}")
         return 0
-    from depth_any_view.data.synth import synthesize
-
-    out = synthesize(Path(args.out), frames=args.frames, rig=args.rig, size=args.size,
-                     fmt=args.format, seed=args.seed, scene=args.scene,
-                     grid_dims=args.grid, progress=not args.quiet, dynamic=args.dynamic)
+    if bag:
+        from depth_any_view.bag.synthetic import synthesize_bag as write
+    else:
+        from depth_any_view.data.synth import synthesize as write
+    out = write(Path(args.out), frames=args.frames, rig=args.rig, size=args.size,
+                seed=args.seed, scene=args.scene, grid_dims=args.grid,
+                progress=not args.quiet, dynamic=args.dynamic, **bag)
     print(f"wrote {args.frames} frames to {out}")
     return 0
 
@@ -175,7 +181,7 @@ def cmd_eval_bag(args: argparse.Namespace) -> int:
     """Run the node's pipeline over a bag offline; report figures, plots and an output bag."""
     from depth_any_view.bag.evaluate import evaluate_bag
     from depth_any_view.bag.messages import BagError
-    from depth_any_view.bag.report import headline
+    from depth_any_view.bag.report import format_headline, headline
     from depth_any_view.model.weights import WeightsError
 
     overrides = {"device": args.device} if args.device else None
@@ -283,18 +289,6 @@ def cmd_bench(args: argparse.Namespace) -> int:
     for t in result["targets"]:
         print(f"target {t['target']:>9}: {t['text']}  [{t['name']}]")
     return 0
-
-
-def format_headline(h: dict) -> str:
-    """One line of the headline figures (n/a where the bag had no ground truth)."""
-    def f(key: str, fmt: str, scale: float = 1.0) -> str:
-        value = h.get(key)
-        return "n/a" if value is None else format(float(value) * scale, fmt)
-
-    return (f"AbsRel {f('abs_rel', '.3f')}  RMSE {f('rmse', '.2f')} m  "
-            f"delta1 {f('delta1', '.3f')}  voxel IoU (fused) {f('iou', '.3f')}  "
-            f"{f('sets_per_s', '.2f')} sets/s  latency median {f('latency_median_s', '.0f', 1e3)}"
-            f" ms, p95 {f('latency_p95_s', '.0f', 1e3)} ms")
 
 
 def _add_world_args(p: argparse.ArgumentParser, frames: int) -> None:

@@ -662,9 +662,8 @@ def _run(out: Path, env: RosEnvironment, *, frames: int, seed: int, size: tuple[
          scene: str) -> int:
     """run_demo inside its DDS environment."""
     from depth_any_view.bag.evaluate import evaluate_bag, load_node_parameters
-    from depth_any_view.bag.report import headline
+    from depth_any_view.bag.report import format_headline, headline
     from depth_any_view.bag.writer import write_bag
-    from depth_any_view.cli import format_headline
     from depth_any_view.config import config_path
     from depth_any_view.data.synth import generate_frames
 

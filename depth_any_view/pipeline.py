@@ -467,7 +467,7 @@ class Pipeline:
         self.odometry_tracker: OdometryTracker | None = None  # its velocity and covariances
         if cfg.odometry_source != "topic":
             from depth_any_view.slam.odometry import KissIcpOdometry, RgbdOdometry
-            from depth_any_view.slam.run import load_slam_config
+            from depth_any_view.slam.slam_config import load_slam_config
 
             slam = load_slam_config()
             if cfg.odometry_source == "kiss_icp":

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from depth_any_view.bag.synthetic import write_shifted_bag
 from depth_any_view.config import ConfigError, load_yaml
 from depth_any_view.data.dataset import SyntheticShardDataset, find_shard_dirs
 from depth_any_view.data.occupancy import OccupancyLabeler
@@ -249,8 +250,8 @@ def test_cli_writes_sequences_that_evaluate_reads(tmp_path, monkeypatch):
 def test_a_sequence_is_written_as_an_mcap_bag(tmp_path):
     from rosbags.highlevel import AnyReader
 
-    out = write_sequence(tmp_path / "bag", 2, frames=2, fmt="mcap", grid_dims=16,
-                         config=tiny((2, 2)))
+    out = write_shifted_bag(tmp_path / "bag", 2, frames=2, fmt="mcap", grid_dims=16,
+                            config=tiny((2, 2)))
     rig = Rig.from_yaml(tmp_path / "bag.rig.yaml")
     params = load_yaml(tmp_path / "bag.params.yaml")["depth_any_view"]["ros__parameters"]
     assert params["camera_names"] == rig.names

@@ -1,13 +1,13 @@
-"""Tests of depth_any_view.data.synth: sequences, shards, determinism, both scene kinds."""
+"""Tests of depth_any_view.data.synth: sequences, shards, determinism, both scene kinds
+(and the same sequences as bags, bag/synthetic.py)."""
 
-import sys
-import types
 from dataclasses import replace
 
 import numpy as np
 import pytest
 import torch
 
+from depth_any_view.bag import synthetic
 from depth_any_view.data.dataset import SyntheticShardDataset
 from depth_any_view.data.shards import read_meta
 from depth_any_view.data.synth import generate_frames, generate_sequence, synthesize
@@ -88,7 +88,7 @@ def test_bad_arguments_are_named(tmp_path):
     with pytest.raises(ValueError, match="scene"):
         synthesize(tmp_path / "x", frames=1, scene="forest")
     with pytest.raises(ValueError, match="format"):
-        synthesize(tmp_path / "x", frames=1, fmt="zip")
+        synthetic.synthesize_bag(tmp_path / "x", frames=1, fmt="zip")
     with pytest.raises(ValueError, match="seed"):
         next(generate_frames(frames=1, seed=-1))
     (tmp_path / "full").mkdir()
@@ -105,9 +105,8 @@ def test_bag_formats_go_through_write_bag(tmp_path, monkeypatch):
         calls.append((path, storage, len(frames), frames[0].images.shape))
         return len(frames)
 
-    fake = types.ModuleType("depth_any_view.bag.writer")
-    fake.write_bag = write_bag
-    monkeypatch.setitem(sys.modules, "depth_any_view.bag.writer", fake)
-    out = synthesize(tmp_path / "bag", frames=2, fmt="sqlite3", scene="indoor", **SMALL)
+    monkeypatch.setattr(synthetic, "write_bag", write_bag)
+    out = synthetic.synthesize_bag(tmp_path / "bag", frames=2, fmt="sqlite3", scene="indoor",
+                                   **SMALL)
     assert out == tmp_path / "bag"
     assert calls == [(tmp_path / "bag", "sqlite3", 2, (6, 64, 64, 3))]

@@ -26,7 +26,7 @@ from depth_any_view.slam.odometry import (
     combine_steps,
     rectified,
 )
-from depth_any_view.slam.run import load_slam_config
+from depth_any_view.slam.slam_config import load_slam_config
 from depth_any_view.slam.trajectory import path_length, rpe
 
 FRAMES = 50  # 5 s: from rest to about 3 m/s, about 9 m

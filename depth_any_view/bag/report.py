@@ -135,6 +135,18 @@ def headline(result: dict[str, Any]) -> dict[str, float | None]:
             "latency_p95_s": lat.get("p95")}
 
 
+def format_headline(h: dict) -> str:
+    """One line of the headline figures (n/a where the bag had no ground truth)."""
+    def f(key: str, fmt: str, scale: float = 1.0) -> str:
+        value = h.get(key)
+        return "n/a" if value is None else format(float(value) * scale, fmt)
+
+    return (f"AbsRel {f('abs_rel', '.3f')}  RMSE {f('rmse', '.2f')} m  "
+            f"delta1 {f('delta1', '.3f')}  voxel IoU (fused) {f('iou', '.3f')}  "
+            f"{f('sets_per_s', '.2f')} sets/s  latency median {f('latency_median_s', '.0f', 1e3)}"
+            f" ms, p95 {f('latency_p95_s', '.0f', 1e3)} ms")
+
+
 def report_markdown(result: dict[str, Any]) -> str:
     """The Markdown report of an evaluation result (see bag/evaluate.py for the keys)."""
     h = headline(result)

@@ -55,7 +55,7 @@ def _register_fn(source: str, drive: Sequence[Any]
     from depth_any_view.mapping.points import depth_to_points
     from depth_any_view.slam.mesh import camera_view
     from depth_any_view.slam.odometry import KissIcpOdometry, RgbdOdometry
-    from depth_any_view.slam.run import load_slam_config
+    from depth_any_view.slam.slam_config import load_slam_config
 
     slam = load_slam_config()
     if source == "kiss_icp":

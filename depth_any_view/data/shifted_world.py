@@ -21,6 +21,8 @@ reach, and small clutter on the ground. Materials and lighting are in shifted_re
 Sequence `seed` draws rig, motion, scene and pixel noise from four generators of
 `np.random.SeedSequence(seed)`, so the same seed gives the same bytes. Its few frames at
 `world.fps` show the base standing still, turning on the spot or driving a slow arc.
+
+Written here as shard directories; as rosbag2 by bag/synthetic.py (data/ never imports bag/).
 """
 
 from __future__ import annotations
@@ -33,7 +35,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
 from depth_any_view.data.frame import Frame
 from depth_any_view.data.random_rig import RandomRig, sample_rig
@@ -50,7 +51,6 @@ from depth_any_view.data.shifted_render import (
 from depth_any_view.geometry.grid import VoxelGrid
 
 SHIFTED_KINDS = ("indoor", "outdoor")
-FORMATS = ("shards", "mcap", "sqlite3")
 OCC_RADIUS = 35.0  # metres: triangles farther (horizontally) from odom's origin get no labels
 NEAR_TILE = 5.0  # metres, ground tiles out to +/- 40 m; beyond, four big quads
 GROUND_EXTENT = 300.0  # metres, half-size of the outdoor ground
@@ -698,40 +698,24 @@ def sequence_name(seed: int) -> str:
 
 
 def write_sequence(out: str | os.PathLike[str], seed: int, *, frames: int,
-                   fmt: str = "shards", grid_dims: int = 64,
-                   config: ShiftedConfig | None = None) -> Path:
-    """Write sequence `seed` to `out`: a shard directory (meta.json, frame .npz files and the
-    rig as rig.yaml) or a rosbag2 ('mcap' | 'sqlite3') with the rig beside it as
-    `<out>.rig.yaml` and node parameters naming it and its cameras as `<out>.params.yaml`
-    (for `depth-any-view eval-bag <out> --params <out>.params.yaml`). Returns `out`.
+                   grid_dims: int = 64, config: ShiftedConfig | None = None) -> Path:
+    """Write sequence `seed` to `out` as a shard directory (meta.json, frame .npz files and
+    the rig as rig.yaml; a rosbag2: bag/synthetic.py `write_shifted_bag`). Returns `out`.
 
     Raises:
         ValueError: a bad argument (named in the message).
-        FileExistsError: `out` exists (and, for shards, is not empty).
+        FileExistsError: `out` exists and is not empty.
     """
-    if fmt not in FORMATS:
-        raise ValueError(f"format '{fmt}' is unknown; use one of {', '.join(FORMATS)}")
+    from depth_any_view.data.shards import ShardWriter
+
     out = Path(out)
     cfg = config or load_shifted_config()
     seq = make_sequence(seed, frames=frames, grid_dims=grid_dims, config=cfg)
-    if fmt == "shards":
-        from depth_any_view.data.shards import ShardWriter
-
-        with ShardWriter(out, rig="rig.yaml", seed=int(seed), scene=f"shifted_{seq.kind}",
-                         fps=cfg.world.fps, max_range=cfg.world.max_range) as writer:
-            seq.rig.write_yaml(out / "rig.yaml")
-            for frame in seq.frames():
-                writer.write(frame, segment=0, kind=f"shifted_{seq.kind}")
-        return out
-    from depth_any_view.bag.writer import write_bag
-
-    write_bag(out, seq.frames(), storage=fmt)
-    rig_file = seq.rig.write_yaml(out.with_name(out.name + ".rig.yaml")).resolve()
-    params = {"depth_any_view": {"ros__parameters": {"rig_file": str(rig_file),
-                                                     "camera_names": list(seq.rig.names)}}}
-    out.with_name(out.name + ".params.yaml").write_text(
-        "# Node parameters for this bag's rig: depth-any-view eval-bag BAG --params THIS\n"
-        + yaml.safe_dump(params, sort_keys=False), encoding="utf-8")
+    with ShardWriter(out, rig="rig.yaml", seed=int(seed), scene=f"shifted_{seq.kind}",
+                     fps=cfg.world.fps, max_range=cfg.world.max_range) as writer:
+        seq.rig.write_yaml(out / "rig.yaml")
+        for frame in seq.frames():
+            writer.write(frame, segment=0, kind=f"shifted_{seq.kind}")
     return out
 
 
@@ -744,19 +728,14 @@ def _complete(path: Path, frames: int) -> bool:
         "frames") == int(frames)
 
 
-def synthesize_shifted(out: str | os.PathLike[str], *, sequences: int, frames: int,
-                       seed: int = 0, fmt: str = "shards", grid_dims: int = 64,
-                       progress: bool = True, config: ShiftedConfig | None = None
-                       ) -> list[Path]:
-    """Write sequences seed, seed + 1, ... into `out/seq_<seed>` (shard directories that
-    data.dataset.find_shard_dirs(out) finds, or bags). A finished shard directory is kept
-    (an interrupted run resumes). Returns the sequence paths."""
+def sequence_paths(out: str | os.PathLike[str], *, sequences: int, seed: int = 0,
+                   progress: bool = True) -> Iterator[tuple[int, Path]]:
+    """(seed, `out/seq_<seed>`) for seeds seed, seed + 1, ... (`out` is created), with a
+    progress bar over the sequences; shared by the shard and the bag writers."""
     if int(sequences) < 1:
         raise ValueError(f"sequences must be >= 1, got {sequences}")
-    cfg = config or load_shifted_config()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    paths = []
     seeds = range(int(seed), int(seed) + int(sequences))
     bar = None
     if progress:
@@ -765,17 +744,30 @@ def synthesize_shifted(out: str | os.PathLike[str], *, sequences: int, frames: i
         bar = tqdm(total=len(seeds), desc="shifted", unit="seq")
     try:
         for s in seeds:
-            path = out / sequence_name(s)
-            if not (fmt == "shards" and _complete(path, frames)):
-                if fmt == "shards" and path.exists():
-                    import shutil
-
-                    shutil.rmtree(path)  # an unfinished sequence of an interrupted run
-                write_sequence(path, s, frames=frames, fmt=fmt, grid_dims=grid_dims, config=cfg)
-            paths.append(path)
+            yield s, out / sequence_name(s)
             if bar is not None:
                 bar.update(1)
     finally:
         if bar is not None:
             bar.close()
+
+
+def synthesize_shifted(out: str | os.PathLike[str], *, sequences: int, frames: int,
+                       seed: int = 0, grid_dims: int = 64, progress: bool = True,
+                       config: ShiftedConfig | None = None) -> list[Path]:
+    """Write sequences seed, seed + 1, ... into `out/seq_<seed>` as shard directories that
+    data.dataset.find_shard_dirs(out) finds (bags: bag/synthetic.py). A finished shard
+    directory is kept (an interrupted run resumes). Returns the sequence paths."""
+    if int(sequences) < 1:
+        raise ValueError(f"sequences must be >= 1, got {sequences}")
+    cfg = config or load_shifted_config()
+    paths = []
+    for s, path in sequence_paths(out, sequences=sequences, seed=seed, progress=progress):
+        if not _complete(path, frames):
+            if path.exists():
+                import shutil
+
+                shutil.rmtree(path)  # an unfinished sequence of an interrupted run
+            write_sequence(path, s, frames=frames, grid_dims=grid_dims, config=cfg)
+        paths.append(path)
     return paths

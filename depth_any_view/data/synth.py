@@ -1,4 +1,4 @@
-"""Generate synthetic six-camera sequences: frames in memory, training shards or a rosbag2.
+"""Generate synthetic six-camera sequences: frames in memory or training shards.
 
 A sequence is split into segments of `world.frames_per_scene` frames; each segment has its
 own procedural scene (indoor or outdoor; 'mixed' alternates, starting from the seed's
@@ -12,6 +12,8 @@ conventions are those of docs/ARCHITECTURE.md ("Synthetic frame").
 With `dynamic`, each segment also gets moving persons and cars (dynamic.py), drawn from a
 fourth generator of the same SeedSequence: the static world, trajectory and image noise
 are those of the same seed without them, which stays byte-identical to before.
+
+The same frames as a rosbag2: bag/synthetic.py (data/ never imports bag/).
 """
 
 from __future__ import annotations
@@ -36,7 +38,6 @@ from depth_any_view.geometry.grid import VoxelGrid
 from depth_any_view.geometry.rig import Rig, load_rig
 
 SCENES = ("mixed", "indoor", "outdoor")
-FORMATS = ("shards", "mcap", "sqlite3")
 
 
 @dataclass(frozen=True)
@@ -62,8 +63,8 @@ def make_cameras(rig: Rig, rig_name: str, size: tuple[int, int],
     return [PinholeCamera.from_fov(size[0], size[1], hfov) for _ in rig.names]
 
 
-def _check_args(frames: int, size: tuple[int, int], seed: int, scene: str,
-                grid_dims: int) -> None:
+def check_args(frames: int, size: tuple[int, int], seed: int, scene: str,
+               grid_dims: int) -> None:
     """ValueError naming a bad argument and its allowed values."""
     if int(frames) < 1:
         raise ValueError(f"frames must be >= 1, got {frames}")
@@ -83,7 +84,7 @@ def generate_sequence(*, frames: int, rig: str = "surround6",
                       config: SynthConfig | None = None, dynamic: bool | None = None
                       ) -> Iterator[SegmentFrame]:
     """Frames with their scene segment (see `generate_frames` for the arguments)."""
-    _check_args(frames, size, seed, scene, grid_dims)
+    check_args(frames, size, seed, scene, grid_dims)
     cfg = config or load_synth_config()
     dynamic = cfg.dynamic.enabled if dynamic is None else bool(dynamic)
     rig_obj = load_rig(rig)
@@ -166,32 +167,25 @@ def generate_frames(*, frames: int, rig: str = "surround6", size: tuple[int, int
 
 
 def synthesize(out: Path, *, frames: int, rig: str = "surround6",
-               size: tuple[int, int] = (256, 256), fmt: str = "shards", seed: int = 0,
+               size: tuple[int, int] = (256, 256), seed: int = 0,
                scene: str = "mixed", grid_dims: int = 64, progress: bool = True,
                config: SynthConfig | None = None, dynamic: bool | None = None) -> Path:
-    """Generate a sequence into `out`: a shard directory ('shards') or a rosbag2 written by
-    `depth_any_view.bag.writer.write_bag` ('mcap' | 'sqlite3'). Other arguments as in
-    `generate_frames`. Returns `out`.
+    """Generate a sequence into `out` as a shard directory (a rosbag2:
+    bag/synthetic.py `synthesize_bag`). Other arguments as in `generate_frames`. Returns
+    `out`.
 
     Raises:
         ValueError: a bad argument (named in the message).
-        FileExistsError: `out` exists and is not an empty directory (shards).
+        FileExistsError: `out` exists and is not an empty directory.
     """
     out = Path(out)
-    if fmt not in FORMATS:
-        raise ValueError(f"format '{fmt}' is unknown; use one of {', '.join(FORMATS)}")
-    _check_args(frames, size, seed, scene, grid_dims)
+    check_args(frames, size, seed, scene, grid_dims)
     cfg = config or load_synth_config()
     load_rig(rig)  # a bad rig name fails here, before anything is written
-    kwargs = dict(frames=frames, rig=rig, size=size, seed=seed, scene=scene,
-                  grid_dims=grid_dims, progress=progress, config=cfg, dynamic=dynamic)
-    if fmt == "shards":
-        with ShardWriter(out, rig=rig, seed=seed, scene=scene, fps=cfg.world.fps,
-                         max_range=cfg.world.max_range) as writer:
-            for item in generate_sequence(**kwargs):
-                writer.write(item.frame, segment=item.segment, kind=item.kind)
-        return out
-    from depth_any_view.bag.writer import write_bag
-
-    write_bag(out, generate_frames(**kwargs), storage=fmt)
+    with ShardWriter(out, rig=rig, seed=seed, scene=scene, fps=cfg.world.fps,
+                     max_range=cfg.world.max_range) as writer:
+        for item in generate_sequence(frames=frames, rig=rig, size=size, seed=seed,
+                                      scene=scene, grid_dims=grid_dims, progress=progress,
+                                      config=cfg, dynamic=dynamic):
+            writer.write(item.frame, segment=item.segment, kind=item.kind)
     return out

@@ -23,7 +23,7 @@ robot's own odometry: that is the ground truth they are scored against.
   predicted with constant velocity, counted as a failure, and the set becomes the keyframe.
 
 Settings come from config/slam.yaml (`kiss_icp:` and `open3d_rgbd:`, read by
-slam/run.py `load_slam_config`). kiss_icp and open3d are imported when a consumer is
+slam/slam_config.py `load_slam_config`). kiss_icp and open3d are imported when a consumer is
 built, so this module imports with numpy alone.
 """
 

@@ -25,7 +25,7 @@ Writes into the report directory: report.json, report.md, trajectory_gt.tum,
 trajectory_predicted.tum, trajectory_gt_depth.tum (estimates in their own odom frame, as
 `evo_ape tum trajectory_gt.tum trajectory_predicted.tum --align` reads them),
 trajectory_top.png, mesh_<run>.ply / .png and mesh_reference.ply / .png. Settings:
-config/slam.yaml (`load_slam_config`, the one place it is read).
+config/slam.yaml (slam/slam_config.py `load_slam_config`, the one place it is read).
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ import json
 import math
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -51,18 +51,12 @@ from depth_any_view.bag.evaluate import (
 from depth_any_view.bag.messages import BagError
 from depth_any_view.bag.reader import BagReader
 from depth_any_view.bag.report import to_jsonable
-from depth_any_view.config import ConfigError, config_path, load_yaml
 from depth_any_view.geometry.camera import PinholeCamera
 from depth_any_view.mapping.points import depth_to_points, voxel_downsample
 from depth_any_view.pipeline import Pipeline, PipelineResult
-from depth_any_view.slam.mesh import TsdfSettings, camera_view
-from depth_any_view.slam.odometry import (
-    KissIcpOdometry,
-    KissIcpSettings,
-    RgbdOdometry,
-    RgbdOdometrySettings,
-    RgbdView,
-)
+from depth_any_view.slam.mesh import camera_view
+from depth_any_view.slam.odometry import KissIcpOdometry, RgbdOdometry, RgbdView
+from depth_any_view.slam.slam_config import SlamConfig, Targets, load_slam_config
 from depth_any_view.slam.trajectory import (
     ate,
     detect_jumps,
@@ -71,7 +65,6 @@ from depth_any_view.slam.trajectory import (
     write_tum,
 )
 
-SLAM_CONFIG = "slam.yaml"  # packaged settings (config/)
 BACKENDS = ("kiss-icp", "open3d-rgbd")
 DEPTHS = ("predicted", "gt", "both")
 RUN_LABELS = {"predicted": "predicted depth", "gt": "ground-truth depth"}
@@ -79,127 +72,6 @@ TUM_FILES = {"truth": "trajectory_gt.tum", "predicted": "trajectory_predicted.tu
              "gt": "trajectory_gt_depth.tum"}
 PLOT_FILE = "trajectory_top.png"
 MAX_LISTED_JUMPS = 20  # jump stamps listed in the report
-
-
-# ---------------------------------------------------------------------------- settings
-@dataclass(frozen=True)
-class MeshEvalSettings:
-    """How two meshes are compared (config/slam.yaml `mesh_eval:`)."""
-
-    samples: int = 100_000  # surface points drawn on each mesh
-    thresholds: tuple[float, ...] = (0.05, 0.10)  # metres, F-score distances
-    seed: int = 0  # sampling seed
-
-    def __post_init__(self) -> None:
-        """Validate every field (ValueError names it)."""
-        if isinstance(self.samples, bool) or not isinstance(self.samples, int) or \
-                self.samples < 1:
-            raise ValueError(f"mesh_eval.samples must be an integer >= 1, got {self.samples!r}")
-        th = tuple(self.thresholds)
-        if not th or any(not isinstance(t, (int, float)) or not t > 0 for t in th):
-            raise ValueError(f"mesh_eval.thresholds must be a list of distances > 0 metres, "
-                             f"got {self.thresholds!r}")
-        object.__setattr__(self, "thresholds", tuple(float(t) for t in th))
-
-
-@dataclass(frozen=True)
-class EvaluationSettings:
-    """Trajectory error settings (config/slam.yaml `evaluation:`)."""
-
-    segment_lengths: tuple[float, ...] = (1.0, 10.0)  # metres travelled per RPE segment
-    steady_state_after_m: float = 1.0  # steady-state RPE: segments starting after this
-    jump_m: float = 0.5  # metres off the true step: a tracking failure
-
-    def __post_init__(self) -> None:
-        """Validate every field (ValueError names it)."""
-        lengths = tuple(self.segment_lengths)
-        if not lengths or any(not isinstance(v, (int, float)) or not v > 0 for v in lengths):
-            raise ValueError(f"evaluation.segment_lengths must be a list of lengths > 0 "
-                             f"metres, got {self.segment_lengths!r}")
-        object.__setattr__(self, "segment_lengths", tuple(float(v) for v in lengths))
-        for name in ("steady_state_after_m", "jump_m"):
-            v = getattr(self, name)
-            if not isinstance(v, (int, float)) or isinstance(v, bool) or not (
-                    math.isfinite(v) and v >= 0 and (name != "jump_m" or v > 0)):
-                raise ValueError(f"evaluation.{name} must be a finite number of metres "
-                                 f"({'> 0' if name == 'jump_m' else '>= 0'}), got {v!r}")
-
-
-@dataclass(frozen=True)
-class Targets:
-    """The issue's targets (config/slam.yaml `targets:`)."""
-
-    rpe_translation_max_pct: float = 2.0  # steady-state RPE translation, predicted depth
-    rpe_ratio_max: float = 2.0  # predicted-depth RPE / ground-truth-depth RPE
-    max_jumps: int = 0  # tracking failures allowed
-
-    def __post_init__(self) -> None:
-        """Validate every field (ValueError names it)."""
-        for name in ("rpe_translation_max_pct", "rpe_ratio_max"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0:
-                raise ValueError(f"targets.{name} must be a number > 0, got {v!r}")
-        if isinstance(self.max_jumps, bool) or not isinstance(self.max_jumps, int) or \
-                self.max_jumps < 0:
-            raise ValueError(f"targets.max_jumps must be an integer >= 0, got "
-                             f"{self.max_jumps!r}")
-
-
-@dataclass(frozen=True)
-class SlamConfig:
-    """Everything config/slam.yaml sets (see that file for each value)."""
-
-    node_parameters: dict[str, Any] = field(default_factory=dict)  # over the params file
-    kiss_icp: KissIcpSettings = field(default_factory=KissIcpSettings)
-    open3d_rgbd: RgbdOdometrySettings = field(default_factory=RgbdOdometrySettings)
-    tsdf: TsdfSettings = field(default_factory=TsdfSettings)
-    mesh_eval: MeshEvalSettings = field(default_factory=MeshEvalSettings)
-    evaluation: EvaluationSettings = field(default_factory=EvaluationSettings)
-    targets: Targets = field(default_factory=Targets)
-    path: str = ""  # the file it came from
-
-
-_SECTIONS = {"kiss_icp": KissIcpSettings, "open3d_rgbd": RgbdOdometrySettings,
-             "tsdf": TsdfSettings, "mesh_eval": MeshEvalSettings,
-             "evaluation": EvaluationSettings, "targets": Targets}
-_TUPLE_FIELDS = {"iterations", "thresholds", "segment_lengths"}
-
-
-def load_slam_config(path: Path | str | None = None) -> SlamConfig:
-    """Read config/slam.yaml (or `path`); sections and keys left out keep their defaults.
-
-    Raises:
-        ConfigError: the file is missing or malformed, a section or key is unknown, or a
-            value is out of range (the message names the file, section and key).
-    """
-    file = config_path(SLAM_CONFIG if path is None else str(path))
-    data = load_yaml(file)
-    unknown = sorted(set(data) - set(_SECTIONS) - {"node_parameters"})
-    if unknown:
-        raise ConfigError(f"{file}: unknown section(s) {unknown}; known: "
-                          f"{sorted(_SECTIONS) + ['node_parameters']}")
-    node = data.get("node_parameters") or {}
-    if not isinstance(node, dict):
-        raise ConfigError(f"{file}: 'node_parameters' must be a mapping of node parameter "
-                          f"names to values, got {type(node).__name__}")
-    built: dict[str, Any] = {"node_parameters": dict(node), "path": str(file)}
-    for name, cls in _SECTIONS.items():
-        section = data.get(name) or {}
-        if not isinstance(section, dict):
-            raise ConfigError(f"{file}: section '{name}' must be a mapping, got "
-                              f"{type(section).__name__}")
-        keys = {f.name for f in fields(cls)}
-        extra = sorted(set(section) - keys)
-        if extra:
-            raise ConfigError(f"{file}: unknown key(s) {extra} in '{name}'; known: "
-                              f"{sorted(keys)}")
-        values = {k: tuple(v) if k in _TUPLE_FIELDS and isinstance(v, list) else v
-                  for k, v in section.items()}
-        try:
-            built[name] = cls(**values)
-        except (TypeError, ValueError) as exc:
-            raise ConfigError(f"{file}: {exc}") from None
-    return SlamConfig(**built)
 
 
 # ---------------------------------------------------------------------------- inputs
@@ -732,6 +604,5 @@ def report_markdown(r: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-__all__ = ["BACKENDS", "DEPTHS", "ConsumerRun", "EvaluationSettings", "GroundTruthCloud",
-           "MeshEvalSettings", "SlamConfig", "Targets", "load_slam_config", "report_markdown",
+__all__ = ["BACKENDS", "DEPTHS", "ConsumerRun", "GroundTruthCloud", "report_markdown",
            "run_slam"]
