@@ -256,3 +256,19 @@ def test_inconsistent_frames_leave_no_partial_bag(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="grid"):
         write_bag(tmp_path / "c", frames)
     assert not any(tmp_path.iterdir())
+
+
+def test_occupancy_points_padding_bytes_are_zero():
+    """The structured record has 3 padding bytes; written bags must not carry stale memory."""
+    import numpy as np
+
+    from depth_any_view.bag.messages import occupancy_points
+    from depth_any_view.geometry.grid import VoxelGrid
+
+    grid = VoxelGrid((-1.0, -1.0, -1.0), (1.0, 1.0, 1.0), (4, 4, 4))
+    junk = np.full(4096, 0xAB, np.uint8)  # leave non-zero memory for the allocator to reuse
+    del junk
+    labels = np.zeros((4, 4, 4), np.uint8)
+    raw = occupancy_points(grid, labels).tobytes()
+    records = np.frombuffer(raw, np.uint8).reshape(-1, 16)
+    assert records.shape[0] == 64 and not records[:, 13:].any()

@@ -387,7 +387,8 @@ def occupancy_points(grid: VoxelGrid, labels: np.ndarray) -> np.ndarray:
                          f"{tuple(grid.dims)}")
     known = (labels == FREE) | (labels == OCCUPIED)  # (nx, ny, nz)
     centres = grid.centers(np.float32)[known]  # (N, 3)
-    out = np.empty(centres.shape[0], dtype=OCCUPANCY_DTYPE)
+    # zeros, not empty: the record's 3 padding bytes go into the bag (same data, same bytes)
+    out = np.zeros(centres.shape[0], dtype=OCCUPANCY_DTYPE)
     out["x"], out["y"], out["z"] = centres[:, 0], centres[:, 1], centres[:, 2]
     out["label"] = labels[known]
     return out
