@@ -187,3 +187,28 @@ def test_eval_real_end_to_end_with_the_shipped_weights(tmp_path, capsys):
     assert (tmp_path / "real_images.png").stat().st_size > 10_000
     md = (tmp_path / "real_images.md").read_text()
     assert "OpenCV StereoSGBM" in md and "no order" in md
+
+
+def test_eval_real_takes_weights_of_any_network(tmp_path):
+    """A weights file carries its configuration: eval-real runs a network the lite preset
+    does not describe (here a tiny one with cost volumes) instead of refusing it."""
+    _opencv_doc_or_skip()
+    from dataclasses import replace
+
+    import torch
+
+    from depth_any_view.model.config import load_model_config
+    from depth_any_view.model.network import DepthAnyViewNet
+    from depth_any_view.model.weights import save_weights
+    from depth_any_view.training.evaluate_real import evaluate_real
+
+    cfg = replace(load_model_config("lite"), image_size=(32, 32), hidden=16, layers=1,
+                  heads=2, backbone_width=8, decoder_width=16, grid_dims=(8, 8, 8),
+                  occ_channels=4, occ_hidden=4, occ_blocks=1, occ_fine_channels=4,
+                  cost_volume=True, cost_hypotheses=8, cost_channels=8, cost_groups=2)
+    torch.manual_seed(0)
+    path = save_weights(DepthAnyViewNet(cfg), cfg, tmp_path / "tiny_cv.safetensors")
+    result = evaluate_real(weights=path, pairs=["aloe"], max_width=96,
+                           engine_overrides={"device": "cpu"})
+    assert result["network_size"] == [32, 32]
+    assert math.isfinite(result["pairs"]["aloe"]["stereo"]["abs_rel"])

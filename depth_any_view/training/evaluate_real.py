@@ -149,7 +149,9 @@ def evaluate_real(*, weights: str | Path | None = None, pairs: Sequence[str] | N
 
     t0 = time.perf_counter()
     loaded = load_pairs(pairs, max_width=max_width)
+    # a weights file carries its own config: trust it (a preset would refuse other networks)
     engine = InferenceEngine(EngineConfig(weights=str(weights) if weights else None,
+                                          preset=None if weights else "lite",
                                           warmup_iters=0, **(engine_overrides or {})))
     recs: dict[str, Any] = {}
     maps: dict[str, Any] = {}
