@@ -52,7 +52,7 @@ def generate_launch_description():
         DeclareLaunchArgument(
             "params_file",
             default_value=PathJoinSubstitution([share, "config", "depth_any_view.yaml"]),
-            description="Parameters YAML of the node (depth_any_view: ros__parameters: ...)"),
+            description="Parameters YAML of the node (/**/depth_any_view: ros__parameters: ...)"),
         DeclareLaunchArgument(
             "weights", default_value="",
             description="Network weights (.safetensors); empty keeps the parameters file's"),

@@ -32,8 +32,8 @@ CAMERAS = ["front", "front_left", "front_right", "back", "back_left", "back_righ
 # ---------------------------------------------------------------------------- the table
 def test_yaml_matches_table_exactly() -> None:
     data = yaml.safe_load((ROOT / "config" / "depth_any_view.yaml").read_text())
-    assert list(data) == ["depth_any_view"]
-    params = data["depth_any_view"]["ros__parameters"]
+    assert list(data) == ["/**/depth_any_view"]  # any namespace (issue 23)
+    params = data["/**/depth_any_view"]["ros__parameters"]
     assert list(params) == list(P.PARAMETER_NAMES)  # same names, same order
     for spec in P.PARAMETERS:
         value = params[spec.name]
@@ -303,7 +303,7 @@ def test_nav2_example_takes_points_and_grid() -> None:
     assert p["depth_any_view_grid"]["map_topic"] == "/depth_any_view/occupancy/grid"
     assert set(p["plugins"]) >= {"voxel_layer", "depth_any_view_grid"}
     assert p["global_frame"] == "odom" and p["robot_base_frame"] == "base_link"
-    node = cfg["depth_any_view"]["ros__parameters"]  # the confidence filter is on
+    node = cfg["/**/depth_any_view"]["ros__parameters"]  # the confidence filter is on
     assert 0.0 < node["min_confidence"] <= 1.0
     assert all(P.check_value(k, v) is None for k, v in node.items())
 
