@@ -24,7 +24,7 @@ setup(
     maintainer_email="depth-any-view@users.noreply.github.com",
     description="Multi-view depth and 3D occupancy from six calibrated cameras for ROS 2.",
     license="MIT",
-    tests_require=["pytest"],
+    extras_require={"test": ["pytest"]},  # tests_require is gone from setuptools 72
     entry_points={
         "console_scripts": [
             "depth_any_view_node = depth_any_view.ros.node:main",

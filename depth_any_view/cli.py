@@ -161,6 +161,9 @@ def cmd_replay(args: argparse.Namespace) -> int:
     """Publish a bag over DDS with its recorded timing (and /clock), like `ros2 bag play`."""
     try:
         from depth_any_view.ros.replay import replay
+    except KeyboardInterrupt:  # Ctrl-C while rclpy imports: a user's stop, not a failure
+        print("depth-any-view replay: stopped by Ctrl-C", file=sys.stderr)
+        return 0
     except ImportError as exc:
         print(f"depth-any-view replay: error: needs ROS 2 rclpy and rosgraph_msgs "
               f"(pip install ros-rclpy ros-rosgraph-msgs ros-rmw-fastrtps-cpp): {exc}",

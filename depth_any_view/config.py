@@ -8,6 +8,7 @@ a malformed file gives one clear error naming the file and how to fix it.
 from __future__ import annotations
 
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -83,3 +84,47 @@ def require(mapping: dict[str, Any], key: str, source: str) -> Any:
     if key not in mapping:
         raise ConfigError(f"'{source}' is missing the key '{key}'")
     return mapping[key]
+
+
+# ---------------------------------------------------------------------------- ROS parameters files
+ROS_PARAMETERS_KEY = "ros__parameters"  # the key under a node's section in a parameters file
+
+
+def parameter_sections(data: Any) -> list[tuple[str, Any]]:
+    """The node sections of a ROS 2 parameters file, in file order: (node name as written,
+    what its `ros__parameters` holds).
+
+    Nested keys above `ros__parameters` are namespaces and join with '/', as rcl's YAML
+    parser joins them: `robot1: {depth_any_view: {ros__parameters: ...}}` gives
+    'robot1/depth_any_view', `/**: {ros__parameters: ...}` gives '/**'.
+    """
+    sections: list[tuple[str, Any]] = []
+
+    def walk(mapping: dict[Any, Any], prefix: str) -> None:
+        for key, value in mapping.items():
+            if str(key) == ROS_PARAMETERS_KEY:
+                sections.append((prefix, value))
+            elif isinstance(value, dict):
+                name = str(key) if not prefix else f"{prefix.rstrip('/')}/{str(key).lstrip('/')}"
+                walk(value, name)
+
+    if isinstance(data, dict):
+        walk(data, "")
+    return sections
+
+
+def node_name_matches(section: str, node_fqn: str) -> bool:
+    """Whether a parameters file's section name applies to the node `node_fqn` (fully
+    qualified, e.g. '/robot1/depth_any_view'), as rclpy and rclcpp decide it.
+
+    A leading '/' is implied; '/*' stands for one namespace token or name and '/**' for any
+    number of them, so '/**/depth_any_view' and '/**' apply to the node in every namespace,
+    while 'depth_any_view' applies only at the root namespace ('/depth_any_view').
+    """
+    name = section if section.startswith("/") else "/" + section
+    # rcl's rule: "/*" -> "(/\w+)" (so "/**" -> "(/\w+)*"), then a full regex match
+    pattern = r"(/\w+)".join(re.escape(part).replace(r"\*", "*") for part in name.split("/*"))
+    try:
+        return re.fullmatch(pattern, node_fqn) is not None
+    except re.error:
+        return False

@@ -11,6 +11,10 @@ Arguments:
     namespace     namespace of the node (topic parameters given as relative names follow it)
     rviz          true to start RViz with rviz/depth_any_view.rviz
 
+Booleans are true/false in any case (True, TRUE) or 1/0, as launch's conditions read them
+(`depth_any_view.ros.launch_args`). The parameters file's top key `/**/depth_any_view:`
+applies to the node in any namespace.
+
 Written against the standard launch / launch_ros API (not installable in the development
 environment, present on every ROS 2 robot).
 """
@@ -18,23 +22,27 @@ environment, present on every ROS 2 robot).
 # ruff's isort takes `launch` for this repository's launch/ folder; it is the ROS package.
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, OpaqueFunction
-from launch.conditions import IfCondition
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
-from launch_ros.parameter_descriptions import ParameterValue
 from launch_ros.substitutions import FindPackageShare
 
+from depth_any_view.ros.launch_args import launch_bool
+
 PACKAGE = "depth_any_view"
+BOOL_HELP = "true or false (any case), or 1 or 0"
 
 
-def _node(context, *args, **kwargs):
-    """The node, with `weights` overriding the parameters file only when it is given."""
-    overrides = {"use_sim_time": ParameterValue(LaunchConfiguration("use_sim_time"),
-                                                value_type=bool)}
+def _nodes(context, *args, **kwargs):
+    """The node, with `weights` overriding the parameters file only when it is given, and
+    RViz with rviz:=true; booleans read as launch's conditions read them (True, TRUE, 1)."""
+    use_sim_time = launch_bool(LaunchConfiguration("use_sim_time").perform(context),
+                               "use_sim_time")
+    rviz = launch_bool(LaunchConfiguration("rviz").perform(context), "rviz")
+    overrides = {"use_sim_time": use_sim_time}
     weights = LaunchConfiguration("weights").perform(context)
     if weights:
         overrides["weights"] = weights
-    return [Node(
+    actions = [Node(
         package=PACKAGE,
         executable="depth_any_view_node",
         name="depth_any_view",
@@ -43,36 +51,37 @@ def _node(context, *args, **kwargs):
         emulate_tty=True,
         parameters=[LaunchConfiguration("params_file"), overrides],
     )]
+    if rviz:
+        actions.append(Node(
+            package="rviz2",
+            executable="rviz2",
+            name="rviz2",
+            arguments=["-d", PathJoinSubstitution([FindPackageShare(PACKAGE), "rviz",
+                                                   "depth_any_view.rviz"])],
+            parameters=[{"use_sim_time": use_sim_time}],
+            output="screen",
+        ))
+    return actions
 
 
 def generate_launch_description():
-    """Arguments, the node and (with rviz:=true) RViz."""
+    """Arguments, then the node and (with rviz:=true) RViz."""
     share = FindPackageShare(PACKAGE)
     return LaunchDescription([
         DeclareLaunchArgument(
             "params_file",
             default_value=PathJoinSubstitution([share, "config", "depth_any_view.yaml"]),
-            description="Parameters YAML of the node (depth_any_view: ros__parameters: ...)"),
+            description="Parameters YAML of the node (/**/depth_any_view: ros__parameters: ...)"),
         DeclareLaunchArgument(
             "weights", default_value="",
             description="Network weights (.safetensors); empty keeps the parameters file's"),
         DeclareLaunchArgument(
-            "use_sim_time", default_value="false", choices=["true", "false"],
-            description="Use /clock (bag replay with --clock)"),
+            "use_sim_time", default_value="false",
+            description=f"Use /clock (bag replay with --clock): {BOOL_HELP}"),
         DeclareLaunchArgument(
             "namespace", default_value="", description="Namespace of the node"),
         DeclareLaunchArgument(
-            "rviz", default_value="false", choices=["true", "false"],
-            description="Start RViz with rviz/depth_any_view.rviz"),
-        OpaqueFunction(function=_node),
-        Node(
-            package="rviz2",
-            executable="rviz2",
-            name="rviz2",
-            arguments=["-d", PathJoinSubstitution([share, "rviz", "depth_any_view.rviz"])],
-            parameters=[{"use_sim_time": ParameterValue(LaunchConfiguration("use_sim_time"),
-                                                        value_type=bool)}],
-            condition=IfCondition(LaunchConfiguration("rviz")),
-            output="screen",
-        ),
+            "rviz", default_value="false",
+            description=f"Start RViz with rviz/depth_any_view.rviz: {BOOL_HELP}"),
+        OpaqueFunction(function=_nodes),
     ])

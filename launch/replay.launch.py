@@ -15,6 +15,8 @@ Arguments:
     delay         seconds the player waits before playing, so the node can load its
                   network and discover the topics (default 5.0)
 
+Booleans are true/false in any case (True, TRUE) or 1/0, as launch's conditions read them.
+
 The player publishes /clock from the bag (`--clock`) and the node runs with
 use_sim_time:=true, so outputs carry the bag's stamps. It is the package's own player
 (ros/replay.py), so this works without `ros2 bag`; stopping the launch stops both.
@@ -38,7 +40,10 @@ from launch.launch_description_sources import PythonLaunchDescriptionSource
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.substitutions import FindPackagePrefix, FindPackageShare
 
+from depth_any_view.ros.launch_args import launch_bool
+
 PACKAGE = "depth_any_view"
+BOOL_HELP = "true or false (any case), or 1 or 0"
 
 
 def _player(context, *args, **kwargs):
@@ -53,7 +58,7 @@ def _player(context, *args, **kwargs):
            "replay", bag, "--clock",
            "--rate", LaunchConfiguration("rate").perform(context),
            "--delay", LaunchConfiguration("delay").perform(context)]
-    if LaunchConfiguration("loop").perform(context).lower() == "true":
+    if launch_bool(LaunchConfiguration("loop").perform(context), "loop"):
         cmd.append("--loop")
     player = ExecuteProcess(cmd=cmd, name="depth_any_view_replay", output="screen",
                             emulate_tty=True)
@@ -81,18 +86,18 @@ def generate_launch_description():
         DeclareLaunchArgument(
             "rate", default_value="1.0", description="Playback speed factor"),
         DeclareLaunchArgument(
-            "loop", default_value="false", choices=["true", "false"],
-            description="Restart the bag at its end (the node resets its map)"),
+            "loop", default_value="false",
+            description=f"Restart the bag at its end (the node resets its map): {BOOL_HELP}"),
         DeclareLaunchArgument(
             "params_file",
             default_value=PathJoinSubstitution([share, "config", "depth_any_view.yaml"]),
-            description="Parameters YAML of the node (depth_any_view: ros__parameters: ...)"),
+            description="Parameters YAML of the node (/**/depth_any_view: ros__parameters: ...)"),
         DeclareLaunchArgument(
             "weights", default_value="",
             description="Network weights (.safetensors); empty keeps the parameters file's"),
         DeclareLaunchArgument(
-            "rviz", default_value="false", choices=["true", "false"],
-            description="Start RViz with rviz/depth_any_view.rviz"),
+            "rviz", default_value="false",
+            description=f"Start RViz with rviz/depth_any_view.rviz: {BOOL_HELP}"),
         DeclareLaunchArgument(
             "delay", default_value="5.0",
             description="Seconds before playing (the node loads its network meanwhile)"),

@@ -40,8 +40,8 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 hash_main=$(cat requirements.txt setup.py setup.cfg | sha256sum | cut -d' ' -f1)
-hash_test=$(cat requirements.txt setup.py setup.cfg requirements-test.txt | sha256sum \
-  | cut -d' ' -f1)
+hash_test=$(cat requirements.txt setup.py setup.cfg requirements-test.txt \
+  requirements-colcon.txt | sha256sum | cut -d' ' -f1)
 want=$hash_main
 [ "$WITH_TEST" = 1 ] && want=$hash_test
 have=$(cat "$STAMP" 2>/dev/null || true)
@@ -67,6 +67,10 @@ if [ "$WITH_TEST" = 1 ]; then
   "$VENV/bin/python" -c "import evo.core.metrics" \
     || { echo "bootstrap: the test dependencies do not import; see the pip output above" >&2
          exit 1; }
+  # colcon beside the venv (it needs setuptools<80): test/test_colcon.py puts it on PYTHONPATH
+  rm -rf "$VENV/colcon"
+  "$VENV/bin/python" -m pip install -q --target "$VENV/colcon" -r requirements-colcon.txt 2>&1 \
+    | grep -v "^WARNING: Location" || true
 fi
 echo "$want" > "$STAMP"
 echo "bootstrap: ready ($VENV)"

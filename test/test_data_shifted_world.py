@@ -253,7 +253,7 @@ def test_a_sequence_is_written_as_an_mcap_bag(tmp_path):
     out = write_shifted_bag(tmp_path / "bag", 2, frames=2, fmt="mcap", grid_dims=16,
                             config=tiny((2, 2)))
     rig = Rig.from_yaml(tmp_path / "bag.rig.yaml")
-    params = load_yaml(tmp_path / "bag.params.yaml")["depth_any_view"]["ros__parameters"]
+    params = load_yaml(tmp_path / "bag.params.yaml")["/**/depth_any_view"]["ros__parameters"]
     assert params["camera_names"] == rig.names
     assert Rig.from_yaml(params["rig_file"]).names == rig.names
     with AnyReader([out]) as reader:

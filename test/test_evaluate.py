@@ -325,7 +325,8 @@ def test_parameters_file_sections(work: Path) -> None:
     assert path.name == "depth_any_view.yaml" and values["camera_names"] == CAMERAS
     bad = work / "params_bad.yaml"
     bad.write_text(yaml.safe_dump({"other_node": {"ros__parameters": {"a": 1}}}))
-    with pytest.raises(ConfigError, match="no 'depth_any_view:'"):
+    with pytest.raises(ConfigError,
+                       match="no .ros__parameters. section for the node /depth_any_view"):
         load_node_parameters(bad)
     bad.write_text(yaml.safe_dump({"depth_any_view": {"parameters": {"a": 1}}}))
     with pytest.raises(ConfigError, match="ros__parameters"):

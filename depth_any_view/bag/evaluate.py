@@ -16,7 +16,7 @@ every processed `PipelineResult` with the ground truth of its stamp (`FedSet`), 
 commands run what the node runs.
 
 Topic names and every pipeline setting come from the node's parameters file
-(`config/depth_any_view.yaml`, section `depth_any_view: ros__parameters:`), so a user's
+(`config/depth_any_view.yaml`, section `/**/depth_any_view: ros__parameters:`), so a user's
 remappings and settings apply. The camera extrinsics come from the bag's `/tf_static`
 (the recording's own calibration) when it reaches every camera's optical frame, else from
 the parameters' `rig_file`.
@@ -86,7 +86,13 @@ from depth_any_view.bag.messages import (
 )
 from depth_any_view.bag.reader import BagReader
 from depth_any_view.bag.report import BirdsEye, FigureData, SamplePanel, to_jsonable, write_report
-from depth_any_view.config import ConfigError, config_path, load_yaml
+from depth_any_view.config import (
+    ConfigError,
+    config_path,
+    load_yaml,
+    node_name_matches,
+    parameter_sections,
+)
 from depth_any_view.geometry.camera import PinholeCamera
 from depth_any_view.geometry.grid import FREE, OCCUPIED, UNKNOWN, VoxelGrid
 from depth_any_view.geometry.rig import Rig, RigCamera
@@ -125,34 +131,39 @@ MARKER_ALPHA = 0.85  # voxel marker opacity, as the node's
 
 
 # ---------------------------------------------------------------------------- parameters
-def load_node_parameters(params_file: Path | str | None = None) -> tuple[dict[str, Any], Path]:
+def load_node_parameters(params_file: Path | str | None = None, *,
+                         namespace: str | None = None) -> tuple[dict[str, Any], Path]:
     """The node's `ros__parameters` from a parameters file, and the file's path.
 
-    Reads the `/**` section first, then the node's own (`depth_any_view`, also with a
-    namespace such as `/robot/depth_any_view`), later values winning, as ROS does.
+    Every section that applies to the node is read, in file order, later values winning,
+    as ROS does: `/**/depth_any_view` (the shipped files' key), `/**`, `depth_any_view`,
+    and names with wildcards or namespaces (`config.node_name_matches`). With `namespace`
+    (e.g. '/robot1') the node is `<namespace>/depth_any_view` and ROS's rule alone decides;
+    without it (the evaluation runs no node) a section for the node in any explicit
+    namespace, such as a robot's `/robot1/depth_any_view`, applies too.
 
     Raises:
         ConfigError: the file is missing, malformed, or has no section for the node.
     """
     path = config_path(PARAMETERS_FILE) if params_file is None else Path(params_file)
     data = load_yaml(path)
+    fqn = "/" + "/".join(p for p in [*(namespace or "").split("/"), NODE_NAME] if p)
     values: dict[str, Any] = {}
     found = False
-    keys = sorted(data, key=lambda k: str(k) != "/**")  # wildcard first
-    for key in keys:
-        name = str(key)
-        if name != "/**" and name.rstrip("/").split("/")[-1] != NODE_NAME:
+    for name, params in parameter_sections(data):
+        if not (node_name_matches(name, fqn) or (
+                namespace is None and name.rstrip("/").split("/")[-1] == NODE_NAME)):
             continue
-        section = data[key]
-        params = section.get("ros__parameters") if isinstance(section, dict) else None
         if not isinstance(params, dict):
             raise ConfigError(f"parameters file '{path}': section '{name}' needs a "
                               f"'ros__parameters' mapping")
         values.update(params)
         found = True
     if not found:
-        raise ConfigError(f"parameters file '{path}' has no '{NODE_NAME}:' (or '/**:') "
-                          f"section with 'ros__parameters'; top-level keys: {sorted(data)}")
+        names = [name for name, _ in parameter_sections(data)]
+        raise ConfigError(f"parameters file '{path}' has no 'ros__parameters' section for "
+                          f"the node {fqn} (write '/**/{NODE_NAME}:' as its top key); its "
+                          f"sections: {names}, its top-level keys: {sorted(map(str, data))}")
     return values, path
 
 

@@ -68,8 +68,8 @@ def write_shifted_bag(out: str | os.PathLike[str], seed: int, *, frames: int,
     seq = make_sequence(seed, frames=frames, grid_dims=grid_dims, config=cfg)
     write_bag(out, seq.frames(), storage=fmt)
     rig_file = seq.rig.write_yaml(out.with_name(out.name + ".rig.yaml")).resolve()
-    params = {"depth_any_view": {"ros__parameters": {"rig_file": str(rig_file),
-                                                     "camera_names": list(seq.rig.names)}}}
+    params = {"/**/depth_any_view": {"ros__parameters": {"rig_file": str(rig_file),
+                                                         "camera_names": list(seq.rig.names)}}}
     out.with_name(out.name + ".params.yaml").write_text(
         "# Node parameters for this bag's rig: depth-any-view eval-bag BAG --params THIS\n"
         + yaml.safe_dump(params, sort_keys=False), encoding="utf-8")

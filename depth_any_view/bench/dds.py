@@ -391,7 +391,7 @@ def run_dds(w: Workload, opts: DdsOptions, out_dir: Path, domain_id: int,
     out_dir.mkdir(parents=True, exist_ok=True)
     params, weights_label = node_parameters(opts)
     params_file = out_dir / "dds_node_params.yaml"
-    params_file.write_text(yaml.safe_dump({"depth_any_view": {"ros__parameters": params}},
+    params_file.write_text(yaml.safe_dump({"/**/depth_any_view": {"ros__parameters": params}},
                                           sort_keys=True))
     log = out_dir / "dds_node.log"
     os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"  # this process's rclpy too

@@ -98,6 +98,7 @@ from depth_any_view.ros.params import (
     Settings,
     check_value,
     to_descriptor,
+    unmatched_params_files,
 )
 from depth_any_view.ros.qos import diagnostics_qos, qos_profile
 from depth_any_view.sync.approximate_time import SyncedSet
@@ -218,13 +219,21 @@ def pipeline_config(settings: Settings) -> PipelineConfig:
 class DepthAnyViewNode(Node):
     """The node; see the module docstring. Raises StartupError from the constructor."""
 
-    def __init__(self, **kwargs: Any) -> None:
+    def __init__(self, *, argv: list[str] | None = None, **kwargs: Any) -> None:
         """Declare parameters, load the rig and the network, then create topics and threads.
 
-        Keyword arguments go to rclpy's Node (e.g. `context`, `parameter_overrides`).
+        `argv`: the command line rclpy was initialised with (default `sys.argv`); its
+        `--params-file`s are checked against the node's name. Other keyword arguments go
+        to rclpy's Node (e.g. `context`, `parameter_overrides`, `cli_args`).
         """
         super().__init__(NODE_NAME, **kwargs)
         self._attach_core_logging()
+        args = list(sys.argv if argv is None else argv)
+        if not kwargs.get("use_global_arguments", True):
+            args = []
+        args += ["--"] + list(kwargs.get("cli_args") or [])
+        for warning in unmatched_params_files(args, self.get_fully_qualified_name()):
+            self.get_logger().warning(warning)
         try:
             self._setup()
         except StartupError:
@@ -686,7 +695,7 @@ def main(args: list[str] | None = None) -> int:
         return 2
     node = None
     try:
-        node = DepthAnyViewNode()
+        node = DepthAnyViewNode(argv=args)
         executor = SingleThreadedExecutor()
         executor.add_node(node)
         executor.spin()

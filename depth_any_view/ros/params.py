@@ -23,10 +23,14 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+import yaml
+
+from depth_any_view.config import node_name_matches, parameter_sections
 from depth_any_view.pipeline import DEFAULT_CAMERA_NAMES, INPUT_ENCODINGS
 
 QOS_CHOICES = ("sensor_data", "reliable", "best_effort", "transient_local", "system_default")
@@ -419,6 +423,49 @@ class Settings(Mapping[str, Any]):
         """<camera_topic_prefix>/<camera>/<topic>, without doubled slashes."""
         prefix = self.camera_topic_prefix.rstrip("/")
         return f"{prefix}/{camera}/{topic.strip('/')}"
+
+
+# ---------------------------------------------------------------------------- parameters files
+NODE_SECTION = "/**/depth_any_view"  # the shipped files' top key: the node in any namespace
+
+
+def params_files(args: Sequence[str]) -> list[str]:
+    """The files given with `--params-file` among the ROS arguments of `args`, in order."""
+    files: list[str] = []
+    in_ros = False
+    for i, arg in enumerate(args):
+        if arg == "--ros-args":
+            in_ros = True
+        elif arg == "--":
+            in_ros = False
+        elif in_ros and arg == "--params-file" and i + 1 < len(args):
+            files.append(args[i + 1])
+    return files
+
+
+def unmatched_params_files(args: Sequence[str], node_fqn: str) -> list[str]:
+    """One warning per `--params-file` in `args` that has no section for the node
+    `node_fqn` (e.g. '/robot1/depth_any_view'), so that ROS applies none of its values.
+
+    The classic case: a file whose top key is `depth_any_view:` applies only at the root
+    namespace, and a node started with a namespace silently runs on its defaults.
+    Unreadable files are left to `params_file_error` (and to rcl).
+    """
+    warnings = []
+    for path in params_files(args):
+        try:
+            data = yaml.safe_load(Path(path).read_text())
+        except (OSError, yaml.YAMLError):
+            continue
+        names = [name for name, _ in parameter_sections(data)]
+        if any(node_name_matches(name, node_fqn) for name in names):
+            continue
+        found = ", ".join(repr(n) for n in names) if names else "none"
+        warnings.append(
+            f"parameters file '{path}' has no section for this node ({node_fqn}), so NONE of "
+            f"its values apply (its sections: {found}); a top key '{NODE_SECTION}:' applies "
+            f"in every namespace, '{node_fqn}:' to this node only")
+    return warnings
 
 
 # ---------------------------------------------------------------------------- ROS descriptors

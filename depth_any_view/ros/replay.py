@@ -408,12 +408,22 @@ def _raise_interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 
 
+def _ignore_stop_signals() -> None:
+    """Once stopping: a second Ctrl-C, or the SIGTERM launch sends after its SIGINT, must
+    not break off the clean-up with a traceback (SIGKILL still ends a hung process)."""
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, signal.SIG_IGN)
+
+
 def replay(bag_path: Path | str, *, rate: float = 1.0, loop: bool = False,
            clock: bool = False, delay_s: float = DEFAULT_DELAY_S,
            wait_subscribers_s: float = 0.0, clock_hz: float = DEFAULT_CLOCK_HZ,
            topics: Sequence[str] | None = None) -> int:
-    """Replay a bag over DDS from a node of its own; the `replay` command. Returns 0, or 130
-    after Ctrl-C / SIGTERM (with the summary printed either way).
+    """Replay a bag over DDS from a node of its own; the `replay` command. Returns 0, also
+    when stopped by Ctrl-C / SIGINT or SIGTERM (the summary says so): a user's stop is no
+    failure, and launch reports a non-zero exit as an error (`replay.launch.py loop:=true`
+    ends only that way). Real failures raise.
 
     With `wait_subscribers_s` > 0 the player first waits (at most that many seconds) until
     every replayed topic has a subscriber, as a recorder of all topics needs; then it waits
@@ -432,6 +442,19 @@ def replay(bag_path: Path | str, *, rate: float = 1.0, loop: bool = False,
         # A shell starts background jobs with SIGINT ignored, and Python then keeps it
         # ignored: Ctrl-C (or launch's SIGINT) must stop the replay wherever it started.
         signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        return _replay(bag_path, rate=rate, loop=loop, clock=clock, delay_s=delay_s,
+                       wait_subscribers_s=wait_subscribers_s, clock_hz=clock_hz,
+                       topics=topics)
+    except KeyboardInterrupt:  # before playing (opening the bag, starting ROS) or after
+        _ignore_stop_signals()
+        print(f"replay {bag_path}: stopped by Ctrl-C", flush=True)
+        return 0
+
+
+def _replay(bag_path: Path | str, *, rate: float, loop: bool, clock: bool, delay_s: float,
+            wait_subscribers_s: float, clock_hz: float, topics: Sequence[str] | None) -> int:
+    """`replay` once the signals are set: open the bag, start ROS, play, clean up."""
     with BagReader(bag_path) as bag:
         context = Context()
         rclpy.init(context=context, signal_handler_options=SignalHandlerOptions.NO)
@@ -450,9 +473,10 @@ def replay(bag_path: Path | str, *, rate: float = 1.0, loop: bool = False,
             print(stats.summary(bag.path, rate), flush=True)
             return 0
         except KeyboardInterrupt:
+            _ignore_stop_signals()
             if player is not None:
                 print(player.stats.summary(bag.path, rate, interrupted=True), flush=True)
-            return 130
+            return 0
         finally:
             if node is not None:
                 node.destroy_node()
