@@ -296,3 +296,36 @@ def test_missing_inputs_and_bad_config_name_the_fix():
         LossConfig(occupancy_loss="dice")
     cfg = LossConfig.from_dict({"cos_weight": 0.0, "neighbour_pairs": [[0, 1]]})
     assert cfg.cos_weight == 0.0 and cfg.neighbour_pairs == [(0, 1)]
+
+
+def test_inverse_depth_at_averages_valid_inverse_depth_per_cell():
+    from depth_any_view.training.losses import inverse_depth_at
+
+    gt = torch.tensor([[1.0, 2.0, float("nan"), float("nan")],
+                       [1.0, 2.0, float("nan"), float("nan")]])[None, None]  # (1, 1, 2, 4)
+    inv = inverse_depth_at(gt, (1, 2))
+    assert inv[0, 0, 0, 0] == pytest.approx(0.75) and torch.isnan(inv[0, 0, 0, 1])
+
+
+def test_cost_volume_loss_is_zero_for_the_truth_and_counts_only_matched_cells():
+    from depth_any_view.training.losses import LossConfig, compute_losses, cost_volume_loss
+
+    gt = torch.full((1, 2, 8, 8), 2.0)
+    depth = torch.full((1, 2, 4, 4), 2.0, requires_grad=True)
+    evidence = torch.ones(1, 2, 4, 4)
+    assert cost_volume_loss(depth, evidence, gt).item() == pytest.approx(0.0, abs=1e-6)
+    wrong = torch.full((1, 2, 4, 4), 4.0, requires_grad=True)
+    loss = cost_volume_loss(wrong, evidence, gt)  # |1/4 - 1/2| * 2 = 0.5
+    assert loss.item() == pytest.approx(0.5)
+    loss.backward()
+    assert wrong.grad.abs().sum() > 0
+    none = cost_volume_loss(wrong, torch.zeros_like(evidence), gt)  # nothing matched
+    assert none.item() == 0.0
+    far = cost_volume_loss(wrong, evidence, torch.full((1, 2, 8, 8), 80.0))  # past the planes
+    assert far.item() == 0.0
+    with pytest.raises(KeyError, match="cost_volume"):
+        compute_losses({"depth": depth}, {"depth": gt},
+                       LossConfig(depth_weight=0, photo_weight=0, cos_weight=0,
+                                  smooth_weight=0, occupancy_weight=0, cost_weight=1.0))
+    with pytest.raises(ConfigError, match="cost_depth_range"):
+        LossConfig(cost_depth_range=(3.0, 1.0))

@@ -188,3 +188,23 @@ def test_cost_stride_eight_and_bad_options():
     with pytest.raises(ConfigError, match="cost_stride"):
         replace(COST_TINY, cost_stride=2)
     assert math.isfinite(COST_TINY.cost_min_baseline)
+
+
+def test_soft_argmin_depth_follows_the_best_plane():
+    """The volume's own depth (soft-argmin) lands near the plane the stereo pair matches."""
+    from depth_any_view.model.cost_volume import CostVolumeEncoder
+
+    enc = CostVolumeEncoder(8, 8, channels=8, groups=2, hypotheses=16, min_depth=0.5,
+                            max_depth=20.0, neighbours=1, min_baseline=0.05)
+    size, f, cells, d_cells = 64, 32.0, 16, 3
+    z_true = float(enc.sweep.depths[6])
+    K, T = stereo_rig(d_cells * z_true / (f * cells / size), size, f)
+    gen = torch.Generator().manual_seed(1)
+    ref = torch.nn.functional.normalize(torch.randn(1, 2, 8, cells, cells, generator=gen), dim=2)
+    feats = ref.clone()
+    feats[:, 1, :, :, :-d_cells] = ref[:, 0, :, :, d_cells:]
+    out = enc(feats, K, T, torch.ones(1, 2, dtype=torch.bool), (size, size))
+    assert out.features.shape == (2, 8, cells, cells)
+    depth = out.depth[0, 0, :, d_cells:cells - d_cells]
+    assert ((depth - z_true).abs() / z_true).median() < 0.1
+    assert out.evidence.shape == (1, 2, cells, cells)

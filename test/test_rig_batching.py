@@ -146,3 +146,29 @@ def test_mixed_rig_temporal_cost_volume_training_learns(two_rigs, tmp_path):
     metrics = trainer.validate()
     assert math.isfinite(metrics["abs_rel"])
     assert trainer.model.cost.match.weight.grad is not None
+
+
+def test_cost_loss_teaches_the_matching_features(two_rigs, tmp_path):
+    """With loss.cost_weight the cost volume's own depth is supervised: the term is logged,
+    falls on a fixed batch, and reaches the matching projection at once (the volume's
+    zero-initialised way into the network gives it no gradient at the first step)."""
+    model = tmp_path / "tiny_cost.yaml"
+    model.write_text(yaml.safe_dump({**TINY_COST_MODEL, "cost_temporal": False}))
+    base = dict(model=str(model), train_data=[str(two_rigs)], batch_size=4, epochs=1,
+                max_steps=40, lr=2e-3, warmup_steps=0, threads=1, out_dir=str(tmp_path / "r"),
+                mlflow=False, num_workers=0, log_every=1, seed=0, mixed_rigs=True,
+                depth_size=[16, 16],
+                loss={"photo_weight": 0.0, "cos_weight": 0.0, "smooth_weight": 0.0,
+                      "occupancy_weight": 0.0, "depth_weight": 0.0, "cost_weight": 1.0,
+                      "cost_min_evidence": 0.05})
+    trainer = Trainer(TrainConfig(**base))
+    batch = next(iter(trainer.train_loader))
+    first = trainer.process_batch(batch)
+    assert "cost" in first and first["cost"] > 0
+    assert trainer.model.cost.match.weight.grad.abs().sum() > 0
+    for _ in range(15):
+        last = trainer.process_batch(batch)["cost"]
+    assert last < first["cost"]
+    with pytest.raises(ConfigError, match="cost_weight"):
+        Trainer(TrainConfig(**{**base, "model": "lite",
+                               "model_overrides": {"image_size": [32, 32]}}))

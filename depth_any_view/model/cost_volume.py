@@ -44,6 +44,8 @@ from depth_any_view.model.camera_encoding import (
     inside_grid,
 )
 
+SOFT_ARGMIN_SCALE = 10.0  # cosine correlations in [-1, 1] -> softmax logits over the planes
+
 
 @dataclass
 class SourceViews:
@@ -207,6 +209,15 @@ class PlaneSweepCostVolume(nn.Module):
             return out.view(B, V, G * D + 1, h, w)
 
 
+@dataclass
+class CostVolumeOutput:
+    """What the cost volume found, before the network's convolutions."""
+
+    features: Tensor  # (B*V, out_channels, h, w) for the tokens and the decoder
+    depth: Tensor  # (B, V, h, w) metres: soft-argmin of the matching cost over the planes
+    evidence: Tensor  # (B, V, h, w) in [0, 1]: mean matching weight (0 = nothing matched)
+
+
 class CostVolumeEncoder(nn.Module):
     """Matching features from the encoder, the sweep, and the cost -> decoder features.
 
@@ -214,6 +225,10 @@ class CostVolumeEncoder(nn.Module):
     L2-normalised per group (so correlations are cosine similarities in [-1, 1]); the swept
     cost plus evidence goes through two 3x3 convolutions to `out_channels` features that
     the network adds to its tokens and to its depth decoder at the cost stride.
+    The volume's own depth, the soft-argmin over the planes of the group-mean correlation
+    (times SOFT_ARGMIN_SCALE), is returned too: a training loss on it (training/losses.py,
+    `cost_weight`) teaches the matching features directly, instead of only through the
+    zero-initialised layers that feed the volume into the network.
     """
 
     def __init__(self, in_channels: int, out_channels: int, *, channels: int, groups: int,
@@ -230,6 +245,16 @@ class CostVolumeEncoder(nn.Module):
             nn.Conv2d(out_channels, out_channels, 3, padding=1), nn.ReLU(inplace=True))
         self.out_channels = out_channels
 
+    def soft_argmin_depth(self, cost: Tensor) -> Tensor:
+        """(B, V, groups * D + 1, h, w) sweep output -> (B, V, h, w) depth in metres, the
+        expectation of inverse depth under softmax(SOFT_ARGMIN_SCALE * mean correlation)."""
+        B, V, _, h, w = cost.shape
+        D = self.sweep.depths.shape[0]
+        corr = cost[:, :, :-1].float().view(B, V, self.groups, D, h, w).mean(2)
+        prob = torch.softmax(corr * SOFT_ARGMIN_SCALE, dim=2)
+        inv = (prob * (1.0 / self.sweep.depths).view(1, 1, D, 1, 1)).sum(2)
+        return 1.0 / inv
+
     def match_features(self, feature_map: Tensor) -> Tensor:
         """(N, in_channels, h, w) encoder map -> (N, channels, h, w) float32, unit per group."""
         x = self.match(feature_map).float()
@@ -238,8 +263,9 @@ class CostVolumeEncoder(nn.Module):
         return x.view(N, C, h, w)
 
     def forward(self, match: Tensor, K: Tensor, T_base_cam: Tensor, valid: Tensor,
-                image_hw: tuple[int, int], previous: SourceViews | None = None) -> Tensor:
-        """Cost features of every view.
+                image_hw: tuple[int, int], previous: SourceViews | None = None
+                ) -> CostVolumeOutput:
+        """Cost features, depth and evidence of every view.
 
         Args:
             match: (B, V, C, h, w) matching features of the current set.
@@ -247,7 +273,7 @@ class CostVolumeEncoder(nn.Module):
             previous: the previous set's views moved into the current base_link, or None.
 
         Returns:
-            (B * V, out_channels, h, w).
+            CostVolumeOutput (features (B * V, out_channels, h, w)).
         """
         B, V = match.shape[:2]
         same = torch.eye(V, dtype=torch.bool, device=match.device)  # (V, V)
@@ -259,4 +285,6 @@ class CostVolumeEncoder(nn.Module):
                                   torch.cat([valid, previous.valid], 1))
             same = torch.cat([same, torch.zeros_like(same)], 1)  # (V, 2V)
         cost = self.sweep(match, K, T_base_cam, valid, sources, image_hw, same)
-        return self.encode(cost.flatten(0, 1).to(match.dtype))
+        return CostVolumeOutput(features=self.encode(cost.flatten(0, 1).to(match.dtype)),
+                                depth=self.soft_argmin_depth(cost),
+                                evidence=cost[:, :, -1].float())

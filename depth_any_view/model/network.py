@@ -77,6 +77,9 @@ class ModelOutput:
     confidence: Tensor | None = None  # (B, V, H, W) in (0, 1]: 1 / (1 + b / 0.1)
     match_features: Tensor | None = None  # (B, V, C, H/s, W/s) with `cost_volume`: what the
     #                             next set matches against (`PreviousSet.match_features`)
+    cost_depth: Tensor | None = None  # (B, V, H/s, W/s) metres: the cost volume's own depth
+    #                             (soft-argmin over its planes), for the `cost` training loss
+    cost_evidence: Tensor | None = None  # (B, V, H/s, W/s) in [0, 1]: how much it matched
 
 
 def build_encoder(cfg: ModelConfig) -> ResNetEncoder | EfficientNetLiteEncoder:
@@ -198,7 +201,8 @@ class DepthAnyViewNet(nn.Module):
             match = m.view(B, V, *m.shape[1:])  # (B, V, c, H/s, W/s)
             prev = (previous.as_sources() if previous is not None and self.cfg.cost_temporal
                     else None)
-            cost = self.cost(match, K, T_base_cam, valid, (H, W), prev)  # (B*V, c', .., ..)
+            swept = self.cost(match, K, T_base_cam, valid, (H, W), prev)
+            cost = swept.features  # (B*V, c', H/s, W/s)
             pool = s // self.cfg.cost_stride
             pooled = F.avg_pool2d(cost, pool) if pool > 1 else cost
             tokens = tokens + self.cost_tokens(pooled.to(tokens.dtype))
@@ -216,6 +220,8 @@ class DepthAnyViewNet(nn.Module):
             feat8.view(B, V, *feat8.shape[1:]), depth, K, T_base_cam, valid)
         out = ModelOutput(depth=depth, log_depth=log_depth, occupancy_logits=occ_logits,
                           occupancy_observed=observed, match_features=match)
+        if self.cost is not None:
+            out.cost_depth, out.cost_evidence = swept.depth, swept.evidence
         if scale is not None:
             out.log_depth_scale = scale.view(B, V, H, W)
             out.confidence = confidence_from_scale(out.log_depth_scale)

@@ -32,6 +32,12 @@ Terms:
     smooth     edge-aware smoothness of the mean-normalised inverse depth (monodepth2).
     occupancy  BCE (or focal) + occupancy_iou_weight * (1 - soft IoU of the occupied
                class) over known voxels (label != 255).
+    cost       the cost volume's own depth (networks with `cost_volume`: soft-argmin over
+               its planes, outputs['cost_depth'] at 1/cost_stride) against the ground truth
+               brought to that grid (mean of valid inverse depths per cell): relative
+               inverse-depth L1 |1/d - 1/d_gt| * d_gt, only where the volume matched
+               (outputs['cost_evidence'] >= cost_min_evidence) and the truth lies inside
+               its planes. It teaches the matching features directly.
     confidence Laplacian negative log-likelihood of the log-depth error under the predicted
                scale b (outputs['log_depth_scale'], networks with `confidence`):
                |log gt - log pred| / b + log b over valid ground truth. The depth is
@@ -81,12 +87,16 @@ class LossConfig:
     occupancy_iou_weight: float = 1.0  # weight of (1 - soft IoU) inside the occupancy term
     occupancy_observed_only: bool = False  # also ignore voxels outputs mark as unobserved
     confidence_weight: float = 0.0  # Laplacian NLL of the log-depth error (confidence head)
+    cost_weight: float = 0.0  # L_cost: the cost volume's own depth vs the truth (cost_volume)
+    cost_min_evidence: float = 0.25  # cells the volume matched at least this much count
+    cost_depth_range: tuple[float, float] = (0.5, 30.0)  # metres: truth outside is left out
 
     def __post_init__(self) -> None:
         """Validate values, raising ConfigError that names the field."""
         for name in ("depth_weight", "photo_weight", "cos_weight", "smooth_weight",
                      "occupancy_weight", "occlusion_tolerance", "focal_gamma",
-                     "occupancy_pos_weight", "occupancy_iou_weight", "confidence_weight"):
+                     "occupancy_pos_weight", "occupancy_iou_weight", "confidence_weight",
+                     "cost_weight", "cost_min_evidence"):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or not value >= 0:
                 raise ConfigError(f"loss '{name}' must be a number >= 0, got {value!r}")
@@ -98,6 +108,11 @@ class LossConfig:
         if self.occupancy_loss not in ("bce", "focal"):
             raise ConfigError(f"loss 'occupancy_loss' must be 'bce' or 'focal', "
                               f"got {self.occupancy_loss!r}")
+        lo_hi = tuple(float(v) for v in self.cost_depth_range)
+        if len(lo_hi) != 2 or not 0.0 < lo_hi[0] < lo_hi[1]:
+            raise ConfigError(f"loss 'cost_depth_range' must be [near, far] metres with "
+                              f"0 < near < far, got {self.cost_depth_range!r}")
+        self.cost_depth_range = lo_hi  # type: ignore[assignment]
         if not self.min_depth > 0:
             raise ConfigError(f"loss 'min_depth' must be > 0 metres, got {self.min_depth}")
         if self.neighbour_pairs is not None:
@@ -176,6 +191,37 @@ def depth_l1_loss(pred: torch.Tensor, gt: torch.Tensor, space: str = "metric",
                             valid)
     gt_clean = torch.where(valid, gt, torch.zeros_like(gt))
     return _masked_mean((pred - gt_clean).abs(), valid)
+
+
+def inverse_depth_at(gt: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Ground-truth depth (..., H, W) metres -> mean valid inverse depth per cell of an
+    (h, w) grid (1/m; NaN where a cell has no valid pixel). H, W multiples of h, w give
+    exact cells; otherwise the cells are adaptive pooling's."""
+    lead = gt.shape[:-2]
+    flat = gt.reshape(-1, 1, *gt.shape[-2:]).float()
+    valid = torch.isfinite(flat) & (flat > 0)
+    inv = torch.where(valid, 1.0 / torch.where(valid, flat, torch.ones_like(flat)),
+                      torch.zeros_like(flat))
+    total = F.adaptive_avg_pool2d(inv, size)
+    count = F.adaptive_avg_pool2d(valid.float(), size)
+    out = torch.where(count > 0, total / count.clamp_min(1e-12),
+                      torch.full_like(total, float("nan")))
+    return out.reshape(*lead, *size)
+
+
+def cost_volume_loss(cost_depth: torch.Tensor, evidence: torch.Tensor, gt: torch.Tensor, *,
+                     min_evidence: float = 0.25,
+                     depth_range: tuple[float, float] = (0.5, 30.0)) -> torch.Tensor:
+    """Relative inverse-depth L1 of the cost volume's depth (B, V, h, w) against the
+    ground truth (B, V, H, W), where evidence >= min_evidence and the truth's depth lies in
+    `depth_range` metres; zero (with a graph) where nothing qualifies."""
+    inv_gt = inverse_depth_at(gt.to(cost_depth.device), tuple(cost_depth.shape[-2:]))
+    lo, hi = depth_range
+    ok = torch.isfinite(inv_gt) & (inv_gt >= 1.0 / hi) & (inv_gt <= 1.0 / lo)
+    ok = ok & (evidence >= min_evidence)
+    inv_gt = torch.where(ok, inv_gt, torch.ones_like(inv_gt))
+    err = (1.0 / cost_depth.float() - inv_gt).abs() / inv_gt
+    return _masked_mean(err, ok)
 
 
 def _to_size(x: torch.Tensor, size: tuple[int, ...]) -> torch.Tensor:
@@ -380,7 +426,7 @@ def compute_losses(outputs: dict[str, torch.Tensor], batch: dict[str, Any],
     """All enabled loss terms (unweighted) and 'total' = sum of weight * term.
 
     Keys: 'depth', 'photo', 'cos', 'smooth', 'occupancy' (plus its parts 'occupancy_ce'
-    and 'occupancy_iou', for logging only), 'confidence' for each term with a weight > 0,
+    and 'occupancy_iou', for logging only), 'confidence', 'cost' for each term with a weight > 0,
     and 'total'.
     See the module docstring for the expected keys and shapes.
     """
@@ -388,7 +434,7 @@ def compute_losses(outputs: dict[str, torch.Tensor], batch: dict[str, Any],
     out: dict[str, torch.Tensor] = {}
     weights = {"depth": cfg.depth_weight, "photo": cfg.photo_weight, "cos": cfg.cos_weight,
                "smooth": cfg.smooth_weight, "occupancy": cfg.occupancy_weight,
-               "confidence": cfg.confidence_weight}
+               "confidence": cfg.confidence_weight, "cost": cfg.cost_weight}
     need_depth = any(weights[k] > 0 for k in ("depth", "photo", "cos", "smooth", "confidence"))
     pred = _need(outputs, "depth", "outputs", "depth_weight") if need_depth else None
 
@@ -436,6 +482,17 @@ def compute_losses(outputs: dict[str, torch.Tensor], batch: dict[str, Any],
                            "'confidence_weight: 0' in the loss config")
         gt = _need(batch, "depth", "batch", "confidence_weight")
         out["confidence"] = laplacian_nll_loss(pred, scale, gt.to(pred.device), cfg.min_depth)
+
+    if cfg.cost_weight > 0:
+        cost_depth = outputs.get("cost_depth")
+        if cost_depth is None:
+            raise KeyError("outputs have no 'cost_depth' (the network was built without "
+                           "'cost_volume: true'); enable it in the model config or set "
+                           "'cost_weight: 0' in the loss config")
+        gt = _need(batch, "depth", "batch", "cost_weight")
+        out["cost"] = cost_volume_loss(cost_depth, outputs["cost_evidence"], gt,
+                                       min_evidence=cfg.cost_min_evidence,
+                                       depth_range=cfg.cost_depth_range)
 
     terms = [weights[k] * out[k] for k in weights if k in out]
     if terms:

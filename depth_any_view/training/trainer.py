@@ -199,6 +199,10 @@ class Trainer:
         if not cfg.train_data:
             raise ConfigError("training option 'train_data' is empty; give shard directories "
                               "made with `depth-any-view synth --format shards`")
+        if self.loss_cfg.cost_weight > 0 and not self.model_cfg.cost_volume:
+            raise ConfigError(f"loss 'cost_weight' is {self.loss_cfg.cost_weight} but model "
+                              f"'{cfg.model}' has no cost volume; add 'cost_volume: true' to "
+                              "the model (or model_overrides) or set 'loss.cost_weight: 0'")
         if cfg.mixed_rigs and (self.loss_cfg.photo_weight > 0 or self.loss_cfg.cos_weight > 0):
             raise ConfigError("training option 'mixed_rigs' needs 'loss.photo_weight: 0' and "
                               "'loss.cos_weight: 0' (their view pairs are chosen per batch, "
