@@ -315,8 +315,8 @@ def test_cost_volume_loss_is_zero_for_the_truth_and_counts_only_matched_cells():
     evidence = torch.ones(1, 2, 4, 4)
     assert cost_volume_loss(depth, evidence, gt).item() == pytest.approx(0.0, abs=1e-6)
     wrong = torch.full((1, 2, 4, 4), 4.0, requires_grad=True)
-    loss = cost_volume_loss(wrong, evidence, gt)  # |1/4 - 1/2| * 2 = 0.5
-    assert loss.item() == pytest.approx(0.5)
+    loss = cost_volume_loss(wrong, evidence, gt)  # |1/4 - 1/2| = 0.25 per metre
+    assert loss.item() == pytest.approx(0.25)
     loss.backward()
     assert wrong.grad.abs().sum() > 0
     none = cost_volume_loss(wrong, torch.zeros_like(evidence), gt)  # nothing matched

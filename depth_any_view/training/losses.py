@@ -34,8 +34,9 @@ Terms:
                class) over known voxels (label != 255).
     cost       the cost volume's own depth (networks with `cost_volume`: soft-argmin over
                its planes, outputs['cost_depth'] at 1/cost_stride) against the ground truth
-               brought to that grid (mean of valid inverse depths per cell): relative
-               inverse-depth L1 |1/d - 1/d_gt| * d_gt, only where the volume matched
+               brought to that grid (mean of valid inverse depths per cell): inverse-depth
+               L1 |1/d - 1/d_gt| in 1/m (a disparity error: what matching can resolve is
+               uniform in inverse depth, so far pixels weigh little), only where the volume matched
                (outputs['cost_evidence'] >= cost_min_evidence) and the truth lies inside
                its planes. It teaches the matching features directly.
     confidence Laplacian negative log-likelihood of the log-depth error under the predicted
@@ -212,15 +213,15 @@ def inverse_depth_at(gt: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 def cost_volume_loss(cost_depth: torch.Tensor, evidence: torch.Tensor, gt: torch.Tensor, *,
                      min_evidence: float = 0.25,
                      depth_range: tuple[float, float] = (0.5, 30.0)) -> torch.Tensor:
-    """Relative inverse-depth L1 of the cost volume's depth (B, V, h, w) against the
-    ground truth (B, V, H, W), where evidence >= min_evidence and the truth's depth lies in
+    """Inverse-depth L1 (1/m) of the cost volume's depth (B, V, h, w) against the ground
+    truth (B, V, H, W), where evidence >= min_evidence and the truth's depth lies in
     `depth_range` metres; zero (with a graph) where nothing qualifies."""
     inv_gt = inverse_depth_at(gt.to(cost_depth.device), tuple(cost_depth.shape[-2:]))
     lo, hi = depth_range
     ok = torch.isfinite(inv_gt) & (inv_gt >= 1.0 / hi) & (inv_gt <= 1.0 / lo)
     ok = ok & (evidence >= min_evidence)
     inv_gt = torch.where(ok, inv_gt, torch.ones_like(inv_gt))
-    err = (1.0 / cost_depth.float() - inv_gt).abs() / inv_gt
+    err = (1.0 / cost_depth.float() - inv_gt).abs()
     return _masked_mean(err, ok)
 
 
