@@ -240,6 +240,17 @@ def tessellate(tris: np.ndarray, max_edge: float,
     return np.concatenate(out) if out else np.zeros((0, 3, 3), np.float32)
 
 
+def build_raycaster(vertices: np.ndarray, faces: np.ndarray) -> Any:
+    """An Open3D `RaycastingScene` of a triangle mesh: (N, 3) float32 vertices in metres,
+    (F, 3) vertex indices (Open3D is imported only here, when rays are cast)."""
+    import open3d as o3d
+
+    rc = o3d.t.geometry.RaycastingScene()
+    rc.add_triangles(o3d.core.Tensor(np.ascontiguousarray(vertices, np.float32)),
+                     o3d.core.Tensor(faces.astype(np.uint32)))
+    return rc
+
+
 @dataclass
 class Scene:
     """A textured triangle scene in odom with its route, ground and lighting."""
@@ -273,12 +284,7 @@ class Scene:
     def raycasting_scene(self) -> Any:
         """The Open3D `RaycastingScene` of the mesh (built once)."""
         if self._raycaster is None:
-            import open3d as o3d
-
-            rc = o3d.t.geometry.RaycastingScene()
-            rc.add_triangles(o3d.core.Tensor(self.vertices),
-                             o3d.core.Tensor(self.faces.astype(np.uint32)))
-            self._raycaster = rc
+            self._raycaster = build_raycaster(self.vertices, self.faces)
         return self._raycaster
 
     def occupancy_triangles(self, max_edge: float, z_range: tuple[float, float]

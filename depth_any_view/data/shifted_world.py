@@ -38,7 +38,7 @@ import numpy as np
 
 from depth_any_view.data.frame import Frame
 from depth_any_view.data.random_rig import RandomRig, sample_rig
-from depth_any_view.data.scenes import tessellate
+from depth_any_view.data.scenes import build_raycaster, tessellate
 from depth_any_view.data.shifted_config import ShiftedConfig, load_shifted_config
 from depth_any_view.data.shifted_render import (
     PHOTO,
@@ -233,12 +233,7 @@ class ShiftedScene:
     def raycasting_scene(self) -> Any:
         """The Open3D `RaycastingScene` of the mesh (built once)."""
         if self._raycaster is None:
-            import open3d as o3d
-
-            rc = o3d.t.geometry.RaycastingScene()
-            rc.add_triangles(o3d.core.Tensor(self.vertices),
-                             o3d.core.Tensor(self.faces.astype(np.uint32)))
-            self._raycaster = rc
+            self._raycaster = build_raycaster(self.vertices, self.faces)
         return self._raycaster
 
     def occupancy_triangles(self, max_edge: float, z_range: tuple[float, float]
