@@ -257,11 +257,13 @@ def cost_volume_ratio(preset: str, w: Workload, *, repeats: int, warmup: int = 1
     0.3 m behind) / the same network without them, CPU fp32, in one run; None when the
     preset has no cost volume."""
     from depth_any_view.bench.stages import make_engine, views_of
+    from depth_any_view.inference.engine import EngineConfig, expected_model_config
 
+    mc = expected_model_config(EngineConfig(preset=preset,
+                                            model_overrides=dict(overrides or {})))
+    if mc is None or not mc.cost_volume:
+        return None  # decided from the config: no network is built for nothing
     with_cv = make_engine(preset, "cpu", "fp32", overrides=overrides)
-    mc = with_cv.model_config
-    if not mc.cost_volume:
-        return None
     views = views_of(w)
     step_m = np.eye(4)
 

@@ -242,6 +242,17 @@ def _depth_axes(ax: Any, depth: np.ndarray, lo: float, hi: float, title: str) ->
     ax.set_title(title, fontsize=8)
 
 
+def _save_figure(fig: Any, path: str | Path) -> Path:
+    """Lay out, write (90 dpi, no library version in the PNG) and close a figure."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=90, metadata=_PNG_METADATA)
+    plt.close(fig)
+    return path
+
+
 def plot_real(result: dict[str, Any], path: str | Path) -> Path:
     """PNG, one row per pair: left, right, GT, mono (median-scaled), stereo, SGBM depth."""
     import matplotlib
@@ -268,11 +279,7 @@ def plot_real(result: dict[str, Any], path: str | Path) -> Path:
                     f"cov {_fmt(r['sgbm']['coverage'])}")
         for ax in row:
             ax.set_axis_off()
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=90, metadata=_PNG_METADATA)
-    plt.close(fig)
-    return path
+    return _save_figure(fig, path)
 
 
 def plot_photographs(engine: Any, path: str | Path, *, mono_pose: str = "identity"
@@ -304,11 +311,7 @@ def plot_photographs(engine: Any, path: str | Path, *, mono_pose: str = "identit
         _depth_axes(axes[1, col], depth, lo, hi, f"predicted {lo:.1f}-{hi:.1f} m")
         for ax in axes[:, col]:
             ax.set_axis_off()
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=90, metadata=_PNG_METADATA)
-    plt.close(fig)
-    return path
+    return _save_figure(fig, path)
 
 
 def write_real_report(result: dict[str, Any], out_dir: str | Path, *,

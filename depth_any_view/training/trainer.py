@@ -45,9 +45,9 @@ from depth_any_view.training.distributed import (
     select_device,
     shutdown_distributed,
 )
-from depth_any_view.training.losses import LossConfig, compute_losses, scale_intrinsics
+from depth_any_view.training.losses import LossConfig, compute_losses
 from depth_any_view.training.metrics import DepthMetricAccumulator, VoxelMetricAccumulator
-from depth_any_view.training.rig_batching import RigNormalisedDataset
+from depth_any_view.training.rig_batching import RigNormalisedDataset, resize_images
 
 LOG = logging.getLogger(__name__)
 
@@ -103,13 +103,12 @@ def resize_views(batch: dict[str, Any], size: tuple[int, int]) -> dict[str, Any]
     if (H, W) == (h, w):
         return batch
     out = dict(batch)
+    K = batch["K"].reshape(B * V, 3, 3)
     for key in ("images", "prev_images"):
-        if key in batch:
-            flat = batch[key].reshape(B * V, C, H, W)  # (B*V, 3, H, W)
-            small = torch.nn.functional.interpolate(flat, size=(h, w), mode="bilinear",
-                                                    align_corners=False, antialias=True)
-            out[key] = small.reshape(B, V, C, h, w)  # (B, V, 3, h, w)
-    out["K"] = scale_intrinsics(batch["K"], w / W, h / H)
+        if key in batch:  # (B*V, 3, H, W) -> (B, V, 3, h, w)
+            small, K_small = resize_images(batch[key].reshape(B * V, C, H, W), K, (h, w))
+            out[key] = small.reshape(B, V, C, h, w)
+    out["K"] = K_small.reshape(B, V, 3, 3)
     return out
 
 
