@@ -65,6 +65,10 @@ class ModelConfig:
     cost_groups: int = 4  # correlation groups (channels per group = cost_channels / groups)
     cost_neighbours: int = 2  # sources kept per view (the most overlapping ones)
     cost_min_baseline: float = 0.05  # metres: pairs closer than this get less weight
+    ground_embedding: bool = False  # per-pixel inverse depth of the ray's ground hit, camera
+    #                                 height and ray elevation into tokens and decoder
+    #                                 (ground_plane.py): metric scale for any rig height/pitch
+    ground_z: float = 0.0  # metres: the ground plane's height in base_link
 
     def __post_init__(self) -> None:
         """Normalise sequences to tuples and check every field, naming the bad one."""

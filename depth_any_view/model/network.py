@@ -10,6 +10,8 @@
   with `cost_volume`: encoder features at 1/cost_stride --plane sweep against the most
     overlapping other views (and, with `cost_temporal`, the previous set's views moved by
     odometry)--> cost features added to the tokens and to the decoder at 1/cost_stride
+  with `ground_embedding`: K, T_base_cam --where each ray meets the ground (ground_plane.py)
+    --> features added to the tokens and to every decoder level
 
 Any number of views V >= 1 works; `view_mask` marks padding views, which are excluded from
 cross-view attention and from the occupancy gathering, so masking a view gives the same
@@ -30,11 +32,13 @@ from depth_any_view.model.config import ModelConfig, load_model_config
 from depth_any_view.model.cost_volume import CostVolumeEncoder, SourceViews
 from depth_any_view.model.efficientnet import EfficientNetLiteEncoder
 from depth_any_view.model.fusion import FusionTransformer
+from depth_any_view.model.ground_plane import GroundPlaneEncoder
 from depth_any_view.model.heads import (
     bounded_log_depth,
     confidence_from_scale,
     cost_feature_channels,
     head_factory,
+    level_channels,
 )
 from depth_any_view.model.resnet import ResNetEncoder
 
@@ -117,6 +121,12 @@ class DepthAnyViewNet(nn.Module):
             nn.init.zeros_(self.cost_tokens.weight)  # starts as the network without it
             nn.init.zeros_(self.cost_tokens.bias)
         self.depth_head = head_factory("depth", cfg, tuple(ch))
+        self.ground = None
+        if cfg.ground_embedding:
+            outputs = {"tokens": cfg.hidden}
+            outputs.update({f"s{s}": level_channels(s, cfg.decoder_width)
+                            for s in self.depth_head.levels})
+            self.ground = GroundPlaneEncoder(outputs, ground_z=cfg.ground_z)
         self.occupancy_head = head_factory("occupancy", cfg, self.depth_head.feature_channels)
 
     def _check_inputs(self, images: Tensor, K: Tensor, T_base_cam: Tensor,
@@ -206,13 +216,20 @@ class DepthAnyViewNet(nn.Module):
             pool = s // self.cfg.cost_stride
             pooled = F.avg_pool2d(cost, pool) if pool > 1 else cost
             tokens = tokens + self.cost_tokens(pooled.to(tokens.dtype))
+        ground = None
+        if self.ground is not None:
+            grids = {"tokens": (h, w)}
+            grids.update({f"s{lv}": (H // lv, W // lv) for lv in self.depth_head.levels})
+            ground = self.ground(K, T_base_cam, (H, W), grids)
+            tokens = tokens + ground.pop("tokens").to(tokens.dtype)
         C = tokens.shape[1]
         tokens = tokens.flatten(2).transpose(1, 2).reshape(B, V, h * w, C)  # (B, V, T, C)
         tokens = tokens + self.camera(K, T_base_cam, (h, w), (H, W)).to(tokens.dtype)
         fused = self.transformer(tokens, None if view_mask is None else valid)  # (B,V,T,C)
         fused = fused.reshape(B * V, h, w, C).permute(0, 3, 1, 2)  # (B*V, C, h, w)
 
-        logits, feat8, scale = self.depth_head(fused, feats, (H, W), cost)  # (B*V,1,H,W)
+        logits, feat8, scale = self.depth_head(fused, feats, (H, W), cost,
+                                               ground)  # (B*V, 1, H, W)
         log_depth = bounded_log_depth(logits, self.cfg.min_depth,
                                       self.cfg.max_depth).view(B, V, H, W)
         depth = torch.exp(log_depth).clamp(self.cfg.min_depth, self.cfg.max_depth)

@@ -55,4 +55,5 @@ def head_factory(kind: str, cfg: ModelConfig, in_channels: int | tuple[int, ...]
 
 
 __all__ = ["HEADS", "DepthHead", "OccupancyHead", "bounded_log_depth", "confidence_from_scale",
-           "cost_feature_channels", "head_factory", "inverse_bounded_log_depth"]
+           "cost_feature_channels", "head_factory", "inverse_bounded_log_depth",
+           "level_channels"]

@@ -114,7 +114,8 @@ class DepthHead(nn.Module):
             nn.init.zeros_(self.cost_proj.bias)
 
     def forward(self, tokens: Tensor, skips: list[Tensor], image_hw: tuple[int, int],
-                cost: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor | None]:
+                cost: Tensor | None = None, ground: dict[str, Tensor] | None = None
+                ) -> tuple[Tensor, Tensor, Tensor | None]:
         """Decode one batch of views.
 
         Args:
@@ -123,6 +124,8 @@ class DepthHead(nn.Module):
             image_hw: (H, W) output size in pixels.
             cost: (N, cost_channels, H / cost_stride, W / cost_stride) cost volume
                 features, or None (needs a head built with cost_channels).
+            ground: ground-plane features per decoder level, {'s8': (N, c8, H/8, W/8), ...}
+                (`GroundPlaneEncoder`), added with that level's skip; None = none.
 
         Returns:
             logits (N, 1, H, W) (float32; map with `bounded_log_depth`), the decoder
@@ -139,6 +142,8 @@ class DepthHead(nn.Module):
             x = F.interpolate(self.up_proj[key](x), scale_factor=2.0, mode="bilinear",
                               align_corners=False)
             x = x + self.skip_proj[key](skips[SKIP_INDEX[s]])
+            if ground is not None and key in ground:
+                x = x + ground[key]
             if cost is not None and s == self.cost_stride:
                 x = x + self.cost_proj(cost)
             x = self.refine[key](x)
