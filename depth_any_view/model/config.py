@@ -65,6 +65,9 @@ class ModelConfig:
     cost_groups: int = 4  # correlation groups (channels per group = cost_channels / groups)
     cost_neighbours: int = 2  # sources kept per view (the most overlapping ones)
     cost_min_baseline: float = 0.05  # metres: pairs closer than this get less weight
+    cost_photometric: bool = False  # also sweep the grey images (NCC at 1/2 resolution)
+    cost_photo_window: int = 8  # NCC box side, pixels at 1/2 of the image (even), centred
+    #                             on each cost cell
     ground_embedding: bool = False  # per-pixel inverse depth of the ray's ground hit, camera
     #                                 height and ray elevation into tokens and decoder
     #                                 (ground_plane.py): metric scale for any rig height/pitch
@@ -116,6 +119,11 @@ class ModelConfig:
                               f"got {self.occ_fine_kernel}")
         if self.cost_temporal and not self.cost_volume:
             raise ConfigError("model 'cost_temporal' needs 'cost_volume: true'")
+        if self.cost_photometric and not self.cost_volume:
+            raise ConfigError("model 'cost_photometric' needs 'cost_volume: true'")
+        if self.cost_photo_window < 2 or self.cost_photo_window % 2:
+            raise ConfigError(f"model 'cost_photo_window' must be an even number of pixels "
+                              f">= 2, got {self.cost_photo_window}")
         if self.cost_volume and self.cost_stride > self.token_stride:
             raise ConfigError(f"model 'cost_stride' ({self.cost_stride}) must not exceed "
                               f"'token_stride' ({self.token_stride})")

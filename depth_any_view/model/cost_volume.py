@@ -20,6 +20,15 @@ weights per sample, and the summed weight per hypothesis is returned as an extra
 so the network knows where the volume says nothing (a single camera, no overlap, no
 motion) and falls back on its monocular cues.
 
+With a photometric window (`cost_photometric`), the same sweep also compares the raw
+images: grey levels at 1/2 of the image (carried beside the matching features, packed by
+`pixel_unshuffle` to the feature grid, so the previous set's cache carries them too) are
+warped per hypothesis into the reference view and compared by zero-mean normalised
+cross-correlation over a `photo_window`-pixel box, then averaged to the feature grid. It
+needs no training to measure: on the shifted world's stereo pairs at the network's 128 px it
+finds the true plane for most textured pixels, where untrained features match at chance,
+and it is invariant to each camera's gain and offset (exposure differences).
+
 Conventions: optical frames (x right, y down, z forward), pixel centres at integer u, v,
 feature cell (i, j) centred at pixel ((j + 0.5) W / w - 0.5, (i + 0.5) H / h - 0.5)
 (camera_encoding.cell_centers); `T_base_cam` maps camera points into base_link. Geometry
@@ -45,6 +54,8 @@ from depth_any_view.model.camera_encoding import (
 )
 
 SOFT_ARGMIN_SCALE = 10.0  # cosine correlations in [-1, 1] -> softmax logits over the planes
+PHOTO_STRIDE = 2  # the photometric sweep runs at 1/2 of the image
+PHOTO_MIN_VAR = 1e-4  # grey-level variance floor of the NCC (std 0.01 of the [0, 1] range)
 
 
 @dataclass
@@ -115,32 +126,96 @@ def sweep_coordinates(K_ref: Tensor, K_src: Tensor, T_src_ref: Tensor, depths: T
         return grid, in_front & inside_grid(grid)
 
 
+def box_matrix(n: int, window: int, factor: int, device: torch.device) -> Tensor:
+    """(n / factor, n) row-normalised band: row i averages the `window` pixels centred on
+    coarse cell i (cut at the border), so `box_matrix @ x` is a strided box mean."""
+    start = torch.arange(0, n, factor, device=device) + factor // 2 - window // 2  # (m,)
+    p = torch.arange(n, device=device)
+    band = ((p[None] >= start[:, None]) & (p[None] < start[:, None] + window)).float()
+    return band / band.sum(1, keepdim=True)
+
+
+def cell_box_means(x: Tensor, window: int, factor: int) -> Tensor:
+    """Means over window x window pixel boxes centred on each cell of a grid `factor` times
+    coarser: (N, C, h * factor, w * factor) -> (N, C, h, w), boxes cut at the border (the
+    mean of the pixels inside). Two banded matrix products (CPU pooling at these sizes is
+    several times slower); `window` and `factor` even, so the box is centred on the cell."""
+    hp, wp = x.shape[-2:]
+    rows = box_matrix(hp, window, factor, x.device)  # (h, hp)
+    cols = box_matrix(wp, window, factor, x.device)  # (w, wp)
+    return rows @ (x.float() @ cols.transpose(0, 1))
+
+
+def grey_levels(images: Tensor, factor: int) -> Tensor:
+    """(N, 3, H, W) RGB in [0, 1] -> (N, factor^2, H / (2 factor), W / (2 factor)): the grey
+    image at 1/PHOTO_STRIDE, packed by pixel_unshuffle onto the 1/(2 factor) feature grid."""
+    grey = F.avg_pool2d(images.float().mean(1, keepdim=True), PHOTO_STRIDE)
+    return F.pixel_unshuffle(grey, factor)
+
+
+def normalised_cross_correlation(ref: Tensor, warped: Tensor, window: int,
+                                 factor: int) -> Tensor:
+    """ZNCC of reference grey images with their warped sources per hypothesis, in [-1, 1],
+    over window x window boxes centred on the cells of a grid `factor` times coarser.
+
+    Args:
+        ref: (N, 1, h * factor, w * factor) grey levels; warped: (N, k, D, h * factor,
+            w * factor) k sources warped per plane.
+        window, factor: box side in pixels and grid stride (both even).
+
+    Returns:
+        (N, k, D, h, w); 0 where either patch is flat (variance below PHOTO_MIN_VAR).
+    """
+    N, k, D, hp, wp = warped.shape
+    flat = warped.reshape(N, k * D, hp, wp)
+    ref_stats = cell_box_means(torch.cat([ref, ref * ref], 1), window, factor)
+    mr, var_r = ref_stats[:, :1], ref_stats[:, 1:] - ref_stats[:, :1] ** 2
+    stats = cell_box_means(torch.cat([flat, flat * flat, flat * ref], 1), window, factor)
+    ms, ms2, mrs = stats.chunk(3, 1)
+    var_s = ms2 - ms * ms
+    cov = mrs - mr * ms
+    textured = (var_r > PHOTO_MIN_VAR) & (var_s > PHOTO_MIN_VAR)
+    ncc = cov * torch.rsqrt(var_r.clamp(min=PHOTO_MIN_VAR) * var_s.clamp(min=PHOTO_MIN_VAR))
+    ncc = torch.where(textured, ncc.clamp(-1.0, 1.0), torch.zeros_like(ncc))
+    return ncc.view(N, k, D, *ncc.shape[-2:])
+
+
 class PlaneSweepCostVolume(nn.Module):
     """Group-wise correlation over depth hypotheses against the best-overlapping sources.
 
-    Output per reference view: (groups * hypotheses + 1) channels at the feature grid, the
-    weighted mean correlation per group and hypothesis plus the mean matching weight (how
-    much the volume can say at that cell).
+    Output per reference view, at the feature grid: the weighted mean correlation per group
+    and hypothesis (groups * hypotheses channels), with `photo_window` the weighted mean
+    photometric NCC per hypothesis (hypotheses channels), and the mean matching weight (one
+    channel: how much the volume can say at that cell).
     """
 
     SELECT_CELLS = 8  # pairs are ranked on an 8 x 8 grid of pixels ...
     SELECT_EVERY = 4  # ... and every 4th hypothesis (overlap is smooth in both)
 
     def __init__(self, channels: int, *, groups: int, hypotheses: int, min_depth: float,
-                 max_depth: float, neighbours: int, min_baseline: float) -> None:
+                 max_depth: float, neighbours: int, min_baseline: float,
+                 photo_window: int = 0, photo_factor: int = 2) -> None:
         """Args: channels of the matching features (divisible by groups); hypotheses
         planes between min_depth and max_depth metres; neighbours sources kept per view;
-        min_baseline metres at which a pair gets full weight."""
+        min_baseline metres at which a pair gets full weight; photo_window: NCC box side in
+        pixels at 1/2 of the image (0 = no photometric sweep); photo_factor: the feature
+        grid's stride over the grey images' (cost stride / 2), whose pixel_unshuffle'd
+        photo_factor^2 channels follow the matching features."""
         super().__init__()
         if channels % groups:
             raise ValueError(f"cost volume channels ({channels}) must be divisible by "
                              f"groups ({groups})")
+        if photo_window and (photo_window < 2 or photo_window % 2 or photo_factor % 2):
+            raise ValueError(f"photometric window and factor must be even and >= 2, got "
+                             f"{photo_window}, {photo_factor}")
         self.channels, self.groups = channels, groups
         self.neighbours = int(neighbours)
         self.min_baseline = float(min_baseline)
+        self.photo_window, self.photo_factor = int(photo_window), int(photo_factor)
         self.register_buffer("depths", inverse_depth_hypotheses(min_depth, max_depth,
                                                                 hypotheses), persistent=False)
-        self.out_channels = groups * hypotheses + 1
+        self.photo_channels = (hypotheses + 1) // 2 if photo_window else 0  # every 2nd plane
+        self.out_channels = groups * hypotheses + self.photo_channels + 1
 
     def pair_weights(self, K: Tensor, T_src_ref: Tensor, ref_valid: Tensor,
                      src: SourceViews, image_hw: tuple[int, int],
@@ -170,16 +245,18 @@ class PlaneSweepCostVolume(nn.Module):
         """Cost volume features of every reference view.
 
         Args:
-            ref_features: (B, V, C, h, w) matching features of the reference views.
+            ref_features: (B, V, C, h, w) matching features of the reference views (with
+                `photo_window`, followed by photo_factor^2 `grey_levels` channels).
             K: (B, V, 3, 3) at `image_hw`; T_base_cam: (B, V, 4, 4); valid: (B, V) bool.
-            sources: the views to match against (S of them).
+            sources: the views to match against (S of them), laid out as ref_features.
             image_hw: (H, W) the intrinsics refer to.
             same_view: (V, S) bool, True where a source is the reference view itself.
 
         Returns:
-            (B, V, groups * hypotheses + 1, h, w) float32.
+            (B, V, out_channels, h, w) float32.
         """
-        B, V, C, h, w = ref_features.shape
+        B, V, _, h, w = ref_features.shape
+        C = self.channels
         S = sources.features.shape[1]
         D, G, N = self.depths.shape[0], self.groups, h * w
         k = min(self.neighbours, S)
@@ -194,19 +271,51 @@ class PlaneSweepCostVolume(nn.Module):
             K_k = sources.K.float()[b_idx, idx]  # (B, V, k, 3, 3)
             uv = cell_centers(h, w, image_hw, device=K.device)  # (N, 2)
             grid, inside = sweep_coordinates(K, K_k, T_k, self.depths, uv, image_hw)
-            src_k = sources.features[b_idx, idx].float()  # (B, V, k, C, h, w)
+            src_all = sources.features[b_idx, idx].float()  # (B, V, k, C (+ r^2), h, w)
+            src_k = src_all[:, :, :, :C]
             sampled = F.grid_sample(src_k.flatten(0, 2), grid.flatten(0, 2).clamp(-2.0, 2.0),
                                     mode="bilinear", padding_mode="zeros",
                                     align_corners=False)  # (B*V*k, C, D, N)
             sampled = sampled.view(B, V, k, G, C // G, D, N)
-            ref = ref_features.float().reshape(B, V, 1, G, C // G, 1, N)
+            ref = ref_features[:, :, :C].float().reshape(B, V, 1, G, C // G, 1, N)
             corr = (sampled * ref).sum(4)  # (B, V, k, G, D, N)
             wts = inside.float() * top_w[..., None, None]  # (B, V, k, D, N)
             total = wts.sum(2)  # (B, V, D, N)
             cost = (corr * wts[:, :, :, None]).sum(2) / total[:, :, None].clamp(min=1e-6)
             evidence = total.mean(2, keepdim=True)  # (B, V, 1, N)
-            out = torch.cat([cost.reshape(B, V, G * D, N), evidence], 2)
-            return out.view(B, V, G * D + 1, h, w)
+            parts = [cost.reshape(B, V, G * D, h, w)]
+            if self.photo_window:
+                parts.append(self.photometric(ref_features[:, :, C:], src_all[:, :, :, C:],
+                                              K, K_k, T_k, top_w, image_hw))
+            parts.append(evidence.view(B, V, 1, h, w))
+            return torch.cat(parts, 2)
+
+    def photometric(self, ref_grey: Tensor, src_grey: Tensor, K: Tensor, K_k: Tensor,
+                    T_k: Tensor, top_w: Tensor, image_hw: tuple[int, int]) -> Tensor:
+        """Weighted mean NCC of the kept sources at every 2nd plane, (B, V, D', h, w).
+
+        Args: ref_grey (B, V, r^2, h, w) and src_grey (B, V, k, r^2, h, w) packed grey
+        levels (`grey_levels`); K (B, V, 3, 3), K_k (B, V, k, 3, 3), T_k (B, V, k, 4, 4)
+        the kept pairs' geometry; top_w (B, V, k) their weights.
+        """
+        B, V, k = top_w.shape
+        depths = self.depths[::2]
+        r, D = self.photo_factor, depths.shape[0]
+        h, w = ref_grey.shape[-2:]
+        hp, wp = h * r, w * r
+        ref = F.pixel_shuffle(ref_grey.float().flatten(0, 1), r)  # (B*V, 1, hp, wp)
+        src = F.pixel_shuffle(src_grey.float().flatten(0, 2), r)  # (B*V*k, 1, hp, wp)
+        uv = cell_centers(hp, wp, image_hw, device=K.device)  # (hp*wp, 2)
+        grid, inside = sweep_coordinates(K, K_k, T_k, depths, uv, image_hw)
+        warped = F.grid_sample(src, grid.flatten(0, 2).clamp(-2.0, 2.0), mode="bilinear",
+                               padding_mode="zeros", align_corners=False)  # (BVk, 1, D, N)
+        ncc = normalised_cross_correlation(ref, warped.view(B * V, k, D, hp, wp),
+                                           self.photo_window, r)  # (B*V, k, D, h, w)
+        # a pair's weight at a cell: the share of its box's pixels that land in the source
+        seen = cell_box_means(inside.float().view(B * V, k * D, hp, wp), self.photo_window, r)
+        wts = seen.view(B, V, k, D, h, w) * top_w[..., None, None, None]
+        total = wts.sum(2)  # (B, V, D, h, w)
+        return (ncc.view(B, V, k, D, h, w) * wts).sum(2) / total.clamp(min=1e-6)
 
 
 @dataclass
@@ -233,34 +342,58 @@ class CostVolumeEncoder(nn.Module):
 
     def __init__(self, in_channels: int, out_channels: int, *, channels: int, groups: int,
                  hypotheses: int, min_depth: float, max_depth: float, neighbours: int,
-                 min_baseline: float) -> None:
+                 min_baseline: float, photo_window: int = 0, photo_factor: int = 2) -> None:
         super().__init__()
         self.groups = groups
+        self.photo_factor = photo_factor if photo_window else 0
         self.match = nn.Conv2d(in_channels, channels, 1)
         self.sweep = PlaneSweepCostVolume(channels, groups=groups, hypotheses=hypotheses,
                                           min_depth=min_depth, max_depth=max_depth,
-                                          neighbours=neighbours, min_baseline=min_baseline)
+                                          neighbours=neighbours, min_baseline=min_baseline,
+                                          photo_window=photo_window, photo_factor=photo_factor)
+        learned = groups * hypotheses + 1  # correlations + evidence
         self.encode = nn.Sequential(
-            nn.Conv2d(self.sweep.out_channels, out_channels, 3, padding=1), nn.ReLU(inplace=True),
+            nn.Conv2d(learned, out_channels, 3, padding=1), nn.ReLU(inplace=True),
             nn.Conv2d(out_channels, out_channels, 3, padding=1), nn.ReLU(inplace=True))
+        # the photometric NCC joins the first convolution through its own zero-initialised
+        # layer: weights trained without it load and give the same outputs until it learns
+        self.photo_encode = None
+        if photo_window:
+            self.photo_encode = nn.Conv2d(self.sweep.photo_channels, out_channels, 3, padding=1)
+            nn.init.zeros_(self.photo_encode.weight)
+            nn.init.zeros_(self.photo_encode.bias)
         self.out_channels = out_channels
+
+    def encode_cost(self, cost: Tensor) -> Tensor:
+        """(N, sweep.out_channels, h, w) -> (N, out_channels, h, w) features."""
+        GD, P = cost.shape[1] - 1 - self.sweep.photo_channels, self.sweep.photo_channels
+        x = self.encode[0](torch.cat([cost[:, :GD], cost[:, -1:]], 1))
+        if self.photo_encode is not None:
+            x = x + self.photo_encode(cost[:, GD:GD + P])
+        return self.encode[3](self.encode[2](self.encode[1](x)))
 
     def soft_argmin_depth(self, cost: Tensor) -> Tensor:
         """(B, V, groups * D + 1, h, w) sweep output -> (B, V, h, w) depth in metres, the
         expectation of inverse depth under softmax(SOFT_ARGMIN_SCALE * mean correlation)."""
         B, V, _, h, w = cost.shape
         D = self.sweep.depths.shape[0]
-        corr = cost[:, :, :-1].float().view(B, V, self.groups, D, h, w).mean(2)
+        corr = cost[:, :, :self.groups * D].float().view(B, V, self.groups, D, h, w).mean(2)
         prob = torch.softmax(corr * SOFT_ARGMIN_SCALE, dim=2)
         inv = (prob * (1.0 / self.sweep.depths).view(1, 1, D, 1, 1)).sum(2)
         return 1.0 / inv
 
-    def match_features(self, feature_map: Tensor) -> Tensor:
-        """(N, in_channels, h, w) encoder map -> (N, channels, h, w) float32, unit per group."""
+    def match_features(self, feature_map: Tensor, images: Tensor | None = None) -> Tensor:
+        """(N, in_channels, h, w) encoder map -> (N, channels, h, w) float32, unit per group;
+        with the photometric sweep, followed by the (N, 3, H, W) `images`' packed
+        `grey_levels` (photo_factor^2 more channels)."""
         x = self.match(feature_map).float()
         N, C, h, w = x.shape
-        x = F.normalize(x.view(N, self.groups, C // self.groups, h, w), dim=2)
-        return x.view(N, C, h, w)
+        x = F.normalize(x.view(N, self.groups, C // self.groups, h, w), dim=2).view(N, C, h, w)
+        if not self.photo_factor:
+            return x
+        if images is None:
+            raise ValueError("the photometric cost volume needs the images beside the features")
+        return torch.cat([x, grey_levels(images, self.photo_factor)], 1)
 
     def forward(self, match: Tensor, K: Tensor, T_base_cam: Tensor, valid: Tensor,
                 image_hw: tuple[int, int], previous: SourceViews | None = None
@@ -285,6 +418,6 @@ class CostVolumeEncoder(nn.Module):
                                   torch.cat([valid, previous.valid], 1))
             same = torch.cat([same, torch.zeros_like(same)], 1)  # (V, 2V)
         cost = self.sweep(match, K, T_base_cam, valid, sources, image_hw, same)
-        return CostVolumeOutput(features=self.encode(cost.flatten(0, 1).to(match.dtype)),
+        return CostVolumeOutput(features=self.encode_cost(cost.flatten(0, 1).to(match.dtype)),
                                 depth=self.soft_argmin_depth(cost),
                                 evidence=cost[:, :, -1].float())

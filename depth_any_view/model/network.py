@@ -116,7 +116,9 @@ class DepthAnyViewNet(nn.Module):
                 ch[COST_SOURCES[cfg.cost_stride]], out_ch, channels=cfg.cost_channels,
                 groups=cfg.cost_groups, hypotheses=cfg.cost_hypotheses,
                 min_depth=cfg.cost_min_depth, max_depth=cfg.cost_max_depth,
-                neighbours=cfg.cost_neighbours, min_baseline=cfg.cost_min_baseline)
+                neighbours=cfg.cost_neighbours, min_baseline=cfg.cost_min_baseline,
+                photo_window=cfg.cost_photo_window if cfg.cost_photometric else 0,
+                photo_factor=cfg.cost_stride // 2)
             self.cost_tokens = nn.Conv2d(out_ch, cfg.hidden, 1)
             nn.init.zeros_(self.cost_tokens.weight)  # starts as the network without it
             nn.init.zeros_(self.cost_tokens.bias)
@@ -160,7 +162,8 @@ class DepthAnyViewNet(nn.Module):
         B, V = images.shape[:2]
         x = self.encoder.normalize(images.flatten(0, 1))
         feats = self.encoder(x)
-        m = self.cost.match_features(feats[COST_SOURCES[self.cfg.cost_stride]])
+        m = self.cost.match_features(feats[COST_SOURCES[self.cfg.cost_stride]],
+                                     images.flatten(0, 1))
         return m.view(B, V, *m.shape[1:])
 
     def forward(self, images: Tensor, K: Tensor, T_base_cam: Tensor,
@@ -207,7 +210,8 @@ class DepthAnyViewNet(nn.Module):
             tokens = t if tokens is None else tokens + t  # (B*V, hidden, h, w)
         match = cost = None
         if self.cost is not None:
-            m = self.cost.match_features(feats[COST_SOURCES[self.cfg.cost_stride]])
+            m = self.cost.match_features(feats[COST_SOURCES[self.cfg.cost_stride]],
+                                         images.flatten(0, 1))
             match = m.view(B, V, *m.shape[1:])  # (B, V, c, H/s, W/s)
             prev = (previous.as_sources() if previous is not None and self.cfg.cost_temporal
                     else None)
