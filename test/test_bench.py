@@ -376,3 +376,9 @@ def test_cost_volume_ratio_measures_both_networks_in_one_run():
     assert row["project"] == "without cost volumes" and "spatial + temporal" in row["what"]
     assert row["project_s"]["n"] == row["baseline_s"]["n"] == 2
     assert row["ratio"] > 0 and math.isfinite(row["ratio"])
+    # the photometric sweep and the ground plane are measured with it (and off in the other)
+    row = cost_volume_ratio("lite", w, repeats=1, warmup=0,
+                            overrides={**TINY, "cost_volume": True, "cost_hypotheses": 8,
+                                       "cost_photometric": True, "ground_embedding": True})
+    assert "photometric NCC; ground-plane embedding" in row["what"]
+    assert row["baseline"] == "with cost volumes and ground plane"

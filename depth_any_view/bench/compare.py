@@ -254,8 +254,9 @@ def compile_ratios(forward_rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def cost_volume_ratio(preset: str, w: Workload, *, repeats: int, warmup: int = 1,
                       overrides: dict[str, Any] | None = None) -> dict[str, Any] | None:
     """Forward with the preset's cost volumes (spatial, and temporal against a previous set
-    0.3 m behind) / the same network without them, CPU fp32, in one run; None when the
-    preset has no cost volume."""
+    0.3 m behind; photometric too where configured) and ground-plane embedding / the same
+    network without any of them (issue 20's budget: at most 1.5x), CPU fp32, in one run;
+    None when the preset has no cost volume."""
     from depth_any_view.bench.stages import make_engine, views_of
     from depth_any_view.inference.engine import EngineConfig, expected_model_config
 
@@ -275,10 +276,14 @@ def cost_volume_ratio(preset: str, w: Workload, *, repeats: int, warmup: int = 1
     with_s = [forward(with_cv, i) for i in range(warmup + repeats)][warmup:]
     plain = make_engine(preset, "cpu", "fp32",
                         overrides={**(overrides or {}), "cost_volume": False,
-                                   "cost_temporal": False})
+                                   "cost_temporal": False, "cost_photometric": False,
+                                   "ground_embedding": False})
     plain_s = [forward(plain, i) for i in range(warmup + repeats)][warmup:]
+    extras = "".join([", photometric NCC" if mc.cost_photometric else "",
+                      "; ground-plane embedding" if mc.ground_embedding else ""])
     what = (f"network forward, preset {preset}, {len(views)} views, CPU fp32: cost volumes "
             f"({'spatial + temporal' if mc.cost_temporal else 'spatial'}, 1/{mc.cost_stride}, "
-            f"{mc.cost_hypotheses} planes)")
+            f"{mc.cost_hypotheses} planes{extras})")
     return _entry(what, summarize(plain_s), summarize(with_s), "without cost volumes",
-                  "with cost volumes", None)
+                  "with cost volumes" + (" and ground plane" if mc.ground_embedding else ""),
+                  None)
