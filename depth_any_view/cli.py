@@ -279,6 +279,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
                      "command": "depth-any-view " + " ".join(sys.argv[1:]),
                      "dds": not args.skip_dds, "scaling": not args.skip_scaling,
                      "odometry": not args.skip_odometry, "training": not args.skip_training,
+                     "onnx": not args.skip_onnx,
                      "compile_modes": tuple(args.compile),
                      "threads": args.threads, "size": args.size}
     if args.presets is not None:
@@ -504,6 +505,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="no cameras-only odometry table (kiss_icp, open3d_rgbd)")
     p.add_argument("--skip-training", action="store_true",
                    help="no training-step table (time, memory and FLOPs per step)")
+    p.add_argument("--skip-onnx", action="store_true",
+                   help="no ONNX Runtime against torch row (it exports the network once)")
     p.add_argument("--compile", type=_csv, default=(), metavar="MODES",
                    help="also time the network under torch.compile in these modes, "
                         "comma-separated: default, reduce-overhead (CUDA graphs), "
