@@ -279,6 +279,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
                      "command": "depth-any-view " + " ".join(sys.argv[1:]),
                      "dds": not args.skip_dds, "scaling": not args.skip_scaling,
                      "odometry": not args.skip_odometry, "training": not args.skip_training,
+                     "onnx": not args.skip_onnx,
                      "compile_modes": tuple(args.compile),
                      "threads": args.threads, "size": args.size}
     if args.presets is not None:
@@ -291,6 +292,34 @@ def cmd_bench(args: argparse.Namespace) -> int:
     result = run_bench(opts, progress=print)
     for t in result["targets"]:
         print(f"target {t['target']:>9}: {t['text']}  [{t['name']}]")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    """Export the network to one ONNX file for a fixed view count and image size."""
+    from depth_any_view.inference.onnx_export import export_onnx, parse_hw
+    from depth_any_view.model.network import DepthAnyViewNet
+    from depth_any_view.model.weights import WeightsError, default_weights_path, load_weights
+
+    if args.views < 1:
+        raise ValueError(f"--views must be >= 1, got {args.views}")
+    size = parse_hw(args.size) if args.size else None
+    path = Path(args.weights).expanduser() if args.weights else default_weights_path("lite")
+    try:
+        state, cfg, _ = load_weights(path)
+    except WeightsError as exc:
+        print(f"depth-any-view export: error: {exc}", file=sys.stderr)
+        return 2
+    model = DepthAnyViewNet(cfg)
+    model.load_state_dict(state)
+    spec = export_onnx(model.eval(), args.onnx, views=args.views, image_size=size,
+                       source=str(path))
+    H, W = spec.image_size
+    print(f"wrote {args.onnx}: {spec.views} views at {H}x{W} from {path}\n"
+          f"  inputs:  {', '.join(spec.inputs)}\n  outputs: {', '.join(spec.outputs)}")
+    if spec.temporal:
+        print("  temporal cost volume: feed match_features back as prev_match_features "
+              "with the next set; prev_valid all false = no previous set")
     return 0
 
 
@@ -476,6 +505,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="no cameras-only odometry table (kiss_icp, open3d_rgbd)")
     p.add_argument("--skip-training", action="store_true",
                    help="no training-step table (time, memory and FLOPs per step)")
+    p.add_argument("--skip-onnx", action="store_true",
+                   help="no ONNX Runtime against torch row (it exports the network once)")
     p.add_argument("--compile", type=_csv, default=(), metavar="MODES",
                    help="also time the network under torch.compile in these modes, "
                         "comma-separated: default, reduce-overhead (CUDA graphs), "
@@ -495,6 +526,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=0,
                    help="torch CPU threads, also for the node (0 = torch's default)")
     p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser(
+        "export", help="export the network to ONNX (TensorRT, OpenVINO, ONNX Runtime)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Export the network to one self-contained ONNX file (opset 18) with "
+                    "static\nshapes: batch 1, --views views, one image size.\n\n"
+                    "inputs:  images (1,V,3,H,W) float32 RGB in [0,1]; K (1,V,3,3) pixels at "
+                    "(H,W);\n         T_base_cam (1,V,4,4) optical frame -> base_link, m; "
+                    "view_mask (1,V) bool\n         (false = no image: pad a smaller set)\n"
+                    "outputs: depth (1,V,H,W) m along the optical axis; confidence (1,V,H,W) "
+                    "when the\n         weights have it; occupancy_logits (1,X,Y,Z); "
+                    "occupancy_observed (1,X,Y,Z) bool\n\n"
+                    "Weights with a temporal cost volume (cost_temporal) also take the "
+                    "previous set:\nprev_match_features, prev_K, prev_T_base_cam, "
+                    "T_base_prevbase (1,4,4: previous base_link\n-> current, from odometry) "
+                    "and prev_valid (1,V) bool, and also return match_features\nto feed back "
+                    "with the next set; prev_valid all false = no previous set (first set,\n"
+                    "reset), which gives exactly the network run without one.")
+    p.add_argument("--onnx", required=True, metavar="OUT", help="output .onnx file")
+    p.add_argument("--views", type=int, default=6,
+                   help="number of camera views V (the node's camera_names; default 6)")
+    p.add_argument("--size", default=None, metavar="HxW",
+                   help="network input height x width in pixels, multiples of 32 "
+                        "(default: the weights' image_size)")
+    p.add_argument("--weights", default=None,
+                   help="safetensors weights (default: the shipped "
+                        "depth_any_view/weights/lite.safetensors)")
+    p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("demo", help="the end-to-end demo of the README")
     p.add_argument("--out", default="output/demo", help="output directory")

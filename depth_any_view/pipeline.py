@@ -192,7 +192,10 @@ class PipelineConfig:
             depth_range=((p.get("depth_min", "float", 0.0), depth_max) if depth_max > 0
                          else None),
             out_of_range=p.get("out_of_range", "str", "nan"), return_images=True,
-            random_init=p.get("random_init", "bool", False))
+            random_init=p.get("random_init", "bool", False),
+            backend=p.get("backend", "str", "torch"),
+            onnx_file=p.get("onnx_file", "str", "") or None,
+            onnx_providers=tuple(p.get("onnx_providers", "list", ["CPUExecutionProvider"])))
         fusion = {}
         for param, name in _FUSION_PARAMETERS.items():
             if param in values:

@@ -61,7 +61,8 @@ reqs=(-r requirements.txt)
 "$VENV/bin/python" -m pip install -q "${reqs[@]}" 2>&1 | grep -v "^WARNING: Location" || true
 "$VENV/bin/python" -m pip install -q --no-deps --no-build-isolation -e . 2>&1 \
   | grep -v "^WARNING: Location" || true
-"$VENV/bin/python" -c "import torch, open3d, rosbags, rclpy, depth_any_view" \
+"$VENV/bin/python" -c "import torch, open3d, rosbags, rclpy, onnx, onnxscript, onnxruntime
+import depth_any_view" \
   || { echo "bootstrap: the environment does not import; see the pip output above" >&2; exit 1; }
 if [ "$WITH_TEST" = 1 ]; then
   "$VENV/bin/python" -c "import evo.core.metrics" \

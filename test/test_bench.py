@@ -37,7 +37,7 @@ def _tiny(out: Path, **changes: Any) -> BenchOptions:
                 size=SIZE, repeats=2, warmup=1, workload_grid=16, scaling_views=(1, 6),
                 scaling_sizes=(32, 64), scaling_grids=(8, 16), scaling_repeats=1,
                 threads=1, dds_rates=(2.0, 5.0), dds_step_s=1.0, dds_min_sets=3,
-                dds_drain_s=1.5, command="test")
+                dds_drain_s=1.5, onnx=False, command="test")  # onnx: its own test
     base.update(changes)
     return BenchOptions.quick(**base)
 
@@ -361,6 +361,21 @@ def test_cli_bench_arguments(capsys: pytest.CaptureFixture[str]) -> None:
     assert "--compile modes must be among default" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         build_parser().parse_args(["bench", "--rates", "fast"])
+
+
+def test_onnxruntime_ratio_measures_both_backends_in_one_run(tmp_path, monkeypatch):
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxscript")
+    from depth_any_view.bench.compare import onnxruntime_ratio
+    from depth_any_view.bench.workload import make_workload
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))  # the export's cache
+    row = onnxruntime_ratio("lite", make_workload((48, 32), 0, 8), repeats=2, warmup=1,
+                            overrides=TINY, threads=1)
+    assert row["project"] == "ONNX Runtime (CPUExecutionProvider)"
+    assert row["baseline"] == "torch eager" and row["same_output"] is True
+    assert row["project_s"]["n"] == row["baseline_s"]["n"] == 2
+    assert row["ratio"] > 0 and math.isfinite(row["ratio"])
 
 
 def test_cost_volume_ratio_measures_both_networks_in_one_run():

@@ -12,7 +12,9 @@
   ColorRGBA per cube, then rclpy's `serialize_message`, which publishing an object does);
 - depth -> points on the CPU: numpy (`depth_to_points`) against torch
   (`depth_to_points_torch`) on the same arrays;
-- the network on the CPU: fp32 against bf16 autocast (from the forward table).
+- the network on the CPU: fp32 against bf16 autocast (from the forward table);
+- the network on the CPU: ONNX Runtime (the exported graph, CPU provider) against torch
+  eager, fp32, timed in alternation in one run (`onnxruntime_ratio`).
 
 Every baseline's output is checked to equal the project's (same bytes / same values /
 the same message once deserialized), so a ratio never compares different work.
@@ -249,6 +251,37 @@ def compile_ratios(forward_rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
                           base["forward_s"], f"torch.compile ({r['compile_mode']})", "eager",
                           None))
     return out
+
+
+def onnxruntime_ratio(preset: str, w: Workload, *, repeats: int, warmup: int = 1,
+                      overrides: dict[str, Any] | None = None,
+                      threads: int = 0) -> dict[str, Any] | None:
+    """Forward of the preset's network: torch eager / ONNX Runtime (CPUExecutionProvider),
+    CPU fp32, one set of `w`; the two engines run in alternation (each round times one
+    forward of each, so both see the same load); `threads` for both (0 = their defaults).
+    None when onnxruntime is not installed."""
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        return None
+    from depth_any_view.bench.stages import make_engine, views_of
+
+    views = views_of(w)
+    engines = {b: make_engine(preset, "cpu", "fp32", overrides=overrides, threads=threads,
+                              backend=b) for b in ("torch", "onnxruntime")}
+    times: dict[str, list[float]] = {b: [] for b in engines}
+    preds: dict[str, Any] = {}
+    for i in range(warmup + repeats):
+        for b, engine in engines.items():
+            preds[b] = engine.infer(views)
+            if i >= warmup:
+                times[b].append(float(preds[b].timings["forward"]))
+    same = bool(np.allclose(preds["onnxruntime"].depth, preds["torch"].depth, rtol=1e-3,
+                            equal_nan=True))
+    return _entry(f"network forward, preset {preset}, {len(views)} views, CPU fp32, "
+                  f"{threads or 'default'} thread(s)", summarize(times["onnxruntime"]),
+                  summarize(times["torch"]), "ONNX Runtime (CPUExecutionProvider)",
+                  "torch eager", same)
 
 
 def cost_volume_ratio(preset: str, w: Workload, *, repeats: int, warmup: int = 1,

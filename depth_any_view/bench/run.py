@@ -54,6 +54,7 @@ class BenchOptions:
     odometry: bool = True  # time the cameras-only odometry sources (kiss_icp, open3d_rgbd)
     odometry_frames: int = 10  # length of their synthetic drive
     training: bool = True  # one training step per preset and device (time, memory, FLOPs)
+    onnx: bool = True  # ONNX Runtime against torch eager (exports the network once, cached)
     compile_modes: tuple[str, ...] = ()  # torch.compile modes with a forward row of their own
     dds: bool = True
     dds_rates: tuple[float, ...] = DEFAULT_RATES
@@ -162,6 +163,7 @@ def run_bench(opts: BenchOptions, progress: Callable[[str], None] | None = None
         compare_conversions,
         compile_ratios,
         cost_volume_ratio,
+        onnxruntime_ratio,
         precision_ratios,
     )
     from depth_any_view.bench.scaling import scale_grid, scale_size, scale_views
@@ -294,6 +296,11 @@ def run_bench(opts: BenchOptions, progress: Callable[[str], None] | None = None
                                overrides=opts.model_overrides)
     if cv_row is not None:  # the "ratio" is how much the volumes cost (>1 = slower)
         result["comparisons"]["rows"].append(cv_row)
+    ort_row = onnxruntime_ratio(sp, w, repeats=opts.repeats, warmup=opts.warmup,
+                                overrides=opts.model_overrides,
+                                threads=opts.threads) if opts.onnx else None
+    if ort_row is not None:  # > 1: ONNX Runtime is faster than torch eager
+        result["comparisons"]["rows"].append(ort_row)
 
     # ---- scaling
     device = devices[0]

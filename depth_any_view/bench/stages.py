@@ -93,12 +93,15 @@ OUTPUT_TOPICS = {  # the node's default output topics (docs/DESIGN.md)
 
 def make_engine(preset: str, device: str = "cpu", precision: str = "fp32", *,
                 overrides: dict[str, Any] | None = None, threads: int = 0,
-                compile: bool = False, compile_mode: str = "default") -> InferenceEngine:
+                compile: bool = False, compile_mode: str = "default",
+                backend: str = "torch") -> InferenceEngine:
     """A random-weight engine of a preset (speed does not depend on the weights), set up as
-    the node runs it: depth at the input resolution, network-size images returned."""
+    the node runs it: depth at the input resolution, network-size images returned
+    (backend onnxruntime: the CPU provider, the export cached as the node's)."""
     cfg = EngineConfig(preset=preset, random_init=True, device=device, precision=precision,
                        model_overrides=dict(overrides or {}), warmup_iters=0, threads=threads,
-                       compile=compile, compile_mode=compile_mode, return_images=True)
+                       compile=compile, compile_mode=compile_mode, return_images=True,
+                       backend=backend)
     logging.getLogger("depth_any_view.inference.engine").setLevel(logging.ERROR)
     return InferenceEngine(cfg)
 

@@ -64,6 +64,7 @@ OUTPUT_RESOLUTIONS = ("input", "network")
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")
 STAGES = ("preprocess", "forward", "postprocess")
 AMP_DTYPES = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}
+BACKENDS = ("torch", "onnxruntime")
 
 
 class InferenceError(RuntimeError):
@@ -92,6 +93,11 @@ class EngineConfig:
     return_images: bool = False  # also return the (V, h, w, 3) uint8 network-input images
     random_init: bool = False  # random weights (tests, before trained weights exist)
     seed: int = 0  # torch seed for random_init
+    backend: str = "torch"  # torch (eager / compiled) | onnxruntime (the exported graph)
+    onnx_file: str | None = None  # onnxruntime: an exported .onnx (`depth-any-view export`);
+    #                               None = export the weights at start-up (cached)
+    onnx_providers: tuple[str, ...] = ("CPUExecutionProvider",)  # onnxruntime: execution
+    #                               providers in priority order (CUDA, TensorRT where present)
 
     def validate(self) -> None:
         """Raise ConfigError naming the field and its allowed values on any bad setting."""
@@ -133,6 +139,19 @@ class EngineConfig:
                     from None
             if not (math.isfinite(lo) and math.isfinite(hi) and 0.0 <= lo < hi):
                 raise bad("depth_range", "[min, max] metres with 0 <= min < max, or None")
+        if self.backend not in BACKENDS:
+            raise bad("backend", ", ".join(BACKENDS))
+        if self.onnx_file is not None and not isinstance(self.onnx_file, str | os.PathLike):
+            raise bad("onnx_file", "a path to an exported .onnx file, or None to export")
+        if (isinstance(self.onnx_providers, str) or not self.onnx_providers
+                or not all(isinstance(p, str) and p for p in self.onnx_providers)):
+            raise bad("onnx_providers", "a non-empty list of ONNX Runtime provider names, "
+                      "e.g. [CUDAExecutionProvider, CPUExecutionProvider]")
+        if self.backend == "onnxruntime" and (self.precision != "fp32" or self.compile):
+            raise ConfigError(f"inference option 'backend' is 'onnxruntime', which runs the "
+                              f"exported float32 graph: set precision 'fp32' (is "
+                              f"{self.precision!r}) and compile false (is {self.compile}), "
+                              "or use backend 'torch'")
         if self.random_init and self.weights is not None:
             raise ConfigError("inference options 'random_init' and 'weights' exclude each "
                               "other: drop 'weights' to run random weights, or 'random_init' "
@@ -336,6 +355,7 @@ class InferenceEngine:
         self.model = model
         self.temporal = bool(mc.cost_volume and mc.cost_temporal)
         self.previous = PreviousSetCache()
+        self.onnx = self._open_onnx(model) if cfg.backend == "onnxruntime" else None
         self._forward_fn = model
         self.compiled = False
         if cfg.compile:
@@ -347,6 +367,38 @@ class InferenceEngine:
         LOG.info("inference engine ready: %s", self.describe())
 
     # ------------------------------------------------------------------ set-up helpers
+    def _open_onnx(self, model: DepthAnyViewNet) -> Any:
+        """The ONNX Runtime network: `onnx_file`, or an export of `model` (cached).
+
+        Providers and the file are checked before anything is exported; ConfigError names
+        the option (onnx_providers, onnx_file) and says how to fix it.
+        """
+        from depth_any_view.inference.onnx_backend import (
+            OnnxNetwork,
+            cached_export,
+            check_onnx_file,
+            check_spec,
+            resolve_providers,
+        )
+
+        cfg = self.cfg
+        providers = resolve_providers(cfg.onnx_providers)
+        if cfg.onnx_file:
+            path = check_onnx_file(cfg.onnx_file)
+        else:
+            source = (f"random:{cfg.preset}:{cfg.seed}" if cfg.random_init
+                      else self.weights_source)
+            path = cached_export(model, views=cfg.warmup_views, weights=source)
+        net = OnnxNetwork(path, providers=providers, threads=cfg.threads)
+        check_spec(net.spec, self.model_config, str(path))
+        if tuple(net.spec.image_size) != self.image_size or net.views < cfg.warmup_views:
+            raise ConfigError(f"inference option 'onnx_file': '{path}' was exported for "
+                              f"{net.views} views at {net.spec.image_size}, but this engine "
+                              f"runs up to {cfg.warmup_views} views at {self.image_size}; "
+                              f"export it with `depth-any-view export --onnx {path} --views "
+                              f"{cfg.warmup_views}`")
+        return net
+
     def _try_compile(self) -> None:
         """Wrap the network in torch.compile; stay eager with a warning if that fails."""
         try:
@@ -366,6 +418,8 @@ class InferenceEngine:
 
     def _run_network(self, inp: NetworkInput, previous: Any = None) -> Any:
         """Forward pass; a failing compiled network falls back to eager once, with a warning."""
+        if self.onnx is not None:
+            return self.onnx(inp.images, inp.K, inp.T_base_cam, None, previous)
         with self._autocast():
             if not self.compiled:
                 return self._forward_fn(inp.images, inp.K, inp.T_base_cam, None, previous)
@@ -395,12 +449,16 @@ class InferenceEngine:
             name = torch.cuda.get_device_name(self.device)
         else:
             name = f"{cpu_name()} ({torch.get_num_threads()} torch threads)"
-        return {"device": str(self.device), "device_name": name,
-                "precision": self.cfg.precision, "preset": self.cfg.preset,
-                "weights": self.weights_source, "image_size": list(self.image_size),
-                "grid_dims": list(self.grid.dims), "channels_last": self.cfg.channels_last,
-                "compiled": self.compiled, "output_resolution": self.cfg.output_resolution,
-                "torch": torch.__version__}
+        out: dict[str, Any] = {
+            "device": str(self.device), "device_name": name,
+            "precision": self.cfg.precision, "preset": self.cfg.preset,
+            "weights": self.weights_source, "image_size": list(self.image_size),
+            "grid_dims": list(self.grid.dims), "channels_last": self.cfg.channels_last,
+            "compiled": self.compiled, "output_resolution": self.cfg.output_resolution,
+            "backend": self.cfg.backend, "torch": torch.__version__}
+        if self.onnx is not None:
+            out.update(onnx_file=self.onnx.path, onnx_providers=list(self.onnx.providers))
+        return out
 
     # ------------------------------------------------------------------ the hot path
     def infer(self, views: Sequence[ViewInput], *, T_odom_base: np.ndarray | None = None,

@@ -186,6 +186,18 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     _p("channels_last", True, "NHWC memory layout for images and convolutions"),
     _p("warmup_iters", 2, "Dummy inferences at start-up (0 = none)", 0, 100),
     _p("threads", 0, "torch CPU threads; 0 = torch's default", 0, 1024),
+    _p("backend", "torch",
+       "Inference backend: torch (eager, or compiled with compile) or onnxruntime (the "
+       "network exported to ONNX and run by ONNX Runtime, fp32; threads sets its threads)",
+       choices=("torch", "onnxruntime")),
+    _p("onnx_file", "",
+       "backend onnxruntime: a file from `depth-any-view export --onnx` for at least as many "
+       "views as camera_names; empty = export the weights at start-up (once, cached in "
+       "$XDG_CACHE_HOME or ~/.cache/depth_any_view/onnx)"),
+    _p("onnx_providers", ["CPUExecutionProvider"],
+       "backend onnxruntime: ONNX Runtime execution providers in priority order, e.g. "
+       "[TensorrtExecutionProvider, CUDAExecutionProvider, CPUExecutionProvider]; "
+       "unavailable ones are skipped with a warning, the CPU is the last fallback"),
     _p("output_resolution", "input",
        "Depth images at each input image's resolution (registered with it) or at the "
        "network's", choices=("input", "network")),
@@ -344,6 +356,9 @@ def check_value(name: str, value: Any) -> str | None:
                     "followed by letters, digits or '_'")
         if len(set(value)) != len(value):
             return f"parameter 'camera_names' has duplicate names: {list(value)}"
+    if name == "onnx_providers" and not (value and all(v.strip() for v in value)):
+        return ("parameter 'onnx_providers' must list at least one ONNX Runtime provider, "
+                "e.g. [CPUExecutionProvider]")
     if name == "device" and not DEVICE_PATTERN.fullmatch(value):
         return f"parameter 'device' is {value!r}; allowed values: auto, cpu, cuda, cuda:N"
     if name in ("rig_file", "preset", "image_topic", "camera_info_topic", "depth_image_topic",
@@ -374,6 +389,10 @@ def check_all(values: Mapping[str, Any]) -> list[str]:
     if v["depth_max"] > 0.0 and not v["depth_min"] < v["depth_max"]:
         errors.append(f"parameter 'depth_min' ({v['depth_min']}) must be < depth_max "
                       f"({v['depth_max']}) when depth_max > 0")
+    if v["backend"] == "onnxruntime" and (v["precision"] != "fp32" or v["compile"]):
+        errors.append(f"parameter 'backend' is 'onnxruntime', which runs the exported float32 "
+                      f"graph: set precision fp32 (is {v['precision']!r}) and compile false "
+                      f"(is {str(v['compile']).lower()}), or use backend torch")
     if v["random_init"] and v["weights"]:
         errors.append("parameters 'random_init' and 'weights' exclude each other: clear "
                       "'weights' to run random weights, or set random_init false")
