@@ -90,12 +90,18 @@ def test_tiny_export_matches_torch_with_and_without_a_masked_view(tiny_export) -
 
 
 @pytest.mark.slow
-def test_temporal_export_takes_the_previous_set_or_none(tmp_path: Path) -> None:
+@pytest.mark.parametrize("geometry", [False, True], ids=["learned", "photometric+ground"])
+def test_temporal_export_takes_the_previous_set_or_none(tmp_path: Path, geometry: bool) -> None:
     cfg = replace(TINY, cost_volume=True, cost_temporal=True, cost_hypotheses=8,
-                  cost_channels=8, cost_groups=2)
+                  cost_channels=8, cost_groups=2, cost_photometric=geometry,
+                  cost_photo_window=6, ground_embedding=geometry)
     model = net_for(cfg)
     torch.nn.init.normal_(model.cost_tokens.weight, std=0.5)  # zero at init: the cost
     #                                                           volume would change nothing
+    if geometry:  # the same for the photometric and ground-plane layers
+        torch.nn.init.normal_(model.cost.photo_encode.weight, std=0.5)
+        for mlp in model.ground.mlps.values():
+            torch.nn.init.normal_(mlp[-1].weight, std=0.5)
     spec = export_onnx(model, tmp_path / "temporal.onnx", views=2)
     assert spec.inputs[-len(PREVIOUS_INPUTS):] == PREVIOUS_INPUTS and spec.temporal
     assert spec.outputs[-1] == "match_features"

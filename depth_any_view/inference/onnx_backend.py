@@ -214,7 +214,7 @@ class OnnxNetwork:
         if previous is None:
             H, W = self.spec.image_size
             s = cfg.cost_stride
-            return {"prev_match_features": np.zeros((1, V, cfg.cost_channels, H // s, W // s),
+            return {"prev_match_features": np.zeros((1, V, cfg.match_channels, H // s, W // s),
                                                     np.float32),
                     "prev_K": _padded(torch.eye(3).expand(1, n, 3, 3), V, eye=True),
                     "prev_T_base_cam": _padded(torch.eye(4).expand(1, n, 4, 4), V, eye=True),

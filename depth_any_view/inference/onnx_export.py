@@ -153,7 +153,7 @@ def example_inputs(cfg: ModelConfig, views: int, image_size: tuple[int, int],
     if not is_temporal(cfg):
         return images, K, T, mask
     s = cfg.cost_stride
-    feats = torch.zeros(1, views, cfg.cost_channels, H // s, W // s)
+    feats = torch.zeros(1, views, cfg.match_channels, H // s, W // s)
     motion = torch.eye(4)[None].clone()  # (1, 4, 4)
     motion[0, 0, 3] = 0.3
     return images, K, T, mask, feats, K.clone(), T.clone(), motion, mask.clone()

@@ -159,6 +159,14 @@ class ModelConfig:
                               f"of 'occ_stride' ({self.occ_stride})")
 
     @property
+    def match_channels(self) -> int:
+        """Channels of `ModelOutput.match_features` (what a previous set carries): the
+        matching features, plus the packed grey levels of the photometric sweep (the grey
+        image at 1/2, pixel_unshuffle'd by cost_stride / 2 onto the cost grid)."""
+        photo = (self.cost_stride // 2) ** 2 if self.cost_photometric else 0
+        return self.cost_channels + photo
+
+    @property
     def voxel_size(self) -> tuple[float, float, float]:
         """Edge lengths of one voxel along x, y, z, metres."""
         return tuple((u - lo) / d for lo, u, d in  # type: ignore[return-value]
