@@ -455,3 +455,14 @@ def test_a_stopped_camera_or_one_at_half_rate_is_not_out_of_sync():
             sync.add_image(c, t, c, t + 5 * MS)
         sync.poll(t + 60 * MS)
     assert sync.out_of_sync() == {}
+
+
+def test_a_camera_info_of_the_images_own_stamp_but_another_size_is_not_masked():
+    """A driver publishing a CameraInfo of the wrong size with each image: the view gets
+    that CameraInfo (the caller reports the mismatch), not an older one that fits."""
+    sync = make_sync(("a",), with_info=False)
+    sync.add_camera_info("a", 0, "a-64", key=(64, 48))
+    (s0,) = sync.add_image("a", 0, "a0", 0, key=(64, 48))
+    sync.add_camera_info("a", 100 * MS, "a-32", key=(32, 48))
+    (s1,) = sync.add_image("a", 100 * MS, "a1", 100 * MS, key=(64, 48))
+    assert (s0.views["a"].info, s1.views["a"].info) == ("a-64", "a-32")

@@ -10,9 +10,10 @@ Matching (stated once, see `ApproximateTimeSynchronizer`):
   only cameras that have sent CameraInfo take part in sets.
 - CameraInfo that belongs with its image: the caller may give each image and CameraInfo
   a `key` (the pipeline gives the (width, height) of both). The last `INFO_HISTORY`
-  CameraInfo of each camera are kept; a view gets the one with its stamp and key, else the
-  newest with its key (so a resolution change whose CameraInfo arrives just after the
-  image waits for it instead of being compared with the old size). A view whose key no
+  CameraInfo of each camera are kept; a view gets the one with its stamp (even of another
+  size: then the caller reports the mismatch), else the newest with its key (so a
+  resolution change whose CameraInfo arrives just after the image waits for it instead of
+  being compared with the old size). A view whose key no
   CameraInfo has does not complete a set; once its window is decided (timeout or every
   camera past it) it goes with the camera's latest CameraInfo, and the caller reports the
   mismatch.
@@ -392,14 +393,17 @@ class ApproximateTimeSynchronizer:
 
     @staticmethod
     def _info_for(state: _CameraState, pending: _Pending) -> Any:
-        """The CameraInfo of a view: the newest with its stamp and key, else the newest
-        with its key, else the camera's latest."""
-        fitting = [(s, info) for s, k, info in state.infos
-                   if pending.key is None or k is None or k == pending.key]
-        same_stamp = [info for s, info in fitting if s == pending.stamp_ns]
+        """The CameraInfo of a view: the newest with its stamp (one with its key first;
+        one of another size is the image's own and its mismatch is reported), else the
+        newest with its key, else the camera's latest."""
+        fits = [pending.key is None or k is None or k == pending.key for _, k, _ in state.infos]
+        same_stamp = [(fit, i) for fit, (s, _, i) in zip(fits, state.infos)
+                      if s == pending.stamp_ns]
         if same_stamp:
-            return same_stamp[-1]
-        return fitting[-1][1] if fitting else state.info
+            own = [i for fit, i in same_stamp if fit]
+            return own[-1] if own else same_stamp[-1][1]
+        fitting = [i for fit, (_, _, i) in zip(fits, state.infos) if fit]
+        return fitting[-1] if fitting else state.info
 
     def _drop(self, camera: str, pending: _Pending, reason: str) -> None:
         """Count one dropped view; views without a CameraInfo that fits them count as
