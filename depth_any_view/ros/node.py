@@ -34,9 +34,10 @@ dropped with a throttled warning naming the camera and field, and counted in
 /diagnostics; a camera going silent, coming back or going out of sync gets one log line
 each (`NodeDiagnostics.events`, from the diagnostics timer); the set goes ahead with the
 other cameras when at least `min_cameras` remain. A set the network fails on (e.g. out
-of memory) is dropped with a throttled error and counted, and the next set is tried. Start-up problems (a bad parameter, parameters
-file, rig file or weights) end the process with one line on stderr and exit status 2,
-before any of the node's topics exist. docs/TROUBLESHOOTING.md lists the messages.
+of memory) is dropped with a throttled error and counted, and the next set is tried.
+Start-up problems (a bad parameter, parameters file, rig file or weights) end the process
+with one line on stderr and exit status 2, before any of the node's topics exist.
+docs/TROUBLESHOOTING.md lists the messages.
 """
 
 from __future__ import annotations
