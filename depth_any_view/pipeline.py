@@ -18,7 +18,21 @@ per-stage timings in seconds. Bad input never raises: an unusable CameraInfo (Na
 distortion), an image whose size differs from its CameraInfo, or an undecodable image is
 recorded per camera (counted in `stats()`, named in `PipelineResult.skipped`) and that view
 is left out; the set is dropped (`PipelineResult.dropped`) when fewer than `min_cameras`
-views remain or the network fails.
+views remain or the network fails. An image larger than `max_image_pixels` is refused at
+input, before it is decoded or queued (`check_image_size` lets a caller refuse it before
+even converting a message).
+
+Each image is matched with the CameraInfo of its own size (the one with its stamp, else
+the newest of that size; sync/), so a resolution change whose CameraInfo arrives just
+after the image is not compared with the old size.
+
+Odometry gaps and time (issue 24): a set without an odometry pose during a gap shorter
+than `odom_reset_timeout_ns` (set stamps since the last fused set) holds the map in odom
+unchanged (`UpdateStatus.held`; the held map is still returned); only a longer gap falls
+back to single-frame occupancy in base_link (a reset). Odometry quaternions whose norm is
+within `QUATERNION_TOLERANCE` of 1 are normalised. A set stamped more than
+`max_stamp_jump_ns` after the previous one (a clock jump) resets the map and the temporal
+matching state, with one log line; a stamp going backwards resets the map (mapping/).
 
 Times are integer nanoseconds; nothing here reads a clock except `time.perf_counter` for
 the stage timings, so feeding the same calls in the same order gives the same outputs.
@@ -72,7 +86,9 @@ LOG = logging.getLogger(__name__)
 INPUT_ENCODINGS = ("rgb8", "bgr8", "rgba8", "bgra8", "mono8", "mono16")  # issue 5
 ODOM_BUFFER = 400  # odometry poses kept (4 s at 100 Hz)
 ODOM_JUMP_BACK_NS = 1_000_000_000  # an odometry stamp this far back clears the buffer
-QUATERNION_TOLERANCE = 1e-3  # |q| of an odometry quaternion must be within this of 1
+QUATERNION_TOLERANCE = 0.05  # |q| of an odometry quaternion within this of 1 is normalised
+#   (filters rarely give exactly 1); farther off it is refused as a bug in the source
+RIGID_TOLERANCE = 1e-3  # a 4x4 odometry pose must be rigid to about this
 # Keys of PipelineResult.timings, seconds: sync_wait is the caller's clock from the first
 # view's arrival to the set's emission; total is the wall time of `process` (without it).
 STAGES = ("sync_wait", "decode", "preprocess", "forward", "postprocess", "points", "odometry",
@@ -136,6 +152,11 @@ class PipelineConfig:
     odometry_source: str = "topic"  # 'topic': the odometry input (add_odometry); 'kiss_icp':
     #   KISS-ICP on the set's own cloud; 'open3d_rgbd': Open3D RGB-D odometry per camera on
     #   the set's images and depth (both cameras-only odometry; config/slam.yaml settings)
+    max_image_pixels: int = 16_777_216  # width x height above which an image is refused
+    odom_reset_timeout_ns: int = 2_000_000_000  # a gap in odometry (set stamps since the
+    #   last fused set) up to this holds the map; a longer one resets it (0 = at once)
+    max_stamp_jump_ns: int = 10_000_000_000  # a set stamped more than this after the
+    #   previous set resets the map and temporal state (a clock jump)
 
     def __post_init__(self) -> None:
         """Validate the fields that are not configs of their own (ValueError names them)."""
@@ -155,6 +176,12 @@ class PipelineConfig:
         if self.odometry_source not in ODOMETRY_SOURCES:
             raise ValueError(f"PipelineConfig.odometry_source must be one of "
                              f"{ODOMETRY_SOURCES}, got {self.odometry_source!r}")
+        for name, minimum in (("max_image_pixels", 1), ("odom_reset_timeout_ns", 0),
+                              ("max_stamp_jump_ns", 1)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+                raise ValueError(f"PipelineConfig.{name} must be an integer >= {minimum}, "
+                                 f"got {value!r}")
         check_fusion_overrides(self.fusion)
 
     @property
@@ -210,7 +237,10 @@ class PipelineConfig:
                    use_odometry=p.get("use_odometry", "bool", True),
                    odom_frame=p.get("odom_frame", "str", "odom"),
                    min_confidence=p.get("min_confidence", "float", 0.0),
-                   odometry_source=p.get("odometry_source", "str", "topic"))
+                   odometry_source=p.get("odometry_source", "str", "topic"),
+                   max_image_pixels=p.get("max_image_pixels", "int", 16_777_216),
+                   odom_reset_timeout_ns=_ns(p.get("odom_reset_timeout", "float", 2.0)),
+                   max_stamp_jump_ns=max(1, _ns(p.get("max_stamp_jump", "float", 10.0))))
 
 
 # Node parameter -> FusionConfig field (docs/DESIGN.md parameter names).
@@ -461,7 +491,8 @@ class Pipeline:
         self._odom_stamps: list[int] = []  # sorted, int ns
         self._odom_poses: list[np.ndarray] = []  # (4, 4) T_odom_base, same order
         self._info: dict[str, _InfoEntry] = {}
-        self._odom_missing = False
+        self._odom_state = "ok"  # 'ok', 'held' (a short gap: map kept) or 'lost'
+        self._last_set_ns: int | None = None  # stamp of the last set sent to the network
         self._frame_warned: set[str] = set()  # cameras whose frame_id mismatch was logged
         self._confidence_warned = False  # min_confidence set for weights without confidence
         self._points_rng = np.random.default_rng(0)  # the cloud's subsets (points.sample):
@@ -488,7 +519,7 @@ class Pipeline:
             "odometry": {"received": 0, "rejected": 0, "buffer_resets": 0},
             "sets": {"processed": 0, "complete": 0, "partial": 0, "dropped": {
                 DROP_BAD_INPUT: 0, DROP_INFERENCE: 0}, "without_odometry": 0,
-                "fusion_rejected": 0},
+                "fusion_rejected": 0, "fusion_held": 0, "stamp_jumps": 0},
             "views_skipped": {c: {SKIP_CAMERA_INFO: 0, SKIP_SIZE: 0, SKIP_ENCODING: 0}
                               for c in names},
         }
@@ -547,9 +578,38 @@ class Pipeline:
             self._counts["camera_info"][camera]["invalid"] += 1
             self._error(f"{camera}/camera_info", entry.error)
         self._info[camera] = entry
-        with self._sync_lock:
-            self.sync.add_camera_info(camera, stamp_ns, entry)
+        size = ((info.width, info.height) if isinstance(info, PinholeCamera)
+                else entry.key[:2] if entry.key[0] != "unreadable" else None)
+        with self._sync_lock:  # each image is matched with a CameraInfo of its size
+            self.sync.add_camera_info(camera, stamp_ns, entry, key=size)
         return entry.error
+
+    def check_image_size(self, camera: str, width: int, height: int) -> str | None:
+        """Refuse an image larger than `max_image_pixels` before anything reads it.
+
+        For a caller that can look at the size before converting the image (the node, on
+        the message's header): None if it may go on to `add_image`; else the image is
+        counted as received and rejected, and the error (naming the camera, the size and
+        the parameter) is returned and recorded in `last_errors`.
+        """
+        self._check_camera(camera)
+        error = self._size_error(camera, int(width), int(height))
+        if error is not None:
+            counts = self._counts["images"][camera]
+            counts["received"] += 1
+            counts["rejected"] += 1
+            self._error(f"{camera}/image", error)
+        return error
+
+    def _size_error(self, camera: str, width: int, height: int) -> str | None:
+        """Why an image of width x height pixels is too large, or None."""
+        limit = self.cfg.max_image_pixels
+        if width * height <= limit:
+            return None
+        return (f"camera '{camera}' image is {width}x{height} ({width * height / 1e6:.1f} "
+                f"Mpixel), above parameter max_image_pixels {limit} "
+                f"({limit / 1e6:.1f} Mpixel): refused before decoding; publish smaller "
+                "images (binning, image_proc resize) or raise max_image_pixels")
 
     def add_image(self, camera: str, stamp_ns: int, image: np.ndarray, arrival_ns: int, *,
                   encoding: str = "rgb8", frame_id: str | None = None) -> list[SyncedSet]:
@@ -564,13 +624,20 @@ class Pipeline:
             encoding: the image's sensor_msgs encoding (INPUT_ENCODINGS).
             frame_id: the image header's frame_id; None = the rig's optical frame.
 
-        An image whose array does not fit its encoding is counted as rejected, recorded in
-        `last_errors`, and not queued (an empty list is returned).
+        An image whose array does not fit its encoding, or that has more than
+        `max_image_pixels` pixels, is counted as rejected, recorded in `last_errors`, and
+        not queued (an empty list is returned).
         """
         self._check_camera(camera)
         counts = self._counts["images"][camera]
         counts["received"] += 1
         array = np.asarray(image)
+        too_large = (self._size_error(camera, int(array.shape[1]), int(array.shape[0]))
+                     if array.ndim >= 2 else None)
+        if too_large is not None:
+            counts["rejected"] += 1
+            self._error(f"{camera}/image", too_large)
+            return []
         try:
             if encoding not in INPUT_ENCODINGS:
                 raise ImageEncodingError(f"encoding {encoding!r} is not an input encoding; "
@@ -595,7 +662,8 @@ class Pipeline:
         payload = _ImagePayload(array, encoding, frame_id or rig_frame, int(stamp_ns),
                                 int(arrival_ns))
         with self._sync_lock:
-            return self.sync.add_image(camera, stamp_ns, payload, arrival_ns)
+            return self.sync.add_image(camera, stamp_ns, payload, arrival_ns,
+                                       key=(int(array.shape[1]), int(array.shape[0])))
 
     def add_odometry(self, stamp_ns: int, pose: Any) -> str | None:
         """Keep one odometry pose T_odom_base for the sets' pose lookup.
@@ -605,12 +673,14 @@ class Pipeline:
             pose: (4, 4) T_odom_base, or (position (3,), quaternion xyzw (4,)).
 
         Returns:
-            None, or why the pose was rejected (NaN, not unit quaternion, not rigid). A
+            None, or why the pose was rejected (NaN, a quaternion whose norm is off 1 by
+            more than QUATERNION_TOLERANCE (closer ones are normalised), not rigid). A
             stamp more than 1 s before the newest clears the buffer (a looped bag).
         """
         self._counts["odometry"]["received"] += 1
+        pair = isinstance(pose, (tuple, list)) and len(pose) == 2  # (position, quaternion)
         try:
-            T = pose_to_transform(pose, QUATERNION_TOLERANCE)
+            T = pose_to_transform(pose, QUATERNION_TOLERANCE if pair else RIGID_TOLERANCE)
         except ValueError as exc:
             self._counts["odometry"]["rejected"] += 1
             return self._error("odometry", f"odometry: {exc}")
@@ -751,6 +821,7 @@ class Pipeline:
             sets["dropped"][DROP_BAD_INPUT] += 1
             timings["total"] = time.perf_counter() - t0
             return result
+        jump = self._stamp_jump(synced.stamp_ns)
         pose_now = None  # the temporal cost volume matches against the previous set
         if (self.engine.temporal and self.cfg.use_odometry
                 and self.cfg.odometry_source == "topic"):
@@ -795,12 +866,25 @@ class Pipeline:
             result.odometry = self.odometry_tracker.update(pose, result.stamp_ns / 1e9)
         timings["odometry"] = time.perf_counter() - t
         t = time.perf_counter()
-        self._fuse(pred, synced.stamp_ns, result, confident, pose)
+        self._fuse(pred, synced.stamp_ns, result, confident, pose, jump)
         timings["fusion"] = time.perf_counter() - t
         sets["processed"] += 1
         sets["complete" if result.complete else "partial"] += 1
         timings["total"] = time.perf_counter() - t0
         return result
+
+    def _stamp_jump(self, stamp_ns: int) -> str | None:
+        """Why the set's stamp is a forward jump from the previous set's (more than
+        `max_stamp_jump_ns`), or None; a jump also forgets the temporal matching state
+        (the map is reset by `_fuse`)."""
+        last, self._last_set_ns = self._last_set_ns, stamp_ns
+        limit = self.cfg.max_stamp_jump_ns
+        if last is None or stamp_ns - last <= limit:
+            return None
+        self._counts["sets"]["stamp_jumps"] += 1
+        self.engine.previous.reset()
+        return (f"set stamp jumped forward {(stamp_ns - last) / 1e9:.3f} s, more than "
+                f"max_stamp_jump {limit / 1e9:g} s (a clock jump, or no set for that long)")
 
     def _min_confidence(self, pred: Prediction) -> float:
         """The confidence threshold in force for this prediction (0 = off). Weights without
@@ -867,41 +951,76 @@ class Pipeline:
                         f"failed: {exc}")
             return None
 
+    def _odometry_for_fusion(self, stamp_ns: int) -> tuple[np.ndarray | None, str | None,
+                                                           bool]:
+        """(pose, note, hold) of a set from the odometry input: the pose, or None with why
+        (`note`) and whether the map is held (a gap up to odom_reset_timeout_ns since the
+        last fused set) rather than reset. Logs each change of state once."""
+        pose = self.odometry_at(stamp_ns)
+        state = self._odom_state
+        if pose is not None:
+            if state != "ok":
+                LOG.info("odometry is back: fusing occupancy in %s%s", self.cfg.odom_frame,
+                         " (the map was held)" if state == "held" else "")
+            self._odom_state = "ok"
+            return pose, None, False
+        self._counts["sets"]["without_odometry"] += 1
+        no_pose = f"no odometry within {self.cfg.odom_max_age_ns / 1e9:g} s of the set stamp"
+        timeout = self.cfg.odom_reset_timeout_ns
+        last = self.fusion.stamp_ns if self.fusion.frame == ODOM_FRAME else None
+        if last is not None and 0 < stamp_ns - last <= timeout:
+            note = (f"{no_pose}: map held in {self.cfg.odom_frame}, not fused (reset after "
+                    f"odom_reset_timeout {timeout / 1e9:g} s without odometry)")
+            if state != "held":
+                LOG.warning(note)
+            self._odom_state = "held"
+            return None, note, True
+        note = f"{no_pose}: single-frame occupancy in base_link"
+        if state == "held" and last is not None:
+            note += (f" (none for {(stamp_ns - last) / 1e9:.1f} s, more than "
+                     f"odom_reset_timeout {timeout / 1e9:g} s)")
+        if state != "lost":
+            LOG.warning(note)
+        self._odom_state = "lost"
+        return None, note, False
+
     def _fuse(self, pred: Prediction, stamp_ns: int, result: PipelineResult,
-              valid: np.ndarray | None = None, estimated: np.ndarray | None = None) -> None:
+              valid: np.ndarray | None = None, estimated: np.ndarray | None = None,
+              reset: str | None = None) -> None:
         """Fuse the volume through the set's odometry pose and fill the occupancy outputs.
 
         With `carve_free_space` on, the network-size depth of every view also carves free
         space; `valid` (V, h, w) bool leaves pixels out of it (e.g. low confidence).
         `estimated` is the cameras-only pose (odometry_source kiss_icp), used instead of
-        the odometry input.
+        the odometry input. `reset`: clear the map first, for this reason (a stamp jump).
+        During a short odometry gap the map is held, not fused (see the module docstring).
         """
+        if reset is not None:
+            self.fusion.reset(reset)
         pose = None
         note = None
+        hold = False
         if self.cfg.odometry_source != "topic" and self.cfg.use_odometry:
             pose = estimated
             if pose is None:
                 note = "cameras-only odometry failed: single-frame occupancy in base_link"
                 self._counts["sets"]["without_odometry"] += 1
         elif self.cfg.use_odometry:
-            pose = self.odometry_at(stamp_ns)
-            if pose is None:
-                note = (f"no odometry within {self.cfg.odom_max_age_ns / 1e9:g} s of the set "
-                        "stamp: single-frame occupancy in base_link")
-                self._counts["sets"]["without_odometry"] += 1
-                if not self._odom_missing:
-                    LOG.warning(note)
-            elif self._odom_missing:
-                LOG.info("odometry is back: fusing occupancy in %s", self.cfg.odom_frame)
-            self._odom_missing = pose is None
-        views = (DepthViews.from_prediction(pred, valid)
-                 if self.fusion.config.carve_free_space else None)
-        occupancy, observed = pred.occupancy, pred.observed
-        if (pred.occupancy_device is not None and pred.observed_device is not None
-                and pred.occupancy_device.device == self.fusion.device):
-            occupancy, observed = pred.occupancy_device, pred.observed_device  # no round trip
-        status = self.fusion.update(occupancy, observed, pred.grid, stamp_ns, pose,
-                                    views=views)
+            pose, note, hold = self._odometry_for_fusion(stamp_ns)
+        if hold:
+            status = self.fusion.hold(note)
+            self._counts["sets"]["fusion_held"] += 1
+        else:
+            views = (DepthViews.from_prediction(pred, valid)
+                     if self.fusion.config.carve_free_space else None)
+            occupancy, observed = pred.occupancy, pred.observed
+            if (pred.occupancy_device is not None and pred.observed_device is not None
+                    and pred.occupancy_device.device == self.fusion.device):
+                occupancy, observed = pred.occupancy_device, pred.observed_device  # no copy
+            status = self.fusion.update(occupancy, observed, pred.grid, stamp_ns, pose,
+                                        views=views)
+            if reset is not None and status.reset_reason is None:
+                status = replace(status, reset_reason=reset)
         if status.reset_reason is not None:
             LOG.info("occupancy map reset: %s", status.reset_reason)
         result.fusion = status
@@ -909,7 +1028,7 @@ class Pipeline:
         result.odometry_note = note
         result.map_frame = (self.cfg.odom_frame if status.frame == ODOM_FRAME
                             else self.rig.base_frame)
-        if not status.accepted:
+        if not status.accepted and not status.held:
             self._counts["sets"]["fusion_rejected"] += 1
             return
         result.voxels, result.voxel_probability = self.fusion.occupied_voxels()
@@ -933,7 +1052,8 @@ class Pipeline:
 
         Keys: images (per camera received / rejected), camera_info (received / invalid),
         odometry (received / rejected / buffer_resets), sets (processed, complete, partial,
-        dropped by reason, without_odometry, fusion_rejected), views_skipped (per camera
+        dropped by reason, without_odometry, fusion_rejected, fusion_held, stamp_jumps),
+        views_skipped (per camera
         and reason), last_errors, sync (ApproximateTimeSynchronizer.stats), fusion.
         """
         with self._sync_lock:

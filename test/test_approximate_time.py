@@ -383,3 +383,86 @@ def test_property_clean_jittered_stream_is_fully_matched(seed, n_cams, n_frames,
     sync, sets, _ = feed(cfg, events, poll_every_ns=5 * MS)
     assert len(sets) == n_frames and all(s.complete for s in sets)
     assert sum(sync.stats()["dropped"].values()) == 0
+
+
+# ---------------------------------------------------------------------------- issue 24
+def test_each_view_gets_the_camera_info_of_its_size_even_when_it_arrives_after_it():
+    """A resolution change: the image of the new size comes before its CameraInfo. The set
+    waits for it (instead of pairing the image with the old size), and a switch back to
+    the old size takes the CameraInfo with the image's stamp, else the newest that fits."""
+    cams = ("a", "b")
+    sync = make_sync(cams, with_info=False)
+    for c in cams:
+        sync.add_camera_info(c, 0, f"{c}-256", key=(256, 256))
+    assert len(sync.add_image("a", 0, "a0", 0, key=(256, 256))) == 0
+    (s0,) = sync.add_image("b", 0, "b0", 0, key=(256, 256))
+    assert {c: v.info for c, v in s0.views.items()} == {"a": "a-256", "b": "b-256"}
+    t = 100 * MS  # every camera switches to 257x131; b's CameraInfo comes after its image
+    sync.add_camera_info("a", t, "a-257", key=(257, 131))
+    assert sync.add_image("a", t, "a1", t, key=(257, 131)) == []
+    assert sync.add_image("b", t, "b1", t, key=(257, 131)) == []  # waits for its info
+    sync.add_camera_info("b", t, "b-257", key=(257, 131))
+    (s1,) = sync.poll(t + 1 * MS)
+    assert s1.complete and {c: v.info for c, v in s1.views.items()} == {
+        "a": "a-257", "b": "b-257"}
+    t2 = 200 * MS  # and back: a's CameraInfo of this stamp, b's newest of 256x256
+    sync.add_camera_info("a", t2, "a-256-new", key=(256, 256))
+    sync.add_image("a", t2, "a2", t2, key=(256, 256))
+    (s2,) = sync.add_image("b", t2, "b2", t2, key=(256, 256))
+    assert {c: v.info for c, v in s2.views.items()} == {"a": "a-256-new", "b": "b-256"}
+    check_accounting(sync, [s0, s1, s2], {"a": 3, "b": 3})
+
+
+def test_a_view_no_camera_info_fits_goes_with_the_latest_once_its_window_times_out():
+    """No CameraInfo of the image's size ever comes: after the timeout the set goes out
+    with the camera's latest CameraInfo, so the caller can name the mismatch."""
+    sync = make_sync(("a", "b"), with_info=False, timeout_ns=100 * MS)
+    sync.add_camera_info("a", 0, "a-64", key=(64, 48))
+    sync.add_camera_info("b", 0, "b-32", key=(32, 48))
+    sync.add_image("a", 0, "a0", 0, key=(64, 48))
+    assert sync.add_image("b", 0, "b0", 0, key=(64, 48)) == []
+    assert sync.poll(50 * MS) == []
+    (s,) = sync.poll(100 * MS)
+    assert s.complete and s.views["b"].info == "b-32"
+
+
+@pytest.mark.parametrize("skew_ms", [30, -30])
+def test_a_camera_with_a_constant_skew_beyond_the_slop_is_out_of_sync(skew_ms):
+    """One camera stamps 30 ms off the others (slop 20 ms, 10 Hz): it is never matched,
+    and `out_of_sync` names it with its offset; the in-sync cameras are not named."""
+    cams = ("a", "b", "c")
+    sync = make_sync(cams, slop_ns=20 * MS, timeout_ns=150 * MS, min_cameras=2)
+    sets = []
+    for i in range(12):
+        t = (1000 + 100 * i) * MS
+        for c in cams:
+            stamp = t + (skew_ms * MS if c == "c" else 0)
+            sets += sync.add_image(c, stamp, c, t + 5 * MS)
+        sets += sync.poll(t + 60 * MS)
+    assert len(sets) >= 10 and all("c" not in s.views for s in sets)
+    assert sync.out_of_sync() == {"c": skew_ms * MS}
+    assert sync.stats()["out_of_sync"] == {"c": skew_ms * MS}
+
+
+def test_a_stopped_camera_or_one_at_half_rate_is_not_out_of_sync():
+    cams = ("a", "b", "c", "d")
+    sync = make_sync(cams, slop_ns=20 * MS, timeout_ns=150 * MS, min_cameras=2)
+    for i in range(16):
+        t = (1000 + 100 * i) * MS
+        for c in cams:
+            if (c == "c" and i >= 4) or (c == "d" and i % 2):  # c stops, d runs at 5 Hz
+                continue
+            sync.add_image(c, t, c, t + 5 * MS)
+        sync.poll(t + 60 * MS)
+    assert sync.out_of_sync() == {}
+
+
+def test_a_camera_info_of_the_images_own_stamp_but_another_size_is_not_masked():
+    """A driver publishing a CameraInfo of the wrong size with each image: the view gets
+    that CameraInfo (the caller reports the mismatch), not an older one that fits."""
+    sync = make_sync(("a",), with_info=False)
+    sync.add_camera_info("a", 0, "a-64", key=(64, 48))
+    (s0,) = sync.add_image("a", 0, "a0", 0, key=(64, 48))
+    sync.add_camera_info("a", 100 * MS, "a-32", key=(32, 48))
+    (s1,) = sync.add_image("a", 100 * MS, "a1", 100 * MS, key=(64, 48))
+    assert (s0.views["a"].info, s1.views["a"].info) == ("a-64", "a-32")

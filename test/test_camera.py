@@ -110,3 +110,20 @@ def test_empty_d_and_zero_p_are_accepted_as_uncalibrated_defaults():
     cam = PinholeCamera.from_camera_info(**dict(PLUMB, d=[], p=[0.0] * 12))
     assert cam.D.shape == (5,) and not cam.has_distortion
     np.testing.assert_allclose(cam.P[:, :3], cam.K)
+
+
+@pytest.mark.parametrize("index, value, name", [(2, -3.0, "cx"), (2, 700.0, "cx"),
+                                                (5, -0.5, "cy"), (5, 481.0, "cy")])
+def test_camera_info_principal_point_outside_the_image_is_refused(index: int, value: float,
+                                                                   name: str) -> None:
+    """A negative or out-of-image cx / cy in a CameraInfo (issue 24) names field 'k' and
+    the coordinate; the edges themselves are allowed."""
+    k = [500.0, 0.0, 320.0, 0.0, 500.0, 240.0, 0.0, 0.0, 1.0]
+    k[index] = value
+    with pytest.raises(CalibrationError, match=rf"field 'k' has principal point {name} = "
+                                               rf"{value:g} pixels, outside the 640x480"):
+        PinholeCamera.from_camera_info(640, 480, "plumb_bob", [0.0] * 5, k, np.eye(3).ravel(),
+                                       [0.0] * 12)
+    k[index] = 0.0 if value < 0 else (640.0 if name == "cx" else 480.0)
+    PinholeCamera.from_camera_info(640, 480, "plumb_bob", [0.0] * 5, k, np.eye(3).ravel(),
+                                   [0.0] * 12)

@@ -22,6 +22,7 @@ from sensor_msgs.msg import CameraInfo, Image, PointCloud2, PointField
 
 from depth_any_view.data.encodings import ENCODINGS, MAX_IMAGE_BYTES
 from depth_any_view.geometry.transforms import quat_to_rotmat
+from depth_any_view.pipeline import QUATERNION_TOLERANCE
 from depth_any_view.ros import conversions as C
 
 pytestmark = pytest.mark.ros  # rclpy message classes
@@ -187,7 +188,9 @@ def camera_infos(draw):
     if width == 0 or height == 0:
         wrong.update({"width", "height"})
     fx, fy = draw(st.floats(0.1, 5000)), draw(st.floats(0.1, 5000))
-    k = [fx, 0.0, draw(finite), 0.0, fy, draw(finite), 0.0, 0.0, 1.0]
+    cx = draw(st.one_of(st.floats(0, width), finite))  # mostly in the image
+    cy = draw(st.one_of(st.floats(0, height), finite))
+    k = [fx, 0.0, cx, 0.0, fy, cy, 0.0, 0.0, 1.0]
     k_fault = draw(st.sampled_from([None, None, "value", "focal", "last_row", "zero"]))
     if k_fault == "value":
         k[draw(st.integers(0, 8))] = draw(odd)
@@ -199,8 +202,9 @@ def camera_infos(draw):
         k = [0.0] * 9
     kk = np.asarray(k).reshape(3, 3)
     if (not np.all(np.isfinite(kk)) or kk[0, 0] <= 0 or kk[1, 1] <= 0
-            or not np.allclose(kk[2], [0, 0, 1])):
-        wrong.add("k")
+            or not np.allclose(kk[2], [0, 0, 1])
+            or not (0 <= kk[0, 2] <= width and 0 <= kk[1, 2] <= height)):  # cx, cy in the
+        wrong.add("k")  # image (issue 24)
     model = draw(st.sampled_from(list(MODELS) + ["fisheye62", "PLUMB_BOB"]))
     n_d = draw(st.one_of(st.sampled_from([0, 4, 5, 8, 14]), st.integers(0, 16)))
     d = draw(st.lists(st.floats(-1, 1), min_size=n_d, max_size=n_d))
@@ -282,8 +286,8 @@ def test_odometry_gives_a_rigid_pose_or_names_the_field(p, q, normalise: bool) -
         wrong.add("pose.pose.position")
     with np.errstate(over="ignore", invalid="ignore"):
         norm = float(np.linalg.norm(q))
-    if not np.all(np.isfinite(q)) or not abs(norm - 1.0) <= 1e-3:
-        wrong.add("pose.pose.orientation")
+    if not np.all(np.isfinite(q)) or not abs(norm - 1.0) <= QUATERNION_TOLERANCE:
+        wrong.add("pose.pose.orientation")  # closer to unit length: normalised (issue 24)
     if wrong:
         with pytest.raises(ValueError) as info:
             C.odometry_to_transform(msg)

@@ -118,3 +118,82 @@ def test_diagnostic_array_message() -> None:
     assert all(s.hardware_id == "depth_any_view" for s in msg.status)
     assert msg.status[1].level == bytes([OK])
     assert {kv.key for kv in msg.status[1].values} >= {"sets complete", "sets partial"}
+
+
+# ---------------------------------------------------------------------------- issue 24
+TOPICS = {c: f"/cameras/{c}/image_raw" for c in CAMS}
+
+
+def test_no_images_at_all_is_not_called_waiting_for_camera_info() -> None:
+    d = NodeDiagnostics(CAMS, image_topics=TOPICS, camera_qos="sensor_data")
+    d.image_received("front", t=100.0)  # front sends images without CameraInfo, back nothing
+    sync = d.statuses(sync_stats=_sync_stats(has_info=False), now=100.1)[1]
+    assert sync.level == WARN and sync.message == (
+        "no images from: back (no image ever received on /cameras/back/image_raw: check the "
+        "topic name (ros2 topic list) and that the publisher's QoS is compatible with "
+        "camera_qos 'sensor_data'); waiting for CameraInfo of: front")
+
+
+def test_a_camera_out_of_sync_is_named_in_the_status_and_logged_once() -> None:
+    d = NodeDiagnostics(CAMS, sync_slop=0.02)
+    skewed = {**_sync_stats(), "out_of_sync": {"back": 30_000_000}}
+    sync = d.statuses(sync_stats=skewed)[1]
+    assert sync.level == WARN and sync.message.startswith(
+        "camera 'back' is out of sync: its stamps are +30 ms from the other cameras' "
+        "(sync_slop 20 ms)")
+    assert sync.values["back out of sync (ms)"] == "+30.0"
+    assert d.events(sync_stats=skewed) == [(WARN, sync.message)]
+    assert d.events(sync_stats=skewed) == []  # once
+    assert d.events(sync_stats=_sync_stats()) == [
+        (OK, "camera 'back' is in sync with the other cameras again")]
+
+
+def test_a_camera_going_silent_and_returning_is_logged_once_each() -> None:
+    d = NodeDiagnostics(CAMS, input_timeout=0.5, image_topics=TOPICS, startup_grace=5.0)
+    start = d._started
+    for c in CAMS:
+        d.image_received(c, t=start + 1.0)
+    assert d.events(now=start + 1.2) == []
+    d.image_received("front", t=start + 1.6)
+    (event,) = d.events(now=start + 1.7)  # back: silent for 0.7 s
+    assert event == (WARN, "camera 'back': no images on /cameras/back/image_raw for 0.7 s "
+                           "(input_timeout 0.5 s): the camera stopped, or its messages are "
+                           "lost on the way")
+    d.image_received("front", t=start + 2.0)
+    assert d.events(now=start + 2.1) == []  # said once
+    for c in CAMS:
+        d.image_received(c, t=start + 3.0)
+    assert d.events(now=start + 3.1) == [(OK, "camera 'back': images arrive again on "
+                                              "/cameras/back/image_raw")]
+
+
+def test_a_camera_that_never_sends_is_logged_after_the_startup_grace() -> None:
+    d = NodeDiagnostics(CAMS, image_topics=TOPICS, camera_qos="reliable", startup_grace=5.0)
+    start = d._started
+    d.image_received("front", t=start + 0.5)
+    assert all(c != "back" for c in (m for _, m in d.events(now=start + 4.0)))
+    events = [m for _, m in d.events(now=start + 5.5)]
+    assert [m for m in events if m.startswith("camera 'back'")] == [
+        "camera 'back': no image ever received on /cameras/back/image_raw: check the topic "
+        "name (ros2 topic list) and that the publisher's QoS is compatible with camera_qos "
+        "'reliable' (for 6 s since start)"]
+
+
+def test_inference_warns_after_a_stall_and_when_most_sets_are_superseded() -> None:
+    d = NodeDiagnostics(CAMS, inference_timeout=5.0)
+    d.set_processed([], 0.05, 0.08, t=100.0)
+    assert d.statuses(now=104.0)[2].level == OK
+    inf = d.statuses(now=110.0)[2]
+    assert inf.level == WARN and inf.message.startswith(
+        "no set processed for 10.0 s on ? (inference_timeout 5 s)")
+    for i in range(30):  # 9 of every 10 sets replaced by a newer one before the worker ran
+        if i % 10 == 0:
+            d.set_processed([], 0.05, 0.08, t=110.0 + i * 0.1)
+        else:
+            d.set_dropped("superseded")
+    inf = d.statuses(now=113.0)[2]
+    assert inf.level == WARN and inf.message.startswith(
+        "87 % of the last 31 sets were superseded (not processed)"), inf.message
+    for _ in range(40):
+        d.set_processed([], 0.05, 0.08, t=113.0)
+    assert d.statuses(now=113.1)[2].level == OK

@@ -132,7 +132,8 @@ def test_depth_to_metres() -> None:
     (dict(data=bytes(9 * 4 + 9)), "'data'"),
     (dict(height=0, data=b""), "'height'"),
     (dict(width=0, step=0, data=b""), "'width'"),
-    (dict(max_bytes=35), "maximum"),
+    (dict(max_bytes=35), "above the limit of 35 bytes: its 'height' or 'step' field is "
+                         "corrupt"),
 ])
 def test_image_to_array_errors(kwargs: dict, field: str) -> None:
     args = dict(encoding="rgb8", height=4, width=3, step=9, data=bytes(36), is_bigendian=0)
@@ -160,7 +161,7 @@ def test_array_to_image_fields_errors(array: np.ndarray, encoding: str, match: s
 
 
 def test_array_to_image_fields_size_limit() -> None:
-    with pytest.raises(ImageEncodingError, match="maximum"):
+    with pytest.raises(ImageEncodingError, match="above the limit of 63 bytes"):
         array_to_image_fields(np.zeros((4, 4), np.float32), "32FC1", max_bytes=63)
 
 

@@ -270,7 +270,9 @@ def test_bad_input_is_counted_per_camera_and_field(node: Any, frames: list[Any])
     assert "no odometry" in node.diag.statuses()[3].message
     # no usable view at all: the set is dropped as bad input
     everything = {c: "size" for c in frames[1].camera_names}
-    node._handle(_feed(node, _messages(frames[1], everything)))
+    assert _feed(node, _messages(frames[1], everything)) is None  # no CameraInfo of their
+    node._dispatch(node.pipeline.poll(node._now_ns() + 10**9))  # size: after the timeout
+    node._handle(node._slot.take(0.0))
     assert node.diag.dropped() == {"bad_input": 1}
 
 

@@ -58,7 +58,9 @@ P_MAX = 0.95  # FusionConfig.p_max: one observation never exceeds it
 TINY_MODEL = tiny_model(grid_lower=[-12.8, -12.8, -1.0], grid_upper=[12.8, 12.8, 3.0])
 NODE_PARAMS = {"threads": 1, "warmup_iters": 1, "input_timeout": 0.5, "diagnostics_period": 0.25,
                "warn_throttle": 0.5, "min_cameras": MIN_CAMERAS, "sync_slop": SLOP_NS / 1e9,
-               "grid_qos": "reliable"}  # every grid arrives (they tell the map's pose)
+               "grid_qos": "reliable",  # every grid arrives (they tell the map's pose)
+               "max_image_pixels": 100_000}  # a 400x300 image stands for an 8000x8000 one
+SKEW_NS = 30_000_000  # a camera stamping this late is out of sync (slop 20 ms)
 WARN, ERROR = b"\x01", b"\x02"
 
 
@@ -374,8 +376,11 @@ class FakeRobot(SpinningNode):
     bag player. Frames go out at 10 Hz (all cameras stamped alike), a 20 Hz half-tick
     serves cameras in "fast" mode. Behaviour per camera (`modes`): stopped, no_info, dup,
     late (published 300 ms after its stamp), swap (every other image after the next one),
-    fast (an extra image 50 ms after each frame); `corrupt` breaks image or CameraInfo
-    fields; `odom_mode` breaks or stops odometry; `odom_x` moves the robot.
+    fast (an extra image 50 ms after each frame), skew (stamped SKEW_NS late); `corrupt`
+    breaks image or CameraInfo fields (or sends a 400x300 image: `huge`); `odom_mode`
+    breaks or stops odometry; `odom_x` moves the robot; `size` changes every camera's
+    resolution (with its CameraInfo), `info_after` publishes each CameraInfo just after
+    its image instead of before.
     """
 
     def __init__(self, env: dict[str, str], images: np.ndarray, rig: Any) -> None:
@@ -393,6 +398,8 @@ class FakeRobot(SpinningNode):
         self.corrupt: dict[str, set[str]] = defaultdict(set)
         self.odom_mode: str | None = None
         self.odom_x = 0.0
+        self.size = SIZE
+        self.info_after = False
         self.sent: dict[str, dict[int, int]] = defaultdict(dict)  # camera -> stamp -> index
         self.frame_stamps: dict[int, int] = {}  # stamp of each 10 Hz frame -> image index
         self.pending: list[tuple[int, str, Any]] = []  # (due half-tick, camera, image)
@@ -476,14 +483,29 @@ class FakeRobot(SpinningNode):
             msg.pose.pose.orientation.z = float("inf")
         elif self.odom_mode == "quat":
             msg.pose.pose.orientation.w = 2.0  # not normalised
+        elif self.odom_mode == "near_unit":
+            msg.pose.pose.orientation.w = 1.005  # a filter's output: normalised by the node
         self.pub_odom.publish(msg)
 
     def _publish_image(self, cam: str, stamp: int, index: int) -> None:
+        from depth_any_view.geometry.camera import PinholeCamera
+
         v = CAMERAS.index(cam)
-        infos, imgs = _camera_messages(stamp, self.images[index][v:v + 1], self.rig, self.K,
-                                       cameras=[cam])
+        images, K, size = self.images[index][v:v + 1], self.K, self.size
+        if size != SIZE:  # nearest-neighbour resize, and the intrinsics of that size
+            rows = np.arange(size[1]) * SIZE[1] // size[1]
+            cols = np.arange(size[0]) * SIZE[0] // size[0]
+            images = np.ascontiguousarray(images[:, rows][:, :, cols])
+            K = PinholeCamera.from_fov(size[0], size[1], 1.6).K
+        if self.modes.get(cam) == "skew":
+            stamp += SKEW_NS
+        infos, imgs = _camera_messages(stamp, images, self.rig, K, size=size, cameras=[cam])
         info, img = infos[cam], imgs[cam]
         bad = self.corrupt.get(cam, set())
+        if "huge" in bad:
+            from depth_any_view.ros.conversions import array_to_image_msg
+
+            img = array_to_image_msg(np.zeros((300, 400, 3), np.uint8), "rgb8", img.header)
         if "encoding" in bad:
             img.encoding = "yuv422"
         if "step" in bad:
@@ -503,7 +525,7 @@ class FakeRobot(SpinningNode):
         if "distortion" in bad:
             info.distortion_model = "fisheye62"
         mode = self.modes.get(cam)
-        if mode != "no_info":
+        if mode != "no_info" and not self.info_after:
             self.pub_info[cam].publish(info)
         self.sent[cam][stamp] = index
         if mode == "late":
@@ -516,6 +538,8 @@ class FakeRobot(SpinningNode):
                 self.pub_image[cam].publish(img)
             if cam in self.held:
                 self.pub_image[cam].publish(self.held.pop(cam))
+        if mode != "no_info" and self.info_after:
+            self.pub_info[cam].publish(info)
 
     def restore(self) -> None:
         """Every camera and the odometry back to normal."""
@@ -524,6 +548,8 @@ class FakeRobot(SpinningNode):
             self.corrupt.clear()
             self.odom_mode = None
             self.odom_x = 0.0
+            self.size = SIZE
+            self.info_after = False
             for cam, img in self.held.items():
                 self.pub_image[cam].publish(img)
             self.held.clear()
@@ -661,8 +687,10 @@ def test_missing_camera_info_waits_and_says_which(system: System) -> None:
 def test_cameras_stop_and_return(system: System) -> None:
     """One camera stops, then a second, then a third (below min_cameras), then all come
     back: outputs go on from at least min_cameras views, /diagnostics names the missing
-    cameras, and the full output resumes."""
+    cameras, and the full output resumes. Each camera going silent and returning gets one
+    log line each (issue 24)."""
     robot = system.robot
+    mark = system.mark()
     try:
         for stopped, message in ((["back"], "missing cameras: back"),
                                  (["back", "back_left"], "missing cameras: back, back_left")):
@@ -690,6 +718,13 @@ def test_cameras_stop_and_return(system: System) -> None:
     system.wait_status("cameras", t0 + 0.6,
                        lambda s: s.message == "all 6 cameras publishing", "cameras at OK")
     system.wait_points(now)
+    text = system.wait_log(mark, [f"camera '{c}': images arrive again on /cameras/{c}/"
+                                  "image_raw" for c in ("back", "back_left", "front_right")])
+    for cam in ("back", "back_left", "front_right"):
+        silent = f"camera '{cam}': no images on /cameras/{cam}/image_raw for "
+        assert text.count(silent) == 1, (cam, text)
+        assert text.count(f"camera '{cam}': images arrive again") == 1, (cam, text)
+    assert "camera 'front':" not in text
 
 
 def test_late_reordered_duplicated_and_fast_cameras_never_mix_instants(system: System) -> None:
@@ -748,7 +783,8 @@ def _throttled(text: str, needle: str, seconds: float, throttle: float) -> None:
       "camera 'front' CameraInfo: CameraInfo field 'distortion_model' is 'fisheye62'",
       "camera 'front_left' image: Image fields 'height' and 'width' must be positive"]),
     ({"front": {"enormous"}, "front_left": {"info_size"}},
-     ["camera 'front' image: Image of 'height' 100000 x 'step' 300000 bytes",
+     ["camera 'front' image is 100000x100000 (10000.0 Mpixel), above parameter "
+      "max_image_pixels 100000",
       "camera 'front_left' CameraInfo 'width'/'height' is 32x48 but its image is 64x48"]),
 ], ids=["encoding-step-zeroK-nanK", "data-distortion-zerosize", "enormous-infosize"])
 def test_bad_camera_info_and_images_are_rejected_by_camera_and_field(
@@ -935,3 +971,130 @@ def test_time_jumping_back_resets_the_map_without_stale_voxels(system: System, t
     np.testing.assert_allclose([got_map[k] for k in common], [want_map[k] for k in common],
                                atol=1e-4)
     system.wait_points(stamp + 1, before_ns=looped, received_after=t0)  # and it goes on
+
+
+# ---------------------------------------------------------------------------- issue 24
+def test_an_image_above_max_image_pixels_is_refused_with_one_warning(system: System) -> None:
+    """A 400x300 image where max_image_pixels is 100000 (an 8000x8000 one against the
+    default): refused on its header, the warning names the camera, the size and the
+    parameter (throttled), the other cameras go on, and front's own images come back."""
+    robot = system.robot
+    mark, t0, now = system.mark(), time.monotonic(), robot.sim_now()
+    robot.corrupt["front"] = {"huge"}
+    expected = ("camera 'front' image is 400x300 (0.1 Mpixel), above parameter "
+                "max_image_pixels 100000 (0.1 Mpixel): refused before decoding")
+    try:
+        system.wait_log(mark, [expected])
+        system.wait_points(now + 200_000_000)
+        status = system.wait_status("cameras", t0 + 0.3,
+                                    lambda s: "bad input from front" in s.message,
+                                    "the cameras status naming front")
+        assert int(_values(status)["front bad image_size"]) > 0
+        time.sleep(1.0)
+        seconds = time.monotonic() - t0
+        text = system.log_since(mark)
+    finally:
+        robot.restore()
+    _throttled(text, expected, seconds, NODE_PARAMS["warn_throttle"])
+    # (received after t0: the stamps of the first pass before the loop back repeat)
+    assert not robot.stamped("/cameras/front/depth/image", now + 300_000_000,
+                             robot.sim_now() - 300_000_000, received_after=t0)
+    now, t0 = robot.sim_now(), time.monotonic()
+    system.wait(lambda: robot.stamped("/cameras/front/depth/image", now, received_after=t0),
+                20.0, "depth from front again")
+
+
+def test_a_camera_with_a_constant_skew_is_reported_out_of_sync(system: System) -> None:
+    """front_right stamps 30 ms late (slop 20 ms): the synchronizer status and one log
+    line say it is out of sync by +30 ms (not only a `late` count); one line when back."""
+    robot = system.robot
+    mark, t0 = system.mark(), time.monotonic()
+    robot.modes["front_right"] = "skew"
+    try:
+        sync = system.wait_status("synchronizer", t0, lambda s: "out of sync" in s.message,
+                                  "the synchronizer status naming front_right")
+        assert sync.level == WARN and ("camera 'front_right' is out of sync: its stamps are "
+                                       "+30 ms from the other cameras' (sync_slop 20 ms)"
+                                       in sync.message)
+        system.wait_points(robot.sim_now())  # the other five go on
+    finally:
+        robot.restore()
+    text = system.wait_log(mark, ["camera 'front_right' is in sync with the other cameras "
+                                  "again"])
+    assert text.count("camera 'front_right' is out of sync") == 1, text
+
+
+def test_a_short_odometry_gap_holds_the_map(system: System) -> None:
+    """Odometry stops for 0.5 s (under odom_reset_timeout, 2 s) and then comes with a
+    quaternion of norm 1.005: the map is held, never reset, keeps its accumulated
+    voxels and stays in odom; the log says so once each way and refuses nothing."""
+    robot = system.robot
+    robot.restore()
+    time.sleep(1.0)  # an accumulated map
+    mark, now, t0 = system.mark(), robot.sim_now(), time.monotonic()
+    robot.odom_mode = "stopped"
+    time.sleep(0.5)
+    robot.odom_mode = "near_unit"
+    try:
+        text = system.wait_log(mark, ["map held in odom, not fused",
+                                      "odometry is back: fusing occupancy in odom (the map "
+                                      "was held)"])
+        system.wait_points(robot.sim_now(), n=5)
+        text = system.log_since(mark)
+    finally:
+        robot.restore()
+    assert "occupancy map reset" not in text and "not a unit quaternion" not in text, text
+    assert text.count("map held in odom, not fused") == 1, text
+    voxels = robot.stamped("/depth_any_view/occupancy/voxels", now, received_after=t0)
+    assert voxels and all(m.header.frame_id == "odom" for m in voxels)
+    assert all(_probabilities(m).max() > P_MAX + 0.005 for m in voxels)  # never reset
+
+
+def test_a_resolution_change_with_its_camera_info_keeps_every_view(system: System) -> None:
+    """Every camera switches 64x48 -> 257x131 -> 64x48, each CameraInfo published just
+    after its image: every camera's depth comes at the new size with a CameraInfo of that
+    size, and no view is compared with the CameraInfo of the old size."""
+    robot = system.robot
+    from depth_any_view.ros.conversions import stamp_to_ns
+
+    mark = system.mark()
+    try:
+        for size in ((257, 131), SIZE):
+            with robot.lock:
+                robot.size, robot.info_after = size, True
+                switched, t0 = robot.sim_now(), time.monotonic()
+            system.wait(lambda s=size, t=switched, r=t0: all(
+                any((m.width, m.height) == s for m in
+                    robot.stamped(f"/cameras/{c}/depth/image", t, received_after=r))
+                for c in CAMERAS), 20.0, f"depth of every camera at {size}")
+            time.sleep(0.5)
+            for cam in CAMERAS:
+                depth = robot.stamped(f"/cameras/{cam}/depth/image", switched,
+                                      received_after=t0)
+                sizes = {(m.width, m.height) for m in depth}
+                assert sizes <= {size, SIZE} and size in sizes, (cam, sizes)
+                # after the first image of the new size, every depth image has it
+                first = min(stamp_to_ns(m.header.stamp) for m in depth
+                            if (m.width, m.height) == size)
+                assert all((m.width, m.height) == size for m in depth
+                           if stamp_to_ns(m.header.stamp) >= first), cam
+    finally:
+        robot.restore()
+    assert "CameraInfo 'width'/'height'" not in system.log_since(mark)
+
+
+def test_a_forward_stamp_jump_resets_the_map_with_one_line(system: System) -> None:
+    """Sim time and every stamp jump 100 s ahead: the map resets once, saying why (one
+    log line), /diagnostics shows it, and outputs go on at the new stamps."""
+    robot = system.robot
+    robot.restore()
+    mark, t0 = system.mark(), time.monotonic()
+    robot.jump_back(-100.0)
+    jumped = robot.sim_now()
+    text = system.wait_log(mark, ["occupancy map reset: set stamp jumped forward 100."])
+    occ = system.wait_status("occupancy", t0, lambda s: "set stamp jumped forward" in
+                             s.message, "the occupancy status after the forward jump")
+    assert occ.level == WARN
+    system.wait_points(jumped, n=5)
+    text = system.log_since(mark)
+    assert text.count("jumped forward") == 1, text

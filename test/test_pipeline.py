@@ -127,7 +127,9 @@ def test_a_missing_camera_gives_a_partial_set_after_the_timeout(
 def test_camera_info_of_another_size_skips_that_view(engine: InferenceEngine,
                                                       frames: list[Any]) -> None:
     pipe = make(engine)
-    sets = feed(pipe, frames[0], infos={"front": info(frames[0].K[0], width=40)})
+    # No CameraInfo of its image's size: the set waits for one, then goes after the timeout
+    assert feed(pipe, frames[0], infos={"front": info(frames[0].K[0], width=40)}) == []
+    sets = pipe.poll(frames[0].stamp_ns + 200_000_000)
     r = pipe.process(sets[0])
     assert r.ok and "front" not in r.cameras and len(r.cameras) == 5
     assert "40x48" in r.skipped["front"] and "48x48" in r.skipped["front"]
@@ -156,6 +158,7 @@ def test_too_few_usable_views_drop_the_set(engine: InferenceEngine,
                                            frames: list[Any]) -> None:
     pipe = make(engine, min_cameras=6)
     sets = feed(pipe, frames[0], infos={"back": info(frames[0].K[3], height=30)})
+    sets += pipe.poll(frames[0].stamp_ns + 200_000_000)
     r = pipe.process(sets[0])
     assert not r.ok and r.dropped.startswith("bad_input") and "min_cameras is 6" in r.dropped
     assert r.cameras == {} and r.voxels is None and r.points.shape == (0, 3)
@@ -525,3 +528,119 @@ def test_fusion_takes_the_engines_device_tensors_when_on_its_device(
     pipe.reconfigure(fusion={"carve_free_space": False})
     r = pipe.process(feed(pipe, frames[0])[0])
     assert r.ok and r.voxels.shape[0] > 0.9 * np.prod(pipe.fusion.dims)  # nearly every voxel
+
+
+# ---------------------------------------------------------------------------- issue 24
+def make_cfg(engine: InferenceEngine, **changes: Any) -> Pipeline:
+    """A pipeline with the surround6 rig, the tiny engine and PipelineConfig `changes`."""
+    cfg = PipelineConfig(sync=SyncConfig(cameras=tuple(load_rig("surround6").names)),
+                         **changes)
+    return Pipeline(cfg, load_rig("surround6"), engine=engine)
+
+
+def test_images_above_max_image_pixels_are_refused_before_they_are_queued(
+        engine: InferenceEngine) -> None:
+    pipe = make_cfg(engine, max_image_pixels=2000)
+    err = pipe.check_image_size("front", 48, 48)
+    assert err is not None and err.startswith("camera 'front' image is 48x48 (0.0 Mpixel), "
+                                              "above parameter max_image_pixels 2000")
+    assert pipe.check_image_size("front", 40, 50) is None  # 2000 pixels: allowed
+    assert pipe.add_image("back", 1, np.zeros((48, 48, 3), np.uint8), 1) == []
+    stats = pipe.stats()
+    assert stats["images"]["front"] == {"received": 1, "rejected": 1}
+    assert stats["images"]["back"] == {"received": 1, "rejected": 1}
+    assert "max_image_pixels 2000" in stats["last_errors"]["back/image"]
+    assert stats["sync"]["cameras"]["back"]["received"] == 0  # nothing was queued
+
+
+def test_a_resolution_change_takes_the_camera_info_of_each_images_size(
+        engine: InferenceEngine, frames: list[Any]) -> None:
+    """Every camera switches 48x48 -> 57x31 -> 48x48 with its CameraInfo of the new size
+    published just after the image (the order that lost a view): every view is used with
+    the CameraInfo of its own size (issue 24)."""
+    pipe = make(engine)
+    rng = np.random.default_rng(0)
+    for f, (w, h) in zip(frames, [(SIZE, SIZE), (57, 31), (SIZE, SIZE)]):
+        pipe.add_odometry(f.stamp_ns, f.T_odom_base)
+        sets = []
+        for i, name in enumerate(f.camera_names):
+            K = f.K[i] * [[w / SIZE], [h / SIZE], [1.0]]
+            image = f.images[i] if w == SIZE else rng.integers(0, 256, (h, w, 3), np.uint8)
+            sets += pipe.add_image(name, f.stamp_ns, image, f.stamp_ns + 1_000_000)
+            pipe.add_camera_info(name, f.stamp_ns, info(K, width=w, height=h))
+        sets += pipe.poll(f.stamp_ns + 2_000_000)  # the node polls every 20 ms
+        (synced,) = sets
+        r = pipe.process(synced)
+        assert r.ok and r.complete and not r.skipped, r.skipped
+        assert {(o.camera.width, o.camera.height) for o in r.cameras.values()} == {(w, h)}
+        assert {o.depth.shape for o in r.cameras.values()} == {(h, w)}
+    assert sum(pipe.stats()["views_skipped"]["front"].values()) == 0
+
+
+def test_a_short_odometry_gap_holds_the_map_and_a_long_one_resets_it(
+        engine: InferenceEngine, frames: list[Any], caplog: pytest.LogCaptureFixture) -> None:
+    """One set without odometry (gap 0.1 s <= odom_reset_timeout): the map is held in odom,
+    not fused and not reset, and fusion goes on when the pose is back. With a timeout below
+    the gap it falls back to base_link (a reset) and back (another)."""
+    pipe = make_cfg(engine, odom_max_age_ns=50_000_000)
+    r0 = pipe.process(feed(pipe, frames[0])[0])
+    with caplog.at_level("INFO", logger="depth_any_view"):
+        r1 = pipe.process(feed(pipe, frames[1], odometry=False)[0])
+        r2 = pipe.process(feed(pipe, frames[2])[0])
+    assert r1.fusion.held and not r1.fusion.accepted and r1.fusion.reset_reason is None
+    assert r1.map_frame == "odom" and r1.pose is None and "map held in odom" in r1.odometry_note
+    np.testing.assert_array_equal(r1.voxels, r0.voxels)  # the held map is still published
+    np.testing.assert_array_equal(r1.voxel_probability, r0.voxel_probability)
+    assert r2.fusion.accepted and r2.fusion.reset_reason is None and r2.map_frame == "odom"
+    stats = pipe.stats()
+    assert stats["fusion"]["resets"] == 0 and stats["fusion"]["held"] == 1
+    assert stats["sets"]["fusion_held"] == 1 and stats["sets"]["without_odometry"] == 1
+    text = [r.getMessage() for r in caplog.records]
+    assert sum("map held in odom" in t for t in text) == 1, text
+    assert sum("odometry is back" in t for t in text) == 1, text
+
+    short = make_cfg(engine, odom_max_age_ns=50_000_000, odom_reset_timeout_ns=50_000_000)
+    short.process(feed(short, frames[0])[0])
+    r1 = short.process(feed(short, frames[1], odometry=False)[0])
+    assert r1.map_frame == "base_link" and "odometry lost" in r1.fusion.reset_reason
+    assert "single-frame occupancy in base_link" in r1.odometry_note
+    r2 = short.process(feed(short, frames[2])[0])
+    assert "odometry available" in r2.fusion.reset_reason
+
+
+def test_odometry_quaternions_near_unit_length_are_normalised(
+        engine: InferenceEngine) -> None:
+    pipe = make(engine)
+    q = np.array([0.0, 0.0, math.sin(0.3), math.cos(0.3)])
+    assert pipe.add_odometry(10, ([1.0, 2.0, 0.0], q * 1.005)) is None  # a filter's output
+    T = pipe.odometry_at(10)
+    np.testing.assert_allclose(T[:3, :3] @ T[:3, :3].T, np.eye(3), atol=1e-12)
+    np.testing.assert_allclose(T[:2, 0], [math.cos(0.6), math.sin(0.6)], atol=1e-12)
+    err = pipe.add_odometry(20, ([1.0, 2.0, 0.0], q * 1.2))
+    assert err is not None and "norm 1.200000" in err and "0.05" in err
+    assert pipe.stats()["odometry"] == {"received": 2, "rejected": 1, "buffer_resets": 0}
+
+
+def test_a_forward_stamp_jump_resets_the_map_once(engine: InferenceEngine, frames: list[Any],
+                                                 caplog: pytest.LogCaptureFixture,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """Set stamps jump 100 s ahead (a clock jump): one log line, the map and the temporal
+    matching state reset (issue 24)."""
+    from dataclasses import replace
+
+    pipe = make(engine)
+    temporal_resets: list[int] = []
+    monkeypatch.setattr(pipe.engine.previous, "reset", lambda: temporal_resets.append(1))
+    pipe.process(feed(pipe, frames[0])[0])
+    pipe.process(feed(pipe, frames[1])[0])
+    jumped = replace(frames[2], stamp_ns=frames[1].stamp_ns + 100 * 10**9)
+    with caplog.at_level("INFO", logger="depth_any_view"):
+        r = pipe.process(feed(pipe, jumped)[0])
+    assert r.ok and r.fusion.accepted and r.map_frame == "odom"
+    assert r.fusion.reset_reason.startswith("set stamp jumped forward 100.000 s, more than "
+                                            "max_stamp_jump 10 s")
+    assert temporal_resets == [1]
+    stats = pipe.stats()
+    assert stats["sets"]["stamp_jumps"] == 1 and stats["fusion"]["resets"] == 1
+    lines = [rec.getMessage() for rec in caplog.records if "jumped forward" in rec.getMessage()]
+    assert len(lines) == 1, lines

@@ -78,7 +78,7 @@ def _check_size(height: int, width: int, nbytes: int, max_bytes: int) -> None:
     if nbytes > max_bytes:
         raise ImageEncodingError(
             f"Image of 'height' {height} x 'step' {nbytes // height} bytes is {nbytes} bytes, "
-            f"above the maximum of {max_bytes}; a corrupt header, or raise max_bytes")
+            f"above the limit of {max_bytes} bytes: its 'height' or 'step' field is corrupt")
 
 
 def image_to_array(encoding: str, height: int, width: int, step: int,

@@ -94,9 +94,21 @@ class PinholeCamera:
     @classmethod
     def from_camera_info(cls, width: int, height: int, distortion_model: str, d: Any,
                          k: Any, r: Any, p: Any) -> PinholeCamera:
-        """Camera from the fields of a sensor_msgs/CameraInfo (flat arrays as in the msg)."""
-        return cls(width=width, height=height, K=k, D=d, distortion_model=distortion_model,
-                   R=r, P=p)
+        """Camera from the fields of a sensor_msgs/CameraInfo (flat arrays as in the msg).
+
+        Besides the checks of every PinholeCamera, a principal point (cx, cy) outside the
+        image (cx < 0 or > width, cy < 0 or > height, pixels) is refused: in a CameraInfo
+        it means a corrupt or mixed-up calibration (CalibrationError names the field).
+        """
+        cam = cls(width=width, height=height, K=k, D=d, distortion_model=distortion_model,
+                  R=r, P=p)
+        for name, value, size in (("cx", cam.cx, cam.width), ("cy", cam.cy, cam.height)):
+            if not 0.0 <= value <= size:
+                raise CalibrationError(
+                    f"CameraInfo field 'k' has principal point {name} = {value:g} pixels, "
+                    f"outside the {cam.width}x{cam.height} image (0 to {size}); k is "
+                    "[fx, 0, cx, 0, fy, cy, 0, 0, 1]: check the calibration")
+        return cam
 
     @classmethod
     def from_intrinsics(cls, width: int, height: int, fx: float, fy: float, cx: float,

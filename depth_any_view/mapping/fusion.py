@@ -24,7 +24,8 @@ voxel some ray crossed still gains. This is what clears the voxels a moving obst
 left: the network's volume only covers what it predicts, the rays cover all the depth.
 
 Resets: `reset(reason)`, a stamp going backwards, odometry jumping faster than the
-configured speeds, or odometry appearing/disappearing. A pose with NaN/inf, a quaternion
+configured speeds, or odometry appearing/disappearing. `hold(reason)` skips an update and
+keeps the map (the pipeline's short odometry gaps). A pose with NaN/inf, a quaternion
 that is not unit length or a matrix that is not a rigid transform is rejected (the map
 is untouched) and the returned `UpdateStatus` says why. Without odometry the map is the
 latest single frame in base_link (`frame == 'base_link'`).
@@ -225,6 +226,7 @@ class UpdateStatus:
     # GPU does not wait for its kernels to count voxels nobody may look at.
     observed_count: int | torch.Tensor = 0  # map voxels that received an observation
     carved_count: int | torch.Tensor = 0  # map voxels that got a free-space miss (carving)
+    held: bool = False  # not integrated on purpose (`hold`): the map stays as it was
 
     @property
     def observed_voxels(self) -> int:
@@ -239,6 +241,8 @@ class UpdateStatus:
     @property
     def message(self) -> str:
         """One line describing the update (for logs)."""
+        if self.held:
+            return f"occupancy map held in {self.frame}, not fused: {self.rejected_reason}"
         if not self.accepted:
             return f"occupancy update rejected: {self.rejected_reason}"
         carved = f", {self.carved_voxels} carved free" if self.carved_voxels else ""
@@ -386,7 +390,7 @@ class OccupancyFusion:
         self._origin = np.asarray(self.config.lower, dtype=np.float64)  # metres in frame
         self._last_stamp_ns: int | None = None
         self._last_T: np.ndarray | None = None
-        self._counts = {"updates": 0, "rejected": 0, "resets": 0}
+        self._counts = {"updates": 0, "rejected": 0, "resets": 0, "held": 0}
         self._last_reset_reason: str | None = None
         # Buffers reused between updates: the other half of the double-buffered map (for
         # shifts), the sampling grid (3, X, Y, Z) and the network-side source volume.
@@ -419,7 +423,8 @@ class OccupancyFusion:
 
     @_map_threads
     def stats(self) -> dict[str, Any]:
-        """Counters (updates, rejected, resets), the last reset reason and known voxels."""
+        """Counters (updates, rejected, resets, held), the last reset reason and known
+        voxels."""
         return {**self._counts, "last_reset_reason": self._last_reset_reason,
                 "known_voxels": int(self._known.sum()), "frame": self.frame}
 
@@ -520,6 +525,12 @@ class OccupancyFusion:
         self._counts["updates"] += 1
         return UpdateStatus(True, frame, reset_reason, None,
                             tuple(int(s) for s in shift), n_obs, n_carved)
+
+    def hold(self, reason: str) -> UpdateStatus:
+        """Skip one update on purpose (e.g. a set without odometry during a short gap):
+        the map, its frame, last stamp and pose stay as they were; counted as 'held'."""
+        self._counts["held"] += 1
+        return UpdateStatus(False, self.frame, None, reason, held=True)
 
     def _reject(self, reason: str) -> UpdateStatus:
         """Count and describe a refused update."""

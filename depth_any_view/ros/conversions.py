@@ -157,7 +157,8 @@ def pose_to_matrix(pose: Pose, quaternion_tolerance: float = QUATERNION_TOLERANC
     """4x4 transform of a geometry_msgs/Pose; ValueError names the bad field.
 
     Rejects NaN/inf in position or orientation and a quaternion whose norm is off 1 by
-    more than `quaternion_tolerance` (a driver bug, not something to normalise away).
+    more than `quaternion_tolerance` (a bug in the source); a quaternion closer to unit
+    length (filters rarely give exactly 1) is normalised.
     """
     p = np.array([pose.position.x, pose.position.y, pose.position.z], dtype=np.float64)
     q = np.array([pose.orientation.x, pose.orientation.y, pose.orientation.z,
@@ -170,7 +171,8 @@ def pose_to_matrix(pose: Pose, quaternion_tolerance: float = QUATERNION_TOLERANC
         norm = float(np.linalg.norm(q))
     if not abs(norm - 1.0) <= quaternion_tolerance:
         raise ValueError(f"field '{field}.orientation' is not a unit quaternion (norm "
-                         f"{norm:.6f}, tolerance {quaternion_tolerance}): {q.tolist()}")
+                         f"{norm:.6f}; one within {quaternion_tolerance:g} of 1 is normalised, "
+                         f"this one is too far off): {q.tolist()}")
     return pose_to_transform((p, q), quaternion_tolerance)
 
 

@@ -13,10 +13,19 @@ Statuses (hardware_id = the node name):
   the cameras whose input was rejected within the last `input_timeout` seconds (with the
   last message, which names the camera and the field).
 - `depth_any_view: synchronizer`: sets complete/partial, dropped images by reason, resets,
-  the largest stamp spread of a set; WARN while a camera has sent no CameraInfo, and for
-  `event_hold` seconds after a reset (a stamp jump), saying why.
+  the largest stamp spread of a set; WARN while a camera has sent no image at all (naming
+  its topic: a wrong name or a QoS mismatch), while one sends images but no CameraInfo,
+  while a camera is out of sync (its stamps a constant offset beyond the slop from the
+  others'), and for `event_hold` seconds after a reset (a stamp jump), saying why.
 - `depth_any_view: inference`: device, precision, weights, latency p50/p95 (inference and
-  end-to-end, seconds), sets processed and dropped by reason; ERROR after failures.
+  end-to-end, seconds), sets processed and dropped by reason; ERROR after failures; WARN
+  when no set was processed for `inference_timeout` seconds, and when more than
+  `SUPERSEDED_WARN` of the last `OUTCOME_WINDOW` sets were superseded (the network is
+  slower than the cameras).
+
+`events()` gives the log lines of changes, once each: a camera going silent for
+`input_timeout` seconds (or never sending an image within `startup_grace` seconds), its
+images returning, a camera going out of sync and back.
 - `depth_any_view: occupancy`: frame (odom, or base_link without odometry = WARN),
   resets with the last reason, rejected updates; WARN while odometry is rejected (within
   `input_timeout`) and for `event_hold` seconds after a map reset or a refused update,
@@ -42,6 +51,9 @@ PREFIX = "depth_any_view"
 # An end-to-end latency outside this range (seconds) means the set stamps do not come from
 # the node's clock (a bag replayed without /clock or use_sim_time): not a latency at all.
 PLAUSIBLE_END_TO_END_S = (-1.0, 60.0)
+OUTCOME_WINDOW = 50  # sets over which the superseded fraction is taken
+SUPERSEDED_WARN = 0.5  # inference WARN above this fraction of superseded sets ...
+SUPERSEDED_MIN_SETS = 10  # ... once at least this many sets were seen
 
 
 @dataclass
@@ -93,12 +105,29 @@ class NodeDiagnostics:
 
     def __init__(self, cameras: list[str], *, latency_window: int = 100,
                  input_timeout: float = 1.0, rate_window: float = 5.0,
-                 event_hold: float = 5.0) -> None:
+                 event_hold: float = 5.0, inference_timeout: float = 5.0,
+                 image_topics: dict[str, str] | None = None, camera_qos: str = "",
+                 sync_slop: float | None = None, startup_grace: float = 5.0) -> None:
         """Track `cameras` (configured order); windows of `latency_window` sets; events
-        (resets, refused updates) keep their status at WARN for `event_hold` seconds."""
+        (resets, refused updates) keep their status at WARN for `event_hold` seconds.
+
+        `inference_timeout`: seconds without a processed set before the inference status
+        warns. `image_topics` (camera -> topic), `camera_qos` and `sync_slop` (seconds)
+        only make the messages name what to check. `startup_grace`: seconds after start
+        before a camera that never sent an image is logged (drivers start slowly).
+        """
         self.cameras = list(cameras)
         self.input_timeout = float(input_timeout)
         self.event_hold = float(event_hold)
+        self.inference_timeout = float(inference_timeout)
+        self.image_topics = dict(image_topics or {})
+        self.camera_qos = camera_qos
+        self.sync_slop = sync_slop
+        self.startup_grace = max(float(startup_grace), self.input_timeout)
+        self._outcomes: deque[bool] = deque(maxlen=OUTCOME_WINDOW)  # True = superseded
+        self._last_processed: float | None = None  # monotonic seconds
+        self._silent: dict[str, str] = {}  # camera -> 'silent' / 'never' (logged)
+        self._skewed: set[str] = set()  # cameras logged as out of sync
         self._lock = threading.Lock()
         self._rates = {c: RateMeter(rate_window) for c in self.cameras}
         self._bad = Counter()  # (camera, field) -> count
@@ -142,15 +171,19 @@ class NodeDiagnostics:
         """A synchronized set was dropped before publication, for `reason`."""
         with self._lock:
             self._dropped[reason] += 1
+            self._outcomes.append(reason == "superseded")
             if error is not None:
                 self._last_error = error
                 self._errors_since_success += 1
 
     def set_processed(self, missing: list[str], inference_s: float, end_to_end_s: float,
-                      fusion: dict[str, Any] | None = None) -> None:
-        """A set was published: the cameras it lacked, its latencies, the fusion state."""
+                      fusion: dict[str, Any] | None = None, t: float | None = None) -> None:
+        """A set was published: the cameras it lacked, its latencies, the fusion state (at
+        monotonic time t, default now)."""
         with self._lock:
             self._processed += 1
+            self._outcomes.append(False)
+            self._last_processed = time.monotonic() if t is None else t
             self._last_missing = list(missing)
             self._inference.append(float(inference_s))
             lo, hi = PLAUSIBLE_END_TO_END_S
@@ -186,6 +219,59 @@ class NodeDiagnostics:
                     out.append(c)
             return out
 
+    def _topic(self, camera: str) -> str:
+        """The camera's image topic for messages ('its topic' when unknown)."""
+        return self.image_topics.get(camera, "its image topic")
+
+    def _never_text(self, cameras: list[str]) -> str:
+        """What to check for cameras that never sent an image."""
+        topics = ", ".join(self._topic(c) for c in cameras)
+        qos = f" camera_qos '{self.camera_qos}'" if self.camera_qos else " camera_qos"
+        return (f"no image ever received on {topics}: check the topic name (ros2 topic "
+                f"list) and that the publisher's QoS is compatible with{qos}")
+
+    def events(self, now: float | None = None,
+               sync_stats: dict[str, Any] | None = None) -> list[tuple[int, str]]:
+        """(level, message) log lines of the changes since the last call, each once: a
+        camera that went silent or never sent an image (WARN), one whose images came back
+        (OK), a camera out of sync (WARN) or back in sync (OK)."""
+        now = time.monotonic() if now is None else now
+        out: list[tuple[int, str]] = []
+        with self._lock:
+            for c, m in self._rates.items():
+                state = self._silent.get(c)
+                if m.last is None:
+                    if state is None and now - self._started > self.startup_grace:
+                        self._silent[c] = "never"
+                        out.append((WARN, f"camera '{c}': {self._never_text([c])} (for "
+                                          f"{now - self._started:.0f} s since start)"))
+                elif now - m.last > self.input_timeout:
+                    if state is None:
+                        self._silent[c] = "silent"
+                        out.append((WARN, f"camera '{c}': no images on {self._topic(c)} for "
+                                          f"{now - m.last:.1f} s (input_timeout "
+                                          f"{self.input_timeout:g} s): the camera stopped, "
+                                          "or its messages are lost on the way"))
+                elif state is not None:
+                    del self._silent[c]
+                    out.append((OK, f"camera '{c}': images arrive again on "
+                                    f"{self._topic(c)}"))
+            skewed = dict((sync_stats or {}).get("out_of_sync") or {})
+            for c in sorted(set(skewed) - self._skewed):
+                out.append((WARN, self._skew_text(c, skewed[c])))
+            for c in sorted(self._skewed - set(skewed)):
+                out.append((OK, f"camera '{c}' is in sync with the other cameras again"))
+            self._skewed = set(skewed)
+        return out
+
+    def _skew_text(self, camera: str, offset_ns: int) -> str:
+        """Why a camera is out of sync and what to do."""
+        slop = "" if self.sync_slop is None else f" (sync_slop {self.sync_slop * 1e3:g} ms)"
+        return (f"camera '{camera}' is out of sync: its stamps are {offset_ns / 1e6:+.0f} ms "
+                f"from the other cameras'{slop}, so its images are not matched into sets "
+                "(dropped as late or no_partner); fix its driver's stamps (exposure time, "
+                "clock sync) or raise sync_slop")
+
     def dropped(self) -> dict[str, int]:
         """Sets dropped after synchronization, by reason."""
         with self._lock:
@@ -216,14 +302,21 @@ class NodeDiagnostics:
             e2e = percentiles(self._end_to_end)
             clock_offset = self._clock_offset_s
             processed = self._processed
+            stalled = (None if self._last_processed is None
+                       else now - self._last_processed)
+            outcomes = list(self._outcomes)
+            never = [c for c, m in self._rates.items() if m.count == 0]
             last_error = self._last_error
             failing = self._errors_since_success
             fusion = dict(self._fusion)
             odom_note = self._odometry_note
+        superseded = (sum(outcomes) / len(outcomes)
+                      if len(outcomes) >= SUPERSEDED_MIN_SETS else 0.0)
         return [self._cameras_status(rates, missing, bad, bad_last, recent_bad),
-                self._sync_status(sync_stats, events.get("synchronizer")),
+                self._sync_status(sync_stats, events.get("synchronizer"), never),
                 self._inference_status(engine, inf, e2e, processed, dropped, last_error,
-                                       failing, clock_offset),
+                                       failing, clock_offset, stalled,
+                                       (superseded, len(outcomes))),
                 self._occupancy_status(fusion, odom_note, recent_bad.get("odometry"),
                                        events.get("occupancy"))]
 
@@ -249,8 +342,10 @@ class NodeDiagnostics:
         return Status(OK, f"{PREFIX}: cameras", f"all {len(self.cameras)} cameras publishing",
                       values)
 
-    def _sync_status(self, stats: dict[str, Any] | None, event: str | None = None) -> Status:
-        """Synchronizer counters: sets complete/partial, drops by reason, resets."""
+    def _sync_status(self, stats: dict[str, Any] | None, event: str | None = None,
+                     never: list[str] | None = None) -> Status:
+        """Synchronizer counters: sets complete/partial, drops by reason, resets; WARN
+        naming cameras without any image (`never`), without CameraInfo, out of sync."""
         if not stats:
             return Status(STALE, f"{PREFIX}: synchronizer", "no synchronizer statistics")
         values = {"sets complete": str(stats["sets_complete"]),
@@ -263,9 +358,19 @@ class NodeDiagnostics:
         without_info = [c for c, s in stats["cameras"].items() if not s["has_camera_info"]]
         if stats.get("last_reset"):
             values["last reset"] = str(stats["last_reset"])
-        if without_info:
-            return Status(WARN, f"{PREFIX}: synchronizer",
-                          f"waiting for CameraInfo of: {', '.join(without_info)}", values)
+        never = [c for c in without_info if c in (never or [])]
+        waiting = [c for c in without_info if c not in never]
+        skewed = stats.get("out_of_sync") or {}
+        for c, offset in skewed.items():
+            values[f"{c} out of sync (ms)"] = f"{offset / 1e6:+.1f}"
+        parts = []
+        if never:
+            parts.append(f"no images from: {', '.join(never)} ({self._never_text(never)})")
+        if waiting:
+            parts.append(f"waiting for CameraInfo of: {', '.join(waiting)}")
+        parts += [self._skew_text(c, skewed[c]) for c in sorted(skewed)]
+        if parts:
+            return Status(WARN, f"{PREFIX}: synchronizer", "; ".join(parts), values)
         if event:
             return Status(WARN, f"{PREFIX}: synchronizer", event, values)
         total = sum(stats["dropped"].values())
@@ -278,9 +383,12 @@ class NodeDiagnostics:
     def _inference_status(self, engine: dict[str, Any] | None, inf: list[float],
                           e2e: list[float], processed: int, dropped: dict[str, int],
                           last_error: str | None, failing: int,
-                          clock_offset: float | None = None) -> Status:
-        """Device, latency percentiles and drops by reason; WARN when the set stamps are
-        not from the node's clock (then there is no end-to-end latency to report)."""
+                          clock_offset: float | None = None, stalled: float | None = None,
+                          superseded: tuple[float, int] = (0.0, 0)) -> Status:
+        """Device, latency percentiles and drops by reason; WARN when no set was processed
+        for `inference_timeout` (`stalled`: seconds since the last), when most recent sets
+        were superseded (`superseded`: fraction, sets), and when the set stamps are not
+        from the node's clock (then there is no end-to-end latency to report)."""
         values = {k: str(v) for k, v in (engine or {}).items()}
         values.update({"inference p50 (s)": f"{inf[0]:.4f}",
                        "inference p95 (s)": f"{inf[1]:.4f}",
@@ -298,6 +406,19 @@ class NodeDiagnostics:
         if processed == 0:
             return Status(WARN, f"{PREFIX}: inference", f"no set processed yet on {device}",
                           values)
+        if stalled is not None and stalled > self.inference_timeout:
+            return Status(WARN, f"{PREFIX}: inference",
+                          f"no set processed for {stalled:.1f} s on {device} "
+                          f"(inference_timeout {self.inference_timeout:g} s): see the cameras "
+                          "and synchronizer statuses", values)
+        fraction, n_sets = superseded
+        values["superseded (last sets)"] = f"{fraction * 100:.0f} % of {n_sets}"
+        if fraction > SUPERSEDED_WARN:
+            return Status(WARN, f"{PREFIX}: inference",
+                          f"{fraction * 100:.0f} % of the last {n_sets} sets were superseded "
+                          f"(not processed): the network (p50 {inf[0] * 1e3:.0f} ms on "
+                          f"{device}) is slower than the cameras; use a GPU or a lighter "
+                          "preset, fewer cameras, or a lower camera rate", values)
         if clock_offset is not None:
             text = (f"set stamps are {clock_offset:.3g} s from this node's clock: replaying a "
                     "bag? publish /clock and set use_sim_time:=true (end-to-end latency not "

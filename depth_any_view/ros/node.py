@@ -28,13 +28,16 @@ apart; BENCHMARKS.md). The MarkerArray (RViz only) is rebuilt and published at m
 `markers_period` seconds of set stamps, serialized with numpy (`marker_array_bytes`).
 
 Bad input never stops the node: a message that cannot be used (unsupported encoding, a
-`step` or size that does not match, missing or invalid CameraInfo, NaN odometry) is
+`step` or size that does not match, more pixels than `max_image_pixels` (refused on the
+header, before the data is read), missing or invalid CameraInfo, NaN odometry) is
 dropped with a throttled warning naming the camera and field, and counted in
-/diagnostics; the set goes ahead with the other cameras when at least `min_cameras`
-remain. A set the network fails on (e.g. out of memory) is dropped with a throttled error
-and counted, and the next set is tried. Start-up problems (a bad parameter, parameters
-file, rig file or weights) end the process with one line on stderr and exit status 2,
-before any of the node's topics exist. docs/TROUBLESHOOTING.md lists the messages.
+/diagnostics; a camera going silent, coming back or going out of sync gets one log line
+each (`NodeDiagnostics.events`, from the diagnostics timer); the set goes ahead with the
+other cameras when at least `min_cameras` remain. A set the network fails on (e.g. out
+of memory) is dropped with a throttled error and counted, and the next set is tried.
+Start-up problems (a bad parameter, parameters file, rig file or weights) end the process
+with one line on stderr and exit status 2, before any of the node's topics exist.
+docs/TROUBLESHOOTING.md lists the messages.
 """
 
 from __future__ import annotations
@@ -90,7 +93,7 @@ from depth_any_view.ros.conversions import (
     voxel_cloud,
     xyzrgb_cloud,
 )
-from depth_any_view.ros.diagnostics import NodeDiagnostics, to_diagnostic_array
+from depth_any_view.ros.diagnostics import OK, NodeDiagnostics, to_diagnostic_array
 from depth_any_view.ros.params import (
     PARAMETERS,
     SPECS,
@@ -287,7 +290,11 @@ class DepthAnyViewNode(Node):
         self._applied: Settings = s  # the settings the pipeline runs with
         self.diag = NodeDiagnostics(s.camera_names, latency_window=s.latency_window,
                                     input_timeout=s.input_timeout,
-                                    event_hold=max(5.0, 2.0 * s.diagnostics_period))
+                                    event_hold=max(5.0, 2.0 * s.diagnostics_period),
+                                    inference_timeout=s.inference_timeout,
+                                    image_topics={c: s.camera_topic(c, s.image_topic)
+                                                  for c in s.camera_names},
+                                    camera_qos=s.camera_qos, sync_slop=s.sync_slop)
         self._fusion_stats_at = -math.inf  # monotonic time the map statistics were last read
         self._engine_info = {k: v for k, v in self.pipeline.engine.describe().items()
                              if k in ("device", "device_name", "precision", "preset", "weights",
@@ -386,8 +393,13 @@ class DepthAnyViewNode(Node):
 
     # ------------------------------------------------------------------ input callbacks
     def _on_image(self, camera: str, msg: Image) -> None:
-        """Convert an image and queue it in the pipeline's synchronizer."""
+        """Convert an image and queue it in the pipeline's synchronizer (one larger than
+        max_image_pixels is refused on its header, before its data is read)."""
         self.diag.image_received(camera)
+        too_large = self.pipeline.check_image_size(camera, msg.width, msg.height)
+        if too_large is not None:
+            self._bad(camera, "image_size", too_large)
+            return
         try:
             array = image_msg_to_array(msg)
         except ImageEncodingError as exc:
@@ -452,6 +464,11 @@ class DepthAnyViewNode(Node):
         # the worker, so its counters can be read here without the pipeline's full stats.
         sync_stats = self.pipeline.sync.stats()
         s = self.settings
+        for level, message in self.diag.events(sync_stats=sync_stats):
+            if level == OK:
+                self.get_logger().info(message)
+            else:
+                self.get_logger().warning(message)
         for cam, c in sync_stats["cameras"].items():
             if c["received"] and not c["has_camera_info"]:  # its images wait, then drop
                 self._warn((cam, "no_camera_info"), (

@@ -144,6 +144,10 @@ PARAMETERS: tuple[ParamSpec, ...] = (
        choices=QOS_CHOICES),
     _p("qos_depth", 5, "History depth of the subscriptions and publishers (the "
        "transient-local grid keeps 1)", 1, 1000),
+    _p("max_image_pixels", 16_777_216,
+       "Images with more pixels (width x height) than this are refused before they are "
+       "copied or decoded, with a warning naming the camera and the size", 1,
+       1_000_000_000, unit="pixels"),
     # ---------------------------------------------------------------- synchronization
     _p("sync_slop", 0.02,
        "Largest stamp spread within one synchronized set; keep it below half a frame "
@@ -158,9 +162,16 @@ PARAMETERS: tuple[ParamSpec, ...] = (
        "Drop images whose stamp is older than now minus this; 0 = off (stamps and the "
        "node clock must share a time base)", 0.0, 3600.0, unit=S),
     _p("sync_poll_period", 0.02, "How often timed-out sets are checked", 0.001, 1.0, unit=S),
+    _p("max_stamp_jump", 10.0,
+       "A set stamped more than this after the previous set (a clock jump) resets the "
+       "occupancy map and the temporal state, with one log line", 0.1, 86400.0, unit=S),
     _p("odom_max_age", 0.2,
        "Odometry used for a set must be stamped within this of the set's stamp; else "
        "occupancy falls back to single-frame base_link", 0.001, 10.0, unit=S),
+    _p("odom_reset_timeout", 2.0,
+       "During an odometry gap up to this long (set stamps since the last fused set) the "
+       "map is held in odom and not fused; a longer gap resets it to single-frame "
+       "base_link; 0 = at once", 0.0, 3600.0, unit=S),
     _p("use_odometry", True,
        "Fuse occupancy over time in odom; false = single-frame occupancy in base_link"),
     _p("odometry_source", "topic",
@@ -288,6 +299,9 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     _p("latency_window", 100, "Sets over which latency percentiles are computed", 1, 100000),
     _p("input_timeout", 1.0,
        "A camera without images for this long is reported missing", 0.01, 60.0, unit=S),
+    _p("inference_timeout", 5.0,
+       "The inference status goes WARN when no set was processed for this long",
+       0.1, 3600.0, unit=S),
     _p("warn_throttle", 5.0, "Repeated warnings about one camera and field are throttled "
        "to one per this period", 0.0, 3600.0, runtime=True, unit=S),
 )

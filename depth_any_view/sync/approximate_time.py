@@ -8,6 +8,15 @@ node passes its own clock (sim time under bag replay).
 Matching (stated once, see `ApproximateTimeSynchronizer`):
 - Each camera has a queue of pending views sorted by stamp, at most `queue_size` long;
   only cameras that have sent CameraInfo take part in sets.
+- CameraInfo that belongs with its image: the caller may give each image and CameraInfo
+  a `key` (the pipeline gives the (width, height) of both). The last `INFO_HISTORY`
+  CameraInfo of each camera are kept; a view gets the one with its stamp (even of another
+  size: then the caller reports the mismatch), else the newest with its key (so a
+  resolution change whose CameraInfo arrives just after the image waits for it instead of
+  being compared with the old size). A view whose key no
+  CameraInfo has does not complete a set; once its window is decided (timeout or every
+  camera past it) it goes with the camera's latest CameraInfo, and the caller reports the
+  mismatch.
 - The candidate set of a pivot stamp P takes, for every camera, its newest pending view
   in [P - slop_ns, P]; so no set ever spans more than the slop (max - min <= slop_ns).
 - The *anchor* is the oldest pending view, with its window [t0, t0 + slop]. The window
@@ -29,11 +38,18 @@ Matching (stated once, see `ApproximateTimeSynchronizer`):
 
 Every image is accounted for exactly once: used in a set, dropped for a reason
 (`DROP_REASONS`), or still queued; `stats()` shows the counts per camera and reason.
+
+Out of sync (`out_of_sync`): a camera missing from most of the last `SET_HISTORY` sets
+whose nearest stamp lies at an about constant offset beyond the slop from those sets'
+stamps (a driver stamping late, a clock offset) is reported with that offset, instead of
+leaving only its `late` / `no_partner` drops to tell.
 """
 
 from __future__ import annotations
 
 import bisect
+import statistics
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -48,6 +64,10 @@ DROP_RESET = "reset"  # queued when the synchronizer reset (stamp jump or reset(
 DROP_FLUSHED = "flushed"  # still queued when flush() ended the stream
 DROP_REASONS = (DROP_QUEUE_OVERFLOW, DROP_LATE, DROP_DUPLICATE, DROP_NO_PARTNER,
                 DROP_TIMED_OUT, DROP_NO_CAMERA_INFO, DROP_STALE, DROP_RESET, DROP_FLUSHED)
+INFO_HISTORY = 8  # CameraInfo kept per camera (to match each image with its own)
+SET_HISTORY = 16  # emitted sets kept for the out-of-sync check
+STAMP_HISTORY = 32  # received stamps kept per camera for the out-of-sync check
+MIN_SKEW_SETS = 4  # sets a camera must be missing from before it is called out of sync
 
 
 @dataclass(frozen=True)
@@ -134,6 +154,7 @@ class _Pending:
     stamp_ns: int
     payload: Any
     arrival_ns: int
+    key: Any = None  # matched against the CameraInfo keys (None: any CameraInfo)
 
 
 @dataclass
@@ -144,6 +165,9 @@ class _CameraState:
     info: Any = None
     info_stamp_ns: int | None = None  # stamp of the latest CameraInfo
     has_info: bool = False
+    infos: deque = field(default_factory=lambda: deque(maxlen=INFO_HISTORY))  # (stamp,
+    #   key, info) of the latest CameraInfo, oldest first
+    recent_stamps: deque = field(default_factory=lambda: deque(maxlen=STAMP_HISTORY))
     newest_stamp_ns: int | None = None  # newest stamp received since the last reset
     last_used_stamp_ns: int | None = None
     received: int = 0
@@ -179,10 +203,14 @@ class ApproximateTimeSynchronizer:
         self._resets = 0
         self._last_reset: SyncReset | None = None
         self._pending_reset: SyncReset | None = None
+        self._recent_sets: deque[tuple[int, frozenset[str]]] = deque(maxlen=SET_HISTORY)
 
     # ------------------------------------------------------------------ inputs
-    def add_camera_info(self, camera: str, stamp_ns: int, info: Any) -> None:
-        """Store the latest CameraInfo of `camera`; sets use the latest one at emission.
+    def add_camera_info(self, camera: str, stamp_ns: int, info: Any, *,
+                        key: Any = None) -> None:
+        """Store a CameraInfo of `camera`; each view of a set gets the one that belongs
+        with it (its stamp and `key`, else the newest with its key; see the module
+        docstring). `key`: e.g. the (width, height) it describes; None matches any image.
 
         Queued images of a camera without CameraInfo wait (up to the timeout and queue
         size) and become usable when it arrives; call `poll` afterwards to match them.
@@ -192,9 +220,10 @@ class ApproximateTimeSynchronizer:
         state.info = info
         state.has_info = True
         state.infos_received += 1
+        state.infos.append((state.info_stamp_ns, key, info))
 
     def add_image(self, camera: str, stamp_ns: int, payload: Any,
-                  arrival_ns: int) -> list[SyncedSet]:
+                  arrival_ns: int, *, key: Any = None) -> list[SyncedSet]:
         """Queue one image and return the sets that became ready (usually 0 or 1).
 
         Args:
@@ -203,6 +232,8 @@ class ApproximateTimeSynchronizer:
             payload: anything (message, array); returned unchanged in the set.
             arrival_ns: the caller's clock when the image arrived; also used as "now" for
                 timeouts and staleness in this call.
+            key: matched against the keys of the camera's CameraInfo (e.g. the image's
+                (width, height)); None matches any CameraInfo.
 
         Returns:
             Sets formed by this call, oldest first.
@@ -218,13 +249,14 @@ class ApproximateTimeSynchronizer:
                        previous_stamp_ns=prev)
             prev = None
         state.newest_stamp_ns = stamp_ns if prev is None else max(prev, stamp_ns)
+        state.recent_stamps.append(stamp_ns)
         reason = self._admission_drop(state, stamp_ns, arrival_ns)
         if reason is not None:
             state.dropped[reason] += 1
         else:
             keys = [p.stamp_ns for p in state.queue]
             state.queue.insert(bisect.bisect_right(keys, stamp_ns),
-                               _Pending(stamp_ns, payload, arrival_ns))
+                               _Pending(stamp_ns, payload, arrival_ns, key))
             if len(state.queue) > self.config.queue_size:
                 self._drop(camera, state.queue.pop(0), DROP_QUEUE_OVERFLOW)
         return self._match(arrival_ns, force=False)
@@ -261,7 +293,9 @@ class ApproximateTimeSynchronizer:
                 self._drop(cam, state.queue.pop(0), DROP_RESET)
             state.newest_stamp_ns = None
             state.last_used_stamp_ns = None
+            state.recent_stamps.clear()
         self._watermark_ns = None
+        self._recent_sets.clear()
         self._resets += 1
         self._last_reset = SyncReset(reason, camera, stamp_ns, previous_stamp_ns)
         self._pending_reset = self._last_reset
@@ -276,13 +310,39 @@ class ApproximateTimeSynchronizer:
         """Configured cameras that have not sent any CameraInfo yet."""
         return [c for c, s in self._cams.items() if not s.has_info]
 
+    def out_of_sync(self) -> dict[str, int]:
+        """Cameras whose stamps are off the sets' by an about constant offset beyond the
+        slop, with that offset in integer nanoseconds (positive: the camera's stamps are
+        later). See the module docstring; a stopped camera (offsets that grow) or one at
+        another rate is not reported."""
+        sets = list(self._recent_sets)
+        if len(sets) < MIN_SKEW_SETS:
+            return {}
+        stamps = sorted(s for s, _ in sets)
+        period = statistics.median(b - a for a, b in zip(stamps, stamps[1:]))
+        slop = self.config.slop_ns
+        out: dict[str, int] = {}
+        for camera, state in self._cams.items():
+            missed = [s for s, missing in sets if camera in missing]
+            seen = list(state.recent_stamps)
+            if len(missed) < max(MIN_SKEW_SETS, len(sets) // 2) or not seen:
+                continue
+            offsets = [min(seen, key=lambda t, s=s: abs(t - s)) - s for s in missed]
+            skew = int(statistics.median(offsets))
+            if (all(abs(o) > slop and (o > 0) == (skew > 0) for o in offsets)
+                    and max(offsets) - min(offsets) <= max(slop, 1)
+                    and abs(skew) < period / 2):
+                out[camera] = skew
+        return out
+
     def queued(self) -> dict[str, int]:
         """Number of pending views per camera."""
         return {c: len(s.queue) for c, s in self._cams.items()}
 
     def stats(self) -> dict[str, Any]:
         """Counters: per camera received/used/queued/dropped-by-reason, totals, resets and
-        `max_spread_ns`, the largest stamp spread of a set so far (never above the slop).
+        `max_spread_ns`, the largest stamp spread of a set so far (never above the slop),
+        and `out_of_sync` (camera -> stamp offset in ns, see `out_of_sync`).
 
         For every camera, received == used + sum(dropped.values()) + queued.
         """
@@ -299,7 +359,8 @@ class ApproximateTimeSynchronizer:
         return {"cameras": cams, "dropped": dropped_total,
                 "sets_complete": self._sets_complete, "sets_partial": self._sets_partial,
                 "max_spread_ns": self._max_spread_ns, "resets": self._resets,
-                "last_reset": None if self._last_reset is None else self._last_reset.reason}
+                "last_reset": None if self._last_reset is None else self._last_reset.reason,
+                "out_of_sync": self.out_of_sync()}
 
     # ------------------------------------------------------------------ internals
     def _state(self, camera: str) -> _CameraState:
@@ -324,11 +385,32 @@ class ApproximateTimeSynchronizer:
             return DROP_STALE
         return None
 
+    @staticmethod
+    def _matches(state: _CameraState, pending: _Pending) -> bool:
+        """Whether the camera has a CameraInfo whose key fits the view's."""
+        return state.has_info and (pending.key is None or any(
+            k is None or k == pending.key for _, k, _ in state.infos))
+
+    @staticmethod
+    def _info_for(state: _CameraState, pending: _Pending) -> Any:
+        """The CameraInfo of a view: the newest with its stamp (one with its key first;
+        one of another size is the image's own and its mismatch is reported), else the
+        newest with its key, else the camera's latest."""
+        fits = [pending.key is None or k is None or k == pending.key for _, k, _ in state.infos]
+        same_stamp = [(fit, i) for fit, (s, _, i) in zip(fits, state.infos)
+                      if s == pending.stamp_ns]
+        if same_stamp:
+            own = [i for fit, i in same_stamp if fit]
+            return own[-1] if own else same_stamp[-1][1]
+        fitting = [i for fit, (_, _, i) in zip(fits, state.infos) if fit]
+        return fitting[-1] if fitting else state.info
+
     def _drop(self, camera: str, pending: _Pending, reason: str) -> None:
-        """Count one dropped view; views of cameras without CameraInfo count as such."""
+        """Count one dropped view; views without a CameraInfo that fits them count as
+        such."""
         state = self._cams[camera]
-        if not state.has_info and reason in (DROP_NO_PARTNER, DROP_TIMED_OUT,
-                                             DROP_QUEUE_OVERFLOW):
+        if not self._matches(state, pending) and reason in (DROP_NO_PARTNER, DROP_TIMED_OUT,
+                                                            DROP_QUEUE_OVERFLOW):
             reason = DROP_NO_CAMERA_INFO
         state.dropped[reason] += 1
 
@@ -341,15 +423,16 @@ class ApproximateTimeSynchronizer:
             while state.queue and state.queue[0].stamp_ns < now_ns - stale:
                 self._drop(camera, state.queue.pop(0), DROP_STALE)
 
-    def _candidate(self, pivot_ns: int, keys: dict[str, list[int]]) -> dict[str, _Pending]:
-        """For every usable camera (keys: its queued stamps), its newest view in
-        [pivot - slop, pivot]."""
+    def _candidate(self, pivot_ns: int, keys: dict[str, list[int]],
+                   views: dict[str, list[_Pending]]) -> dict[str, _Pending]:
+        """For every usable camera (keys: the stamps of its `views`, sorted), its newest
+        view in [pivot - slop, pivot]."""
         chosen: dict[str, _Pending] = {}
         lo = pivot_ns - self.config.slop_ns
         for camera, stamps in keys.items():
             i = bisect.bisect_right(stamps, pivot_ns) - 1
             if i >= 0 and stamps[i] >= lo:
-                chosen[camera] = self._cams[camera].queue[i]
+                chosen[camera] = views[camera][i]
         return chosen
 
     def _match(self, now_ns: int, force: bool) -> list[SyncedSet]:
@@ -359,21 +442,26 @@ class ApproximateTimeSynchronizer:
         slop = self.config.slop_ns
         n_cams = len(self._cams)
         while True:
-            keys = {c: [p.stamp_ns for p in s.queue] for c, s in self._cams.items()
-                    if s.has_info and s.queue}  # usable cameras -> sorted queued stamps
-            if not keys:
+            # Views of cameras with CameraInfo (a decided window takes them), and those
+            # with a CameraInfo that fits them (only these complete a set early).
+            views = {c: s.queue for c, s in self._cams.items() if s.has_info and s.queue}
+            if not views:
                 return out
+            keys = {c: [p.stamp_ns for p in v] for c, v in views.items()}  # sorted stamps
+            fitting = {c: [p for p in v if self._matches(self._cams[c], p)]
+                       for c, v in views.items()}
+            fitting = {c: v for c, v in fitting.items() if v}
             # Anchor: oldest pending usable view (ties: configured camera order).
             anchor_cam = min(keys, key=lambda c: (keys[c][0], self.config.cameras.index(c)))
             t0 = keys[anchor_cam][0]
             window_end = t0 + slop
             settled = all(s.newest_stamp_ns is not None and s.newest_stamp_ns > window_end
                           for s in self._cams.values())
-            first_arrival = min(p.arrival_ns for c in keys for p in self._cams[c].queue
+            first_arrival = min(p.arrival_ns for c in views for p in views[c]
                                 if p.stamp_ns <= window_end)
             timed_out = now_ns - first_arrival >= self.config.timeout_ns
             decidable = force or settled or timed_out
-            complete = self._best_complete(keys) if len(keys) == n_cams else None
+            complete = self._best_complete(fitting) if len(fitting) == n_cams else None
             if complete is not None and (not decidable or min(
                     p.stamp_ns for p in complete.values()) <= window_end):
                 out.append(self._emit(complete, now_ns))
@@ -381,7 +469,7 @@ class ApproximateTimeSynchronizer:
             if not decidable:
                 return out
             pivots = sorted({t for v in keys.values() for t in v if t <= window_end})
-            candidates = [(pv, self._candidate(pv, keys)) for pv in pivots]
+            candidates = [(pv, self._candidate(pv, keys, views)) for pv in pivots]
             _, best = min(candidates, key=lambda x: (-len(x[1]), self._spread(x[1]), x[0]))
             if len(best) >= self.config.min_cameras:
                 out.append(self._emit(best, now_ns))
@@ -390,13 +478,15 @@ class ApproximateTimeSynchronizer:
                           else DROP_FLUSHED)
                 self._drop(anchor_cam, self._cams[anchor_cam].queue.pop(0), reason)
 
-    def _best_complete(self, keys: dict[str, list[int]]) -> dict[str, _Pending] | None:
-        """The earliest complete candidate, or a tighter one pivoting within the slop of it."""
+    def _best_complete(self, views: dict[str, list[_Pending]]) -> dict[str, _Pending] | None:
+        """The earliest complete candidate of `views` (per camera, sorted by stamp), or a
+        tighter one pivoting within the slop of it."""
+        keys = {c: [p.stamp_ns for p in v] for c, v in views.items()}
         complete = []
         for pv in sorted({t for v in keys.values() for t in v}):
             if complete and pv > complete[0][0] + self.config.slop_ns:
                 break
-            cand = self._candidate(pv, keys)
+            cand = self._candidate(pv, keys, views)
             if len(cand) == len(self._cams):
                 complete.append((pv, cand))
         if not complete:
@@ -418,7 +508,7 @@ class ApproximateTimeSynchronizer:
         for camera, state in self._cams.items():
             if camera in chosen:
                 p = chosen[camera]
-                views[camera] = SyncedView(p.stamp_ns, p.payload, state.info)
+                views[camera] = SyncedView(p.stamp_ns, p.payload, self._info_for(state, p))
                 state.used += 1
                 state.last_used_stamp_ns = p.stamp_ns
             else:
@@ -435,6 +525,7 @@ class ApproximateTimeSynchronizer:
             state.queue = keep
         self._watermark_ns = newest
         stamps = sorted(v.stamp_ns for v in views.values())
+        self._recent_sets.append((stamps[(len(stamps) - 1) // 2], frozenset(missing)))
         self._max_spread_ns = max(self._max_spread_ns, stamps[-1] - stamps[0])
         if missing:
             self._sets_partial += 1
