@@ -341,7 +341,7 @@ def _wait_subscribers(player: Any, expected: Mapping[str, int], timeout_s: float
 
 def _file_and(params_file: Path, overrides: Mapping[str, Any]) -> dict[str, Any]:
     """The node's parameter values: the file's section, then the overrides."""
-    from depth_any_view.bag.evaluate import load_node_parameters
+    from depth_any_view.bag.node_parameters import load_node_parameters
 
     values, _ = load_node_parameters(params_file)
     values.update(overrides)
@@ -661,7 +661,8 @@ def _run(out: Path, env: RosEnvironment, *, frames: int, seed: int, size: tuple[
          params_file: Path | str | None, parameters: Mapping[str, Any] | None,
          scene: str) -> int:
     """run_demo inside its DDS environment."""
-    from depth_any_view.bag.evaluate import evaluate_bag, load_node_parameters
+    from depth_any_view.bag.evaluate import evaluate_bag
+    from depth_any_view.bag.node_parameters import load_node_parameters
     from depth_any_view.bag.report import format_headline, headline
     from depth_any_view.bag.writer import write_bag
     from depth_any_view.config import config_path

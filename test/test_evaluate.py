@@ -12,8 +12,9 @@ import yaml
 from helpers import OCCUPANCY_GAIN, copy_bag, tiny_model, write_tiny_network
 from rosbags.rosbag2 import StoragePlugin, Writer
 
-from depth_any_view.bag.evaluate import evaluate_bag, load_node_parameters
+from depth_any_view.bag.evaluate import evaluate_bag
 from depth_any_view.bag.messages import BagError, default_typestore
+from depth_any_view.bag.node_parameters import load_node_parameters
 from depth_any_view.bag.reader import BagReader
 from depth_any_view.bag.report import FIGURES, headline
 from depth_any_view.config import ConfigError

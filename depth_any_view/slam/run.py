@@ -1,6 +1,6 @@
 """`depth-any-view slam`: the node's output drives real odometry and mapping, scored.
 
-`run_slam` feeds a rosbag2 through the node's own pipeline with `bag/evaluate.py`
+`run_slam` feeds a rosbag2 through the node's own pipeline with `bag/feeder.py`
 `BagFeeder` (the loop behind `eval-bag`, no copy) and gives every processed set to a
 consumer that runs here:
 
@@ -40,17 +40,12 @@ from typing import Any
 
 import numpy as np
 
-from depth_any_view.bag.evaluate import (
-    BagFeeder,
-    FedSet,
-    choose_rig,
-    image_camera,
-    load_pipeline_config,
-    plan_topics,
-)
+from depth_any_view.bag.feeder import BagFeeder, FedSet, image_camera
 from depth_any_view.bag.messages import BagError
+from depth_any_view.bag.node_parameters import load_pipeline_config
 from depth_any_view.bag.reader import BagReader
 from depth_any_view.bag.report import to_jsonable
+from depth_any_view.bag.topic_plan import choose_rig, plan_topics
 from depth_any_view.geometry.camera import PinholeCamera
 from depth_any_view.mapping.points import depth_to_points, voxel_downsample
 from depth_any_view.pipeline import Pipeline, PipelineResult
