@@ -10,7 +10,8 @@
   meshes, a headless picture of a mesh.
 - `run`: `depth-any-view slam` (`run_slam`): a bag through the node's pipeline
   (bag/feeder.py `BagFeeder`) into a consumer, predicted and ground-truth depth side by
-  side, with report.json / report.md, TUM files, plots and meshes.
+  side; `consumers`: what each consumer is given per set and what it gave (`ConsumerRun`);
+  `slam_report`: each run scored, report.md, TUM files, plots and meshes.
 - `slam_config`: `load_slam_config` reads config/slam.yaml (the consumers' settings, the
   scoring and the targets); the pipeline reads it too, so it imports nothing above slam/.
 """
