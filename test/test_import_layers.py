@@ -32,7 +32,7 @@ PACKAGE_DIR = Path(__file__).resolve().parents[1] / PACKAGE
 # The core: the algorithms, usable and testable on their own.
 CORE = ("geometry", "model", "inference", "mapping", "sync", "data", "training")
 # Above the core: what wires it to bags, SLAM consumers, ROS, benchmarks and the command line.
-UPPER = ("slam", "bag", "ros", "bench", "pipeline", "cli", "demo")
+UPPER = ("slam", "bag", "ros", "bench", "pipeline", "cli", "demo", "demo_picture")
 
 
 def module_name(path: Path, root: Path = PACKAGE_DIR) -> str:
