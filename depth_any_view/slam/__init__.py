@@ -1,5 +1,10 @@
 """SLAM integration: real consumers of the node's output, run and scored offline.
 
+Two layers (docs/ARCHITECTURE.md, test/test_import_layers.py): the consumer library
+(`trajectory`, `odometry`, `odometry_estimate`, `mesh`, `slam_config`) imports only the
+core and is run by the pipeline for its cameras-only odometry; the `slam` command (`run`,
+`consumers`, `slam_report`) feeds bags through the pipeline into it.
+
 - `trajectory`: Umeyama SE(3) alignment, ATE, RPE by travelled distance, tracking jumps,
   TUM trajectory files (numpy only).
 - `odometry`: KISS-ICP on the fused base_link cloud and Open3D RGB-D odometry per camera,
