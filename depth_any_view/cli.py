@@ -210,7 +210,8 @@ def cmd_slam(args: argparse.Namespace) -> int:
     against the bag's odometry; report, TUM trajectories, plot and meshes (slam/run.py)."""
     from depth_any_view.bag.messages import BagError
     from depth_any_view.model.weights import WeightsError
-    from depth_any_view.slam.run import RUN_LABELS, run_slam
+    from depth_any_view.slam.run import run_slam
+    from depth_any_view.slam.slam_report import RUN_LABELS
 
     overrides = {"device": args.device} if args.device else None
     try:

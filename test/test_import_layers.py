@@ -17,6 +17,13 @@ Cycles are looked for between modules (`from depth_any_view.a.b import name` poi
 `a.b`). Layers (docs/ARCHITECTURE.md, "Layers and the one pipeline"): the core packages in
 `CORE` may import each other and `depth_any_view/config.py`, never a package or module of
 `UPPER`; the failure names the file and line of each such import.
+
+slam/ holds two layers. Its consumer library (`SLAM_LIBRARY`: odometry, TSDF mesh,
+trajectory metrics, their settings) sits beside the core: it imports only the core,
+config.py and itself, and the pipeline runs it (cameras-only odometry). The `slam` command
+(`SLAM_COMMAND`) sits above the pipeline, beside bag/: it feeds bags through the pipeline
+into that library. So everything the pipeline imports, directly or not, is the core,
+config.py or the slam library; every module of slam/ is in one of the two lists.
 """
 
 from __future__ import annotations
@@ -32,7 +39,10 @@ PACKAGE_DIR = Path(__file__).resolve().parents[1] / PACKAGE
 # The core: the algorithms, usable and testable on their own.
 CORE = ("geometry", "model", "inference", "mapping", "sync", "data", "training")
 # Above the core: what wires it to bags, SLAM consumers, ROS, benchmarks and the command line.
-UPPER = ("slam", "bag", "ros", "bench", "pipeline", "cli", "demo")
+UPPER = ("slam", "bag", "ros", "bench", "pipeline", "cli", "demo", "demo_picture")
+# slam/ in two layers (module names inside slam/; the package itself counts as library).
+SLAM_LIBRARY = ("trajectory", "odometry", "odometry_estimate", "mesh", "slam_config")
+SLAM_COMMAND = ("run", "consumers", "slam_report")  # above the pipeline, beside bag/
 
 
 def module_name(path: Path, root: Path = PACKAGE_DIR) -> str:
@@ -191,6 +201,40 @@ def upward_imports(graph: dict[str, list[tuple[str, int]]], modules: dict[str, P
     return found
 
 
+def slam_part(name: str) -> str | None:
+    """'library' or 'command' for a module of slam/ (None outside slam/ or unlisted)."""
+    parts = name.split(".")
+    if parts[1:2] != ["slam"]:
+        return None
+    if len(parts) == 2 or parts[2] in SLAM_LIBRARY:
+        return "library"
+    return "command" if parts[2] in SLAM_COMMAND else None
+
+
+def below_pipeline(name: str) -> bool:
+    """The core, config.py and slam/'s consumer library: what the pipeline may import."""
+    return layer(name) in (*CORE, "config") or slam_part(name) == "library"
+
+
+def pipeline_imports(graph: dict[str, list[tuple[str, int]]], modules: dict[str, Path],
+                     root: Path = PACKAGE_DIR) -> list[str]:
+    """`file:line: importer imports target` for each import, reached from the pipeline
+    (directly or through any chain of imports), of a module not below the pipeline."""
+    start = sorted(name for name in graph if layer(name) == "pipeline")
+    seen, frontier, found = set(start), list(start), []
+    while frontier:
+        name = frontier.pop(0)
+        for target, line in graph[name]:
+            if layer(target) == "pipeline" or below_pipeline(target):
+                if target not in seen:
+                    seen.add(target)
+                    frontier.append(target)
+            else:
+                relative = modules[name].relative_to(root.parent)
+                found.append(f"{relative}:{line}: {name} imports {target}")
+    return found
+
+
 def test_the_graph_sees_the_package():
     graph = import_graph()
     # Sanity: every layer is there, and known imports are found (a parser that sees nothing
@@ -210,6 +254,30 @@ def test_core_imports_nothing_above_it():
     modules = find_modules()
     found = upward_imports(import_graph(), modules)
     assert not found, "the core imports upward:\n" + "\n".join(found)
+
+
+def test_every_slam_module_is_library_or_command():
+    unlisted = [name for name in find_modules() if layer(name) == "slam"
+                and slam_part(name) is None]
+    assert not unlisted, (f"{unlisted}: add each to SLAM_LIBRARY (the pipeline may use it; "
+                          "it imports only the core) or SLAM_COMMAND (above the pipeline)")
+
+
+def test_the_pipeline_imports_only_the_core_and_the_slam_library():
+    """The pipeline sits above slam/'s consumer library and below the `slam` command."""
+    modules = find_modules()
+    found = pipeline_imports(import_graph(), modules)
+    assert not found, ("the pipeline reaches above the core and the slam library:\n"
+                       + "\n".join(found))
+
+
+def test_the_slam_library_imports_only_the_core():
+    modules = find_modules()
+    found = [f"{modules[name].relative_to(PACKAGE_DIR.parent)}:{line}: {name} imports {target}"
+             for name, edges in sorted(import_graph().items())
+             if slam_part(name) == "library"
+             for target, line in edges if not below_pipeline(target)]
+    assert not found, "slam/'s consumer library imports upward:\n" + "\n".join(found)
 
 
 def _write(root: Path, files: dict[str, str]) -> Path:
@@ -261,3 +329,25 @@ def test_import_forms(tmp_path, statement, target):
         "data/__init__.py": "", "data/synth.py": f"if True:\n    {statement}\n",
     })
     assert import_graph(package)["depth_any_view.data.synth"] == [(target, 2)]
+
+
+def test_the_pipeline_check_follows_chains_through_the_slam_library(tmp_path):
+    package = _write(tmp_path, {
+        "__init__.py": "", "config.py": "",
+        "pipeline.py": ("from depth_any_view.slam.odometry import Odometry\n"
+                        "def make():\n    from depth_any_view.slam import run\n"),
+        "slam/__init__.py": "",
+        "slam/odometry.py": "from depth_any_view import config\nOdometry = None\n",
+        "slam/mesh.py": "from depth_any_view.bag.reader import BagReader\n",
+        "slam/run.py": "from depth_any_view.slam.mesh import BagReader\n",
+        "bag/__init__.py": "", "bag/reader.py": "BagReader = None\n",
+    })
+    graph = import_graph(package)
+    modules = find_modules(package)
+    assert pipeline_imports(graph, modules, package) == [
+        "depth_any_view/pipeline.py:3: depth_any_view.pipeline imports "
+        "depth_any_view.slam.run"]
+    graph["depth_any_view.slam.odometry"].append(("depth_any_view.slam.mesh", 1))
+    assert pipeline_imports(graph, modules, package)[-1] == (
+        "depth_any_view/slam/mesh.py:1: depth_any_view.slam.mesh imports "
+        "depth_any_view.bag.reader")

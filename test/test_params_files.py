@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from depth_any_view.bag.evaluate import load_node_parameters
+from depth_any_view.bag.node_parameters import load_node_parameters
 from depth_any_view.config import ConfigError, node_name_matches, parameter_sections
 from depth_any_view.ros.params import NODE_SECTION, params_files, unmatched_params_files
 

@@ -17,8 +17,9 @@ from depth_any_view.cli import main
 from depth_any_view.config import ConfigError
 from depth_any_view.geometry.camera import PinholeCamera
 from depth_any_view.slam.mesh import camera_view
-from depth_any_view.slam.run import TUM_FILES, run_slam
+from depth_any_view.slam.run import run_slam
 from depth_any_view.slam.slam_config import SlamConfig, load_slam_config
+from depth_any_view.slam.slam_report import TUM_FILES
 from depth_any_view.slam.trajectory import read_tum
 
 FRAMES = 24

@@ -1,4 +1,5 @@
-"""Tests of bag/evaluate.py and bag/report.py on tiny synthetic bags and a tiny network."""
+"""Tests of bag/evaluate.py (with the bag modules it runs: feeder, topic plan, output bag)
+and bag/report.py on tiny synthetic bags and a tiny network."""
 
 from __future__ import annotations
 
@@ -12,11 +13,10 @@ import yaml
 from helpers import OCCUPANCY_GAIN, copy_bag, tiny_model, write_tiny_network
 from rosbags.rosbag2 import StoragePlugin, Writer
 
-from depth_any_view.bag.evaluate import evaluate_bag, load_node_parameters
+from depth_any_view.bag.evaluate import evaluate_bag
 from depth_any_view.bag.messages import BagError, default_typestore
 from depth_any_view.bag.reader import BagReader
 from depth_any_view.bag.report import FIGURES, headline
-from depth_any_view.config import ConfigError
 
 CAMERAS = ["front", "front_left", "front_right", "back", "back_left", "back_right"]
 SIZE = (48, 48)  # (width, height) pixels
@@ -317,20 +317,6 @@ def test_corrupt_and_missing_bags_raise_bag_error(params: Path, work: Path) -> N
                                   typestore=ts)
     with pytest.raises(BagError, match="no messages on the camera image topics"):
         evaluate_bag(empty, work / "report_bad", params_file=params, progress=False)
-
-
-# ---------------------------------------------------------------------------- parameters
-def test_parameters_file_sections(work: Path) -> None:
-    values, path = load_node_parameters(None)
-    assert path.name == "depth_any_view.yaml" and values["camera_names"] == CAMERAS
-    bad = work / "params_bad.yaml"
-    bad.write_text(yaml.safe_dump({"other_node": {"ros__parameters": {"a": 1}}}))
-    with pytest.raises(ConfigError,
-                       match="no .ros__parameters. section for the node /depth_any_view"):
-        load_node_parameters(bad)
-    bad.write_text(yaml.safe_dump({"depth_any_view": {"parameters": {"a": 1}}}))
-    with pytest.raises(ConfigError, match="ros__parameters"):
-        load_node_parameters(bad)
 
 
 # ---------------------------------------------------------------------------- command line
