@@ -1,7 +1,7 @@
 """The node's processing pipeline without ROS: cameras and odometry in, every output out.
 
 One class, `Pipeline`, is what both callers run: the rclpy node (callbacks feed it, a
-worker thread calls `process`) and the offline rosbag evaluation (bag/evaluate.py feeds it
+worker thread calls `process`) and the offline rosbag evaluation (bag/feeder.py feeds it
 in bag order with the bag's record time as the clock). Neither holds a copy of the logic:
 
     add_camera_info(camera, stamp_ns, info)        latest calibration per camera

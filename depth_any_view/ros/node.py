@@ -1,7 +1,7 @@
 """The depth_any_view ROS 2 node: N synchronized cameras in; depth, points, occupancy out.
 
 A thin adapter (docs/DESIGN.md) over `depth_any_view.pipeline.Pipeline`, the same object
-the offline bag evaluation (bag/evaluate.py) runs: callbacks turn messages into arrays
+the offline bag evaluation (bag/feeder.py) runs: callbacks turn messages into arrays
 (`ros/conversions.py`) and feed the pipeline (`add_camera_info`, `add_image`,
 `add_odometry`, `poll`); the worker runs `Pipeline.process` on each synchronized set and
 publishes its `PipelineResult` as messages. Synchronization, the odometry pose buffer,
