@@ -157,7 +157,17 @@ def _forward_row(preset: str, device: str, precision: str, engine: Any, fwd: dic
 def run_bench(opts: BenchOptions, progress: Callable[[str], None] | None = None
               ) -> dict[str, Any]:
     """Run the benchmark into `opts.out`; returns the result (also written as bench.json
-    and bench.md there)."""
+    and bench.md there). The engine's and the pipeline's logging is quietened for the run
+    and restored afterwards."""
+    from depth_any_view.bench.stages import quiet_loggers
+
+    with quiet_loggers("depth_any_view.inference.engine", "depth_any_view.pipeline"):
+        return _run_bench(opts, progress)
+
+
+def _run_bench(opts: BenchOptions, progress: Callable[[str], None] | None = None
+              ) -> dict[str, Any]:
+    """`run_bench` without the logging set-up."""
     from depth_any_view.bench import report
     from depth_any_view.bench.compare import (
         compare_conversions,
@@ -188,8 +198,6 @@ def run_bench(opts: BenchOptions, progress: Callable[[str], None] | None = None
         import torch
 
         torch.set_num_threads(opts.threads)
-    for name in ("depth_any_view.inference.engine", "depth_any_view.pipeline"):
-        logging.getLogger(name).setLevel(logging.ERROR)
     os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
     domain_id = common.ros_domain_id()
     devices = resolve_devices(opts.devices)

@@ -36,8 +36,9 @@ the result says why.
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -56,6 +57,22 @@ from depth_any_view.mapping.carving import DepthViews
 from depth_any_view.ros.params import SPECS
 
 LOG = logging.getLogger(__name__)
+
+
+@contextlib.contextmanager
+def quiet_loggers(*names: str) -> Iterator[None]:
+    """Only errors from these loggers inside the block (the engine's and the pipeline's
+    start-up lines would bury the bench's own); their levels are restored afterwards, so
+    a bench run in a process (the tests) leaves its logging as it found it."""
+    loggers = [logging.getLogger(n) for n in names]
+    saved = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        for lg, level in zip(loggers, saved):
+            lg.setLevel(level)
 
 STAGES = ("intake", "decode", "preprocess", "forward", "postprocess", "points", "pointcloud2",
           "fusion_update", "fusion_carve", "fusion_outputs", "voxels_msg", "markers",
@@ -102,8 +119,8 @@ def make_engine(preset: str, device: str = "cpu", precision: str = "fp32", *,
                        model_overrides=dict(overrides or {}), warmup_iters=0, threads=threads,
                        compile=compile, compile_mode=compile_mode, return_images=True,
                        backend=backend)
-    logging.getLogger("depth_any_view.inference.engine").setLevel(logging.ERROR)
-    return InferenceEngine(cfg)
+    with quiet_loggers("depth_any_view.inference.engine"):
+        return InferenceEngine(cfg)
 
 
 def views_of(w: Workload) -> list[ViewInput]:
