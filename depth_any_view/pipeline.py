@@ -740,13 +740,17 @@ class Pipeline:
     def reconfigure(self, *, points: PointsConfig | None = None,
                     fusion: Mapping[str, Any] | None = None,
                     use_odometry: bool | None = None,
-                    min_confidence: float | None = None) -> None:
+                    min_confidence: float | None = None, rig: Rig | None = None) -> None:
         """Apply settings that may change while running (the node's runtime parameters).
 
         `fusion` replaces the FusionConfig overrides (thresholds, decay, jump limits,
-        interpolation, 2D band); the map's geometry cannot change at runtime. Call it
-        between `process` calls (the node: from its worker, before each set).
+        interpolation, 2D band); the map's geometry cannot change at runtime. `rig` (a new
+        calibration) replaces the extrinsics from the next set on; it must hold every
+        configured camera (ConfigError). Call it between `process` calls (the node: from
+        its worker, before each set).
         """
+        if rig is not None:
+            self.rig = rig.subset(self.cfg.camera_names)
         if points is not None:
             self.cfg.points = points
         if use_odometry is not None:

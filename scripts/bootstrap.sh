@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Set up everything depth_any_view needs on a fresh Debian machine with Python 3.11:
-# Debian packages, a virtual environment in .venv, the ROS 2 wheels, torch (CPU, pinned)
-# and the package itself (editable). Safe to run again: it does nothing when up to date.
+# Debian packages, a virtual environment in .venv, the ROS 2 wheels, torch (CPU, pinned),
+# the package itself (editable) and tf2_msgs, generated once from ros_interfaces/tf2_msgs
+# (scripts/build_tf2_msgs.sh: no wheel of it exists; a ROS install's is used where there is
+# one). Safe to run again: it does nothing when up to date.
 # `--test` also installs the test-only dependencies (requirements-test.txt; `make test`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,10 +26,15 @@ as_root() {
 }
 
 # Debian packages: libusb for Open3D; opencv-doc for its Middlebury stereo pairs with true
-# disparity (`depth-any-view eval-real`, issue 20); venv/pip support for a bare python3.
-APT_PKGS=(libusb-1.0-0 opencv-doc)
+# disparity (`depth-any-view eval-real`, issue 20); cmake, g++ and make to generate tf2_msgs
+# (and Python's headers for its extension modules); venv/pip support for a bare python3.
+APT_PKGS=(libusb-1.0-0 opencv-doc cmake g++ make)
 if ! "$PY" -c "import ensurepip, venv" >/dev/null 2>&1; then
   APT_PKGS+=(python3-venv python3-pip)
+fi
+if ! "$PY" -c "import os, sysconfig, sys
+sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()['include'], 'Python.h')))"; then
+  APT_PKGS+=("${PY##*/}-dev")  # e.g. python3.11-dev
 fi
 missing=()
 for p in "${APT_PKGS[@]}"; do
@@ -48,7 +55,7 @@ have=$(cat "$STAMP" 2>/dev/null || true)
 # Up to date: the same inputs, or (without --test) a venv that also has the test extras.
 if [ -x "$VENV/bin/python" ] && { [ "$have" = "$want" ] || { [ "$WITH_TEST" = 0 ] \
     && [ "$have" = "$hash_test" ]; }; }; then
-  exit 0
+  exec bash scripts/build_tf2_msgs.sh "$VENV"  # cached: nothing to do when up to date
 fi
 
 echo "bootstrap: creating $VENV with $("$PY" --version)"
@@ -73,5 +80,6 @@ if [ "$WITH_TEST" = 1 ]; then
   "$VENV/bin/python" -m pip install -q --target "$VENV/colcon" -r requirements-colcon.txt 2>&1 \
     | grep -v "^WARNING: Location" || true
 fi
+bash scripts/build_tf2_msgs.sh "$VENV"
 echo "$want" > "$STAMP"
 echo "bootstrap: ready ($VENV)"

@@ -299,6 +299,31 @@ def test_runtime_parameters_reach_the_pipeline(node: Any, frames: list[Any]) -> 
 
 
 @pytest.mark.ros
+def test_a_new_rig_file_at_runtime_reaches_the_pipeline(node: Any, frames: list[Any],
+                                                        tmp_path: Path) -> None:
+    import yaml
+    from rclpy.parameter import Parameter
+
+    from depth_any_view.pipeline import resolve_rig_file
+
+    rig = yaml.safe_load(resolve_rig_file(node.settings.rig_file).read_text())
+    rig["cameras"]["front"]["translation"] = [0.4, 0.1, 1.2]
+    moved = tmp_path / "moved.yaml"
+    moved.write_text(yaml.safe_dump(rig))
+    del rig["cameras"]["back"]
+    lacking = tmp_path / "lacking.yaml"
+    lacking.write_text(yaml.safe_dump(rig))
+    for value, expected in ((str(tmp_path / "none.yaml"), "parameter 'rig_file'"),
+                            (str(lacking), "camera(s) ['back'] not in the rig")):
+        result = node.set_parameters([Parameter("rig_file", value=value)])[0]
+        assert not result.successful and expected in result.reason, result.reason
+    assert node.set_parameters([Parameter("rig_file", value=str(moved))])[0].successful
+    node._handle(_feed(node, _messages(frames[0])))
+    np.testing.assert_allclose(node.pipeline.rig["front"].T_base_cam[:3, 3], [0.4, 0.1, 1.2])
+    assert node.pipeline.rig.names == list(node.settings.camera_names)
+
+
+@pytest.mark.ros
 def test_markers_are_published_at_most_every_markers_period(node: Any,
                                                              frames: list[Any]) -> None:
     """Frames 0.1 s apart: with the default period of 1 s only the first set's markers go

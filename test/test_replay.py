@@ -113,18 +113,30 @@ def bag(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+def _tf_stamps(msgs: list[Any]) -> list[int]:
+    """The stamps of every transform of tf2_msgs/TFMessage messages, in order (ns)."""
+    return [t.header.stamp.sec * 10**9 + t.header.stamp.nanosec
+            for m in msgs for t in m.transforms]
+
+
 @pytest.fixture(scope="module")
 def recorded(bag: Path) -> dict[str, Any]:
-    """What the bag holds: topic -> type, topic -> header stamps (ns), record-time range."""
+    """What the bag holds: topic -> type, topic -> header stamps (ns), record-time range,
+    and the stamps of the transforms on /tf and /tf_static."""
     stamps: dict[str, list[int]] = defaultdict(list)
+    tf: dict[str, list[Any]] = defaultdict(list)
     with BagReader(bag) as reader:
         types = reader.topics()
         for m in reader.messages():
             header = getattr(m.msg, "header", None)
             if header is not None:
                 stamps[m.topic].append(header.stamp.sec * 10**9 + header.stamp.nanosec)
+            if m.topic in ("/tf", "/tf_static"):
+                tf[m.topic].append(m.msg)
         log = [m.log_ns for m in reader.messages()]
-    return {"types": types, "stamps": dict(stamps), "first_ns": min(log), "last_ns": max(log)}
+    return {"types": types, "stamps": dict(stamps), "first_ns": min(log), "last_ns": max(log),
+            "tf_stamps": {topic: _tf_stamps(msgs) for topic, msgs in tf.items()},
+            "tf_counts": {topic: len(msgs) for topic, msgs in tf.items()}}
 
 
 class Listener:
@@ -249,9 +261,10 @@ def test_replay_publishes_every_topic_with_its_stamps_and_clock(
     assert rc == 0, err
     assert "replayed" in out and "behind schedule" in out
     replayable = {t for t, cls in listener.classes.items() if cls is not None}
-    stamped = [t for t in replayable if t in recorded["stamps"]]
+    expected = {t: len(v) for t, v in recorded["stamps"].items()} | recorded["tf_counts"]
+    stamped = [t for t in replayable if t in expected]
     deadline = time.monotonic() + 5.0  # the last messages may still be in flight, on any
-    while (any(listener.count(t) < len(recorded["stamps"][t]) for t in stamped)  # topic
+    while (any(listener.count(t) < expected[t] for t in stamped)  # topic
            and time.monotonic() < deadline):
         time.sleep(0.05)
     got = listener.take()
@@ -261,8 +274,14 @@ def test_replay_publishes_every_topic_with_its_stamps_and_clock(
         msgs = got.get(topic, [])
         assert msgs, f"nothing arrived on {topic}"
         assert all(isinstance(m, listener.classes[topic]) for m in msgs)
-        if topic in recorded["stamps"]:
+        if topic in ("/tf", "/tf_static"):
+            assert _tf_stamps(msgs) == recorded["tf_stamps"][topic], topic
+        elif topic in recorded["stamps"]:
             assert [_ns(m.header.stamp) for m in msgs] == recorded["stamps"][topic], topic
+    if message_class("tf2_msgs/msg/TFMessage") is not None:  # scripts/bootstrap.sh built it
+        assert {"/tf", "/tf_static"} <= replayable and "/tf" not in err
+        static = got["/tf_static"][0].transforms
+        assert len(static) == 6 and {t.header.frame_id for t in static} == {"base_link"}
     images = [t for t, ty in recorded["types"].items() if ty == "sensor_msgs/msg/Image"]
     assert len(images) == 12
     assert sum(len(got[t]) for t in images) == FRAMES * len(images)

@@ -27,7 +27,14 @@ from typing import Any
 
 import numpy as np
 from builtin_interfaces.msg import Duration, Time
-from geometry_msgs.msg import Point, Pose, Quaternion, Vector3
+from geometry_msgs.msg import (
+    Point,
+    Pose,
+    Quaternion,
+    Transform,
+    TransformStamped,
+    Vector3,
+)
 from nav_msgs.msg import OccupancyGrid, Odometry
 from rclpy.serialization import deserialize_message, serialize_message
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2, PointField
@@ -204,6 +211,20 @@ def matrix_to_pose(T: np.ndarray) -> Pose:
     t = T[:3, 3]
     return Pose(position=Point(x=float(t[0]), y=float(t[1]), z=float(t[2])),
                 orientation=Quaternion(x=float(x), y=float(y), z=float(z), w=float(w)))
+
+
+def transform_stamped(T_parent_child: np.ndarray, stamp_ns: int, parent: str,
+                      child: str) -> TransformStamped:
+    """geometry_msgs/TransformStamped of `child`'s pose in `parent` (a 4x4 rigid transform,
+    metres): p_parent = T_parent_child @ p_child, as tf2 reads it."""
+    T = np.asarray(T_parent_child, dtype=np.float64)
+    x, y, z, w = rotmat_to_quat(T[:3, :3])
+    t = T[:3, 3]
+    return TransformStamped(
+        header=make_header(stamp_ns, parent), child_frame_id=child,
+        transform=Transform(translation=Vector3(x=float(t[0]), y=float(t[1]), z=float(t[2])),
+                            rotation=Quaternion(x=float(x), y=float(y), z=float(z),
+                                                w=float(w))))
 
 
 # ---------------------------------------------------------------------------- point clouds

@@ -104,6 +104,12 @@ from depth_any_view.ros.params import (
     unmatched_params_files,
 )
 from depth_any_view.ros.qos import diagnostics_qos, qos_profile
+from depth_any_view.ros.rig_tf import (
+    RigTfPublisher,
+    TfMessagesMissing,
+    check_rig_frames,
+    tf_message_type,
+)
 from depth_any_view.sync.approximate_time import SyncedSet
 
 NODE_NAME = "depth_any_view"
@@ -208,6 +214,22 @@ def declare_parameters(node: Node) -> Settings:
         raise StartupError(str(exc)) from None
 
 
+def load_rig(settings: Settings) -> Rig:
+    """The rig of `rig_file`, with only `camera_names` in that order.
+
+    Raises ConfigError naming the parameter and the file or camera at fault.
+    """
+    try:
+        full_rig = Rig.from_yaml(resolve_rig_file(settings.rig_file))
+    except ConfigError as exc:
+        raise ConfigError(f"parameter 'rig_file' ({settings.rig_file!r}): {exc}") from None
+    try:
+        return full_rig.subset(settings.camera_names)
+    except ConfigError as exc:
+        raise ConfigError(f"parameter 'camera_names': {exc} (rig_file "
+                          f"{settings.rig_file!r})") from None
+
+
 def pipeline_config(settings: Settings) -> PipelineConfig:
     """The pipeline configuration of the node's parameters: `from_parameters`, as the bag
     evaluation reads them, with the cloud skipped while `publish_points` is off.
@@ -270,14 +292,12 @@ class DepthAnyViewNode(Node):
                 f"ignoring parameter(s) {unknown}: {NODE_NAME} has no such parameter (a typo? "
                 "see config/depth_any_view.yaml)")
         try:
-            full_rig = Rig.from_yaml(resolve_rig_file(s.rig_file))
+            rig = load_rig(s)
         except ConfigError as exc:
-            raise StartupError(f"parameter 'rig_file' ({s.rig_file!r}): {exc}") from None
-        try:
-            rig = full_rig.subset(s.camera_names)
-        except ConfigError as exc:
-            raise StartupError(f"parameter 'camera_names': {exc} (rig_file "
-                               f"{s.rig_file!r})") from None
+            raise StartupError(str(exc)) from None
+        problem = self._rig_tf_problem(s.publish_rig_tf, rig)
+        if problem is not None:
+            raise StartupError(problem)
         try:
             cfg = pipeline_config(s)
         except ValueError as exc:  # ConfigError is one
@@ -286,8 +306,9 @@ class DepthAnyViewNode(Node):
             self.pipeline = Pipeline(cfg, rig)  # loads the network (weights, device)
         except (ConfigError, WeightsError) as exc:
             raise StartupError(str(exc)) from None
-        self.rig: Rig = self.pipeline.rig
+        self.rig: Rig = self.pipeline.rig  # replaced by a runtime change of rig_file
         self._applied: Settings = s  # the settings the pipeline runs with
+        self._applied_rig: Rig = self.rig  # the rig the pipeline runs with
         self.diag = NodeDiagnostics(s.camera_names, latency_window=s.latency_window,
                                     input_timeout=s.input_timeout,
                                     event_hold=max(5.0, 2.0 * s.diagnostics_period),
@@ -305,6 +326,8 @@ class DepthAnyViewNode(Node):
         self._last_large = 0.0  # time.monotonic() of the last large message published
 
         self._create_topics(s)
+        self._rig_tf: RigTfPublisher | None = None
+        self._update_rig_tf(s)  # base_link -> optical frames on /tf_static, stamped now
         steady = Clock(clock_type=ClockType.STEADY_TIME)
         self._poll_timer = self.create_timer(s.sync_poll_period, self._on_poll, clock=steady)
         self._diag_timer = self.create_timer(s.diagnostics_period, self._on_diagnostics,
@@ -361,6 +384,35 @@ class DepthAnyViewNode(Node):
             self._subs.append(self.create_subscription(
                 Odometry, s.odom_topic, self._on_odometry,
                 qos_profile(s.odom_qos, s.qos_depth)))
+
+    # ------------------------------------------------------------------ /tf_static
+    @staticmethod
+    def _rig_tf_problem(publish: bool, rig: Rig) -> str | None:
+        """Why `rig` cannot go on /tf_static when `publish` is on (no tf2_msgs, clashing
+        frame names), or None."""
+        if not publish:
+            return None
+        try:
+            tf_message_type()
+        except TfMessagesMissing as exc:
+            return str(exc)
+        return check_rig_frames(rig)
+
+    def _update_rig_tf(self, s: Settings) -> None:
+        """/tf_static as `s` says: the current rig stamped now (sent only when it changed),
+        or no publisher at all when publish_rig_tf is off."""
+        if not s.publish_rig_tf:
+            if self._rig_tf is not None:
+                self._rig_tf.close()
+                self._rig_tf = None
+            return
+        if self._rig_tf is None:
+            self._rig_tf = RigTfPublisher(self)
+        if self._rig_tf.send(self.rig, self._now_ns()):
+            self.get_logger().info(
+                f"/tf_static: {self.rig.base_frame} -> "
+                f"{', '.join(c.frame_id for c in self.rig.cameras.values())} "
+                f"(rig_file {s.rig_file})")
 
     # ------------------------------------------------------------------ helpers
     def _now_ns(self) -> int:
@@ -489,26 +541,42 @@ class DepthAnyViewNode(Node):
                     f"parameter '{name}' can only be set at start-up; restart the node "
                     "with the new value"))
         try:
-            pipeline_config(self.settings.updated(changes))
+            wanted = self.settings.updated(changes)
+            pipeline_config(wanted)
+            rig = load_rig(wanted) if "rig_file" in changes else self.rig
         except ValueError as exc:  # ParameterError and ConfigError are ValueErrors
             return SetParametersResult(successful=False, reason=str(exc))
+        problem = self._rig_tf_problem(wanted.publish_rig_tf, rig)
+        if problem is not None:
+            return SetParametersResult(successful=False, reason=problem)
         return SetParametersResult(successful=True)
 
     def _after_set_parameters(self, params: list[Any]) -> None:
         """Record accepted runtime changes; the worker applies them before its next set."""
         changes = {p.name: p.value for p in params if p.name in SPECS}
-        if changes:
-            self.settings = self.settings.updated(changes)
-            self.get_logger().info(f"parameters changed: {changes}")
+        if not changes:
+            return
+        s = self.settings.updated(changes)
+        if "rig_file" in changes:
+            try:
+                self.rig = load_rig(s)  # the worker hands it to the pipeline
+            except ConfigError as exc:  # the file changed since it was checked
+                self.get_logger().error(f"{exc}; keeping the previous rig")
+        self.settings = s
+        self.get_logger().info(f"parameters changed: {changes}")
+        if "rig_file" in changes or "publish_rig_tf" in changes:
+            self._update_rig_tf(s)
 
     def _apply_settings(self) -> Settings:
         """The current settings, pushed into the pipeline first if they changed (worker)."""
-        s = self.settings
+        s, rig = self.settings, self.rig
         if s is not self._applied:
             self._applied = s
             cfg = pipeline_config(s)  # validated by _on_set_parameters
             self.pipeline.reconfigure(points=cfg.points, fusion=cfg.fusion,
-                                      min_confidence=cfg.min_confidence)
+                                      min_confidence=cfg.min_confidence,
+                                      rig=None if rig is self._applied_rig else rig)
+            self._applied_rig = rig
         return s
 
     # ------------------------------------------------------------------ inference worker

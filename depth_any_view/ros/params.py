@@ -105,7 +105,14 @@ PARAMETERS: tuple[ParamSpec, ...] = (
        "rig_file"),
     _p("rig_file", "config/rig_surround6.yaml",
        "Rig calibration YAML (camera -> base_link extrinsics); a path, or a file name "
-       "found in the package's config folder"),
+       "found in the package's config folder. A change at runtime (a new calibration) "
+       "applies from the next set and re-sends /tf_static when publish_rig_tf is on",
+       runtime=True),
+    _p("publish_rig_tf", False,
+       "Publish base_link -> each camera's optical frame of rig_file on /tf_static "
+       "(tf2_msgs/TFMessage, transient local, as tf2_ros's StaticTransformBroadcaster), "
+       "stamped at start-up and re-sent when the rig changes; off when a "
+       "robot_state_publisher already publishes the cameras' frames", runtime=True),
     _p("camera_topic_prefix", "/cameras",
        "Per-camera topics are <camera_topic_prefix>/<name>/<topic>"),
     _p("image_topic", "image_raw",

@@ -52,3 +52,11 @@ def diagnostics_qos() -> QoSProfile:
     return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10,
                       reliability=ReliabilityPolicy.RELIABLE,
                       durability=DurabilityPolicy.VOLATILE)
+
+
+def tf_static_qos() -> QoSProfile:
+    """QoS of /tf_static: reliable, transient local, keep last 1, as tf2_ros's
+    StaticTransformBroadcaster (StaticBroadcasterQoS), so late joiners get the transforms."""
+    return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1,
+                      reliability=ReliabilityPolicy.RELIABLE,
+                      durability=DurabilityPolicy.TRANSIENT_LOCAL)

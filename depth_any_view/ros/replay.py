@@ -5,8 +5,9 @@ message goes out as the bag's own CDR bytes (`Publisher.publish(bytes)`, as `ros
 play` does), so any type whose Python message package is installed replays without a
 hand-written converter and images or clouds are never unpacked. The first message of each
 topic is deserialised once with `rclpy.serialization.deserialize_message` to check that
-the bag's definition matches the installed one. Topics whose package is missing (e.g.
-tf2_msgs, which has no wheel here) are skipped with one warning.
+the bag's definition matches the installed one. Topics whose package is missing are
+skipped with one warning (e.g. /tf and /tf_static in a venv where scripts/bootstrap.sh has
+not built tf2_msgs yet: it has no wheel).
 
 Timing: message i is due at start + (log_i - log_0) / rate on the monotonic clock, so the
 schedule never drifts however long each publish takes; lateness is measured against it
