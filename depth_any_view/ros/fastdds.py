@@ -19,7 +19,8 @@ the deprecated FASTRTPS_DEFAULT_PROFILES_FILE is set, FASTDDS_BUILTIN_TRANSPORTS
 set, and there is no DEFAULT_FASTDDS_PROFILES.xml in the working folder, which Fast DDS
 would load), it sets FASTDDS_DEFAULT_PROFILES_FILE to the packaged profile in this
 process's environment. Otherwise it changes nothing and says what the process uses; a
-profiles variable set to the empty string keeps Fast DDS's defaults (an opt-out).
+profiles variable set to the empty string keeps Fast DDS's defaults (an opt-out; it is
+removed from the environment, as Fast DDS would report an empty path as an error).
 
 The publisher's segment is the one that matters for delivery: the camera drivers need the
 same profile (README, "Camera drivers on the same machine"); consumers of the node's
@@ -86,6 +87,7 @@ def apply_default_profile(environ: MutableMapping[str, str] | None = None,
             return ProfileChoice(None, f"Fast DDS profile from {name}: {env[name]} (yours; "
                                        "its publishers need a shared-memory segment that "
                                        f"holds a set of large images, see {HELP})")
+        del env[name]  # Fast DDS would report an error for an empty path
         return ProfileChoice(None, f"Fast DDS defaults ({name} is set but empty): six "
                                    "cameras' images and the depth outputs may be lost on "
                                    f"the way (512 KB shared-memory segment); see {HELP}",
