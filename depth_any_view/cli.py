@@ -158,7 +158,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    """Publish a bag over DDS with its recorded timing (and /clock), like `ros2 bag play`."""
+    """Publish a bag over DDS with its recorded timing (and /clock), like `ros2 bag play`;
+    with Fast DDS and no Fast DDS configuration of the user's, through the packaged
+    profile (`ros/fastdds.py`: a publisher of six cameras' images needs it)."""
+    from depth_any_view.ros.fastdds import apply_default_profile
+
+    dds = apply_default_profile()
+    print(f"depth-any-view replay: {dds.message}", file=sys.stderr if dds.warn else sys.stdout,
+          flush=True)
     try:
         from depth_any_view.ros.replay import replay
     except KeyboardInterrupt:  # Ctrl-C while rclpy imports: a user's stop, not a failure

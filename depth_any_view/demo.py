@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from depth_any_view.config import config_path
+from depth_any_view.ros.fastdds import PROFILE_VARIABLE, apply_default_profile
 from depth_any_view.ros.process import NodeProcess, NodeStartError, log_tail
 
 NODE_EXECUTABLE = "depth_any_view_node"
@@ -74,18 +74,13 @@ def _say(text: str) -> None:
 
 
 # ---------------------------------------------------------------------------- set-up
-# Fast DDS profile of the demo's processes (config/fastdds_large_images.xml): the default
-# shared-memory segment (512 KB per participant) cannot hold a burst of six 256x256 images,
-# so best-effort subscribers (the node's cameras) lose the first images of a set; the
-# profile has 32 MB and binds UDP to 127.0.0.1, so nothing leaves the machine.
-FASTDDS_PROFILE = "fastdds_large_images.xml"
-PROFILE_VARIABLES = ("FASTDDS_DEFAULT_PROFILES_FILE", "FASTRTPS_DEFAULT_PROFILES_FILE")
-
-
 class RosEnvironment:
     """Sets the demo's DDS environment in os.environ (the node inherits it) and restores
     the previous values on exit: localhost discovery, a random ROS_DOMAIN_ID when none is
-    set, and with Fast DDS (unless the user has a profiles file) FASTDDS_PROFILE."""
+    set, and with Fast DDS (unless the user chose a profile or transports) the packaged
+    profile `config/fastdds_large_images.xml` (`ros/fastdds.py`): the default 512 KB
+    shared-memory segment cannot hold a burst of six images, so best-effort subscribers
+    (the node's cameras) would lose most of them; the profile has 32 MB."""
 
     def __init__(self, out: Path) -> None:
         self.out = out
@@ -102,10 +97,8 @@ class RosEnvironment:
             self._set("ROS_DOMAIN_ID", str(random.SystemRandom().randint(1, 100)))
         if not os.environ.get("RMW_IMPLEMENTATION"):
             self._set("RMW_IMPLEMENTATION", "rmw_fastrtps_cpp")
-        fastdds = os.environ["RMW_IMPLEMENTATION"].startswith("rmw_fastrtps")
-        if fastdds and not any(os.environ.get(k) for k in PROFILE_VARIABLES):
-            self.profile = config_path(FASTDDS_PROFILE).resolve()
-            self._set(PROFILE_VARIABLES[0], str(self.profile))
+        self.saved.setdefault(PROFILE_VARIABLE, os.environ.get(PROFILE_VARIABLE))
+        self.profile = apply_default_profile().applied
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -462,7 +455,7 @@ def _run(out: Path, env: RosEnvironment, *, frames: int, seed: int, size: tuple[
              f"replay rate {live_rate:g} ({how})")
         if env.profile is not None:
             _say(f"    Fast DDS profile {env.profile}: 32 MB shared memory for the image "
-                 "bursts, UDP on 127.0.0.1 only")
+                 "bursts")
         try:
             live = run_live(bag, out, params_path, node_parameters, camera_names, live_rate,
                             frames, need_s, period_s)

@@ -15,6 +15,12 @@ Booleans are true/false in any case (True, TRUE) or 1/0, as launch's conditions 
 (`depth_any_view.ros.launch_args`). The parameters file's top key `/**/depth_any_view:`
 applies to the node in any namespace.
 
+Fast DDS: the node applies the package's profile config/fastdds_large_images.xml (a 32 MB
+shared-memory segment for six cameras' images) to its own process when the environment
+sets no Fast DDS profile or transports (`depth_any_view.ros.fastdds`), so this file sets
+nothing; the camera drivers need the same profile (README, "Camera drivers on the same
+machine").
+
 Written against the standard launch / launch_ros API (not installable in the development
 environment, present on every ROS 2 robot).
 """

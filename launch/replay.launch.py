@@ -19,7 +19,9 @@ Booleans are true/false in any case (True, TRUE) or 1/0, as launch's conditions 
 
 The player publishes /clock from the bag (`--clock`) and the node runs with
 use_sim_time:=true, so outputs carry the bag's stamps. It is the package's own player
-(ros/replay.py), so this works without `ros2 bag`; stopping the launch stops both.
+(ros/replay.py), so this works without `ros2 bag`; stopping the launch stops both. Both
+apply the package's Fast DDS profile (config/fastdds_large_images.xml) to themselves when
+the environment sets no Fast DDS profile or transports (`depth_any_view.ros.fastdds`).
 Written against the standard launch / launch_ros API (not installable in the development
 environment, present on every ROS 2 robot).
 """

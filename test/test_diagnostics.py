@@ -197,3 +197,51 @@ def test_inference_warns_after_a_stall_and_when_most_sets_are_superseded() -> No
     for _ in range(40):
         d.set_processed([], 0.05, 0.08, t=113.0)
     assert d.statuses(now=113.1)[2].level == OK
+
+
+def _feed(d: NodeDiagnostics, rates_hz: dict[str, float], t0: float, t1: float) -> None:
+    """Images of each camera at its rate (Hz) in [t0, t1) (monotonic seconds)."""
+    for camera, hz in rates_hz.items():
+        n = int(round((t1 - t0) * hz))
+        for i in range(n):
+            d.image_received(camera, t=t0 + i / hz)
+
+
+def test_a_camera_far_below_the_others_rate_is_logged_once_and_its_recovery_once() -> None:
+    cams = ["front", "left", "back"]
+    d = NodeDiagnostics(cams, rate_window=5.0, input_timeout=1.0, startup_grace=1.0,
+                        image_topics={c: f"/cameras/{c}/image_raw" for c in cams})
+    start = d._started
+    _feed(d, {"front": 10.0, "left": 10.0, "back": 2.0}, start, start + 4.0)
+    assert d.events(now=start + 4.0) == []  # back has not sent for a whole window yet
+    _feed(d, {"front": 10.0, "left": 10.0, "back": 2.0}, start + 4.0, start + 8.0)
+    (event,) = d.events(now=start + 8.0)
+    assert event == (WARN, "camera 'back': images arrive at 2.00 Hz on /cameras/back/image_raw, "
+                           "far below the other cameras' 10.00 Hz (median): most of its images "
+                           "are lost on the way (on one machine: its driver needs a Fast DDS "
+                           "profile with a large shared-memory segment, see "
+                           "docs/TROUBLESHOOTING.md) or the camera runs slower; sets without "
+                           "it are partial")
+    cameras = d.statuses(now=start + 8.0)[0]
+    assert cameras.level == WARN and cameras.message == (
+        "far below the other cameras' rate (images lost on the way?): back 2.00 Hz (others "
+        "10.00 Hz)")
+    _feed(d, {"front": 10.0, "left": 10.0, "back": 2.0}, start + 8.0, start + 12.0)
+    assert d.events(now=start + 12.0) == []  # said once
+    _feed(d, {"front": 10.0, "left": 10.0, "back": 6.0}, start + 12.0, start + 17.0)
+    assert d.events(now=start + 17.0) == []  # 6 Hz: not yet in line (below 80 %)
+    _feed(d, {"front": 10.0, "left": 10.0, "back": 9.0}, start + 17.0, start + 22.0)
+    assert d.events(now=start + 22.0) == [
+        (OK, "camera 'back': images arrive at 9.00 Hz again, in line with the other cameras' "
+             "10.00 Hz")]
+    assert d.statuses(now=start + 22.0)[0].level == OK
+
+
+def test_a_camera_somewhat_slower_than_the_others_or_alone_is_not_called_slow() -> None:
+    d = NodeDiagnostics(["front", "back"], rate_window=5.0, startup_grace=1.0)
+    start = d._started
+    _feed(d, {"front": 10.0, "back": 6.0}, start, start + 12.0)
+    assert d.events(now=start + 12.0) == []
+    single = NodeDiagnostics(["front"], rate_window=5.0, startup_grace=1.0)
+    _feed(single, {"front": 1.0}, single._started, single._started + 12.0)
+    assert single.events(now=single._started + 12.0) == []

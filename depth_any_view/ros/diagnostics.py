@@ -25,7 +25,11 @@ Statuses (hardware_id = the node name):
 
 `events()` gives the log lines of changes, once each: a camera going silent for
 `input_timeout` seconds (or never sending an image within `startup_grace` seconds), its
-images returning, a camera going out of sync and back.
+images returning, a camera going out of sync and back, and a camera whose images arrive
+far below the others' rate (under `SLOW_RATE_FRACTION` of the median of the other
+cameras' rates, judged once it has sent images for a whole rate window; typically most of
+its images are lost on the way) and back in line (at `SLOW_RATE_RECOVERED` of it). The
+`cameras` status names such a camera while it is slow.
 - `depth_any_view: occupancy`: frame (odom, or base_link without odometry = WARN),
   resets with the last reason, rejected updates; WARN while odometry is rejected (within
   `input_timeout`) and for `event_hold` seconds after a map reset or a refused update,
@@ -54,6 +58,8 @@ PLAUSIBLE_END_TO_END_S = (-1.0, 60.0)
 OUTCOME_WINDOW = 50  # sets over which the superseded fraction is taken
 SUPERSEDED_WARN = 0.5  # inference WARN above this fraction of superseded sets ...
 SUPERSEDED_MIN_SETS = 10  # ... once at least this many sets were seen
+SLOW_RATE_FRACTION = 0.5  # a camera below this fraction of the others' median rate is slow
+SLOW_RATE_RECOVERED = 0.8  # ... and in line again at this fraction (one line each way)
 
 
 @dataclass
@@ -74,12 +80,15 @@ class RateMeter:
         self.window_s = float(window_s)
         self._times: deque[float] = deque(maxlen=max_events)
         self.count = 0  # arrivals ever
+        self.first: float | None = None  # monotonic seconds of the first arrival
         self.last: float | None = None  # monotonic seconds of the last arrival
 
     def tick(self, t: float) -> None:
         """Record one arrival at monotonic time t (seconds)."""
         self._times.append(t)
         self.count += 1
+        if self.first is None:
+            self.first = t
         self.last = t
 
     def rate(self, now: float) -> float:
@@ -128,6 +137,7 @@ class NodeDiagnostics:
         self._last_processed: float | None = None  # monotonic seconds
         self._silent: dict[str, str] = {}  # camera -> 'silent' / 'never' (logged)
         self._skewed: set[str] = set()  # cameras logged as out of sync
+        self._slow: dict[str, tuple[float, float]] = {}  # camera -> (its Hz, others' Hz)
         self._lock = threading.Lock()
         self._rates = {c: RateMeter(rate_window) for c in self.cameras}
         self._bad = Counter()  # (camera, field) -> count
@@ -234,7 +244,8 @@ class NodeDiagnostics:
                sync_stats: dict[str, Any] | None = None) -> list[tuple[int, str]]:
         """(level, message) log lines of the changes since the last call, each once: a
         camera that went silent or never sent an image (WARN), one whose images came back
-        (OK), a camera out of sync (WARN) or back in sync (OK)."""
+        (OK), a camera out of sync (WARN) or back in sync (OK), a camera far below the
+        others' rate (WARN) or back in line (OK)."""
         now = time.monotonic() if now is None else now
         out: list[tuple[int, str]] = []
         with self._lock:
@@ -262,6 +273,39 @@ class NodeDiagnostics:
             for c in sorted(self._skewed - set(skewed)):
                 out.append((OK, f"camera '{c}' is in sync with the other cameras again"))
             self._skewed = set(skewed)
+            out += self._rate_events(now)
+        return out
+
+    def _rate_events(self, now: float) -> list[tuple[int, str]]:
+        """The slow-camera lines of `events` (caller holds the lock): a camera sending
+        for a whole rate window, not silent, below SLOW_RATE_FRACTION of the median rate of
+        the other cameras that send (WARN, once); back at SLOW_RATE_RECOVERED (OK, once).
+        A slow camera that goes silent stays marked, so its return is not a new line."""
+        rates = {c: m.rate(now) for c, m in self._rates.items()}
+        sending = [c for c, m in self._rates.items()
+                   if m.last is not None and c not in self._silent]
+        out: list[tuple[int, str]] = []
+        for c in sending:
+            others = [rates[o] for o in sending if o != c and rates[o] > 0.0]
+            first = self._rates[c].first
+            if not others or first is None or now - first < self._rates[c].window_s:
+                continue
+            ref = float(np.median(others))
+            if c not in self._slow and rates[c] < SLOW_RATE_FRACTION * ref:
+                self._slow[c] = (rates[c], ref)
+                out.append((WARN, f"camera '{c}': images arrive at {rates[c]:.2f} Hz on "
+                                  f"{self._topic(c)}, far below the other cameras' "
+                                  f"{ref:.2f} Hz (median): most of its images are lost on "
+                                  "the way (on one machine: its driver needs a Fast DDS "
+                                  "profile with a large shared-memory segment, see "
+                                  "docs/TROUBLESHOOTING.md) or the camera runs slower; sets "
+                                  "without it are partial"))
+            elif c in self._slow and rates[c] >= SLOW_RATE_RECOVERED * ref:
+                del self._slow[c]
+                out.append((OK, f"camera '{c}': images arrive at {rates[c]:.2f} Hz again, "
+                                f"in line with the other cameras' {ref:.2f} Hz"))
+            elif c in self._slow:
+                self._slow[c] = (rates[c], ref)
         return out
 
     def _skew_text(self, camera: str, offset_ns: int) -> str:
@@ -306,13 +350,14 @@ class NodeDiagnostics:
                        else now - self._last_processed)
             outcomes = list(self._outcomes)
             never = [c for c, m in self._rates.items() if m.count == 0]
+            slow = dict(self._slow)
             last_error = self._last_error
             failing = self._errors_since_success
             fusion = dict(self._fusion)
             odom_note = self._odometry_note
         superseded = (sum(outcomes) / len(outcomes)
                       if len(outcomes) >= SUPERSEDED_MIN_SETS else 0.0)
-        return [self._cameras_status(rates, missing, bad, bad_last, recent_bad),
+        return [self._cameras_status(rates, missing, bad, bad_last, recent_bad, slow),
                 self._sync_status(sync_stats, events.get("synchronizer"), never),
                 self._inference_status(engine, inf, e2e, processed, dropped, last_error,
                                        failing, clock_offset, stalled,
@@ -323,8 +368,10 @@ class NodeDiagnostics:
     # ------------------------------------------------------------------ status builders
     def _cameras_status(self, rates: dict[str, float], missing: list[str],
                         bad: dict[tuple[str, str], int], bad_last: dict[str, str],
-                        recent_bad: dict[str, str]) -> Status:
-        """Per-camera rates; WARN naming missing cameras and cameras sending bad input."""
+                        recent_bad: dict[str, str],
+                        slow: dict[str, tuple[float, float]] | None = None) -> Status:
+        """Per-camera rates; WARN naming missing cameras, cameras sending bad input and
+        cameras far below the others' rate (`slow`: camera -> (its Hz, the others' Hz))."""
         values = {f"{c} rate (Hz)": f"{rates[c]:.2f}" for c in self.cameras}
         for (camera, field_name), n in sorted(bad.items()):
             values[f"{camera} bad {field_name}"] = str(n)
@@ -337,6 +384,11 @@ class NodeDiagnostics:
         if bad_now:
             parts.append(f"bad input from {', '.join(bad_now)}: "
                          f"{'; '.join(recent_bad[c] for c in bad_now)}")
+        slow_now = [c for c in self.cameras if c in (slow or {}) and c not in missing]
+        if slow_now:
+            parts.append("far below the other cameras' rate (images lost on the way?): "
+                         + ", ".join(f"{c} {slow[c][0]:.2f} Hz (others {slow[c][1]:.2f} Hz)"
+                                     for c in slow_now))
         if parts:
             return Status(WARN, f"{PREFIX}: cameras", "; ".join(parts), values)
         return Status(OK, f"{PREFIX}: cameras", f"all {len(self.cameras)} cameras publishing",

@@ -94,6 +94,7 @@ from depth_any_view.ros.conversions import (
     xyzrgb_cloud,
 )
 from depth_any_view.ros.diagnostics import OK, NodeDiagnostics, to_diagnostic_array
+from depth_any_view.ros.fastdds import apply_default_profile
 from depth_any_view.ros.params import (
     PARAMETERS,
     SPECS,
@@ -766,12 +767,15 @@ def main(args: list[str] | None = None) -> int:
     """Run the node until shutdown; exit status 2 with one line on stderr if it cannot start.
 
     `rclpy.init`, spin, then `destroy_node` and `try_shutdown` in `finally` (works on Jazzy
-    and Kilted alike).
+    and Kilted alike). Before `rclpy.init`, with Fast DDS and no Fast DDS configuration
+    of the user's, the packaged profile is applied to this process (`ros/fastdds.py`); the
+    node logs what it uses once it has started.
     """
     problem = params_file_error(sys.argv if args is None else args)
     if problem is not None:
         print(f"{NODE_NAME}: {problem}", file=sys.stderr)
         return 2
+    dds = apply_default_profile()
     try:
         _init_rclpy(args)
     except Exception as exc:  # noqa: BLE001 - e.g. a --params-file rcl cannot use
@@ -781,6 +785,8 @@ def main(args: list[str] | None = None) -> int:
     node = None
     try:
         node = DepthAnyViewNode(argv=args)
+        # after start-up: a node that cannot start says one line on stderr, nothing else
+        (node.get_logger().warning if dds.warn else node.get_logger().info)(dds.message)
         executor = SingleThreadedExecutor()
         executor.add_node(node)
         executor.spin()
