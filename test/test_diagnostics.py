@@ -167,6 +167,27 @@ def test_a_camera_going_silent_and_returning_is_logged_once_each() -> None:
                                               "/cameras/back/image_raw")]
 
 
+def test_one_lost_image_of_a_slow_camera_is_not_a_silence() -> None:
+    """A 1.5 Hz camera that loses one image (1.33 s without one, over input_timeout 1 s)
+    logs nothing; three of its periods without an image are a silence, logged once."""
+    d = NodeDiagnostics(CAMS, input_timeout=1.0, image_topics=TOPICS, startup_grace=5.0)
+    start = d._started
+    period = 1.0 / 1.5
+    for i in range(6):
+        for c in CAMS:
+            d.image_received(c, t=start + i * period)
+    last = start + 5 * period
+    d.image_received("front", t=last + period)
+    assert d.events(now=last + 2 * period - 0.01) == []  # one image of 'back' lost
+    d.image_received("back", t=last + 2 * period)
+    assert d.events(now=last + 2 * period + 0.01) == []  # nothing to take back either
+    for k in range(3, 10):
+        d.image_received("front", t=last + k * period)
+    # three periods of its measured rate (1.1-1.5 Hz with the lost image) without 'back'
+    (event,) = d.events(now=last + 9.1 * period)
+    assert event[0] == WARN and event[1].startswith("camera 'back': no images on")
+
+
 def test_a_camera_that_never_sends_is_logged_after_the_startup_grace() -> None:
     d = NodeDiagnostics(CAMS, image_topics=TOPICS, camera_qos="reliable", startup_grace=5.0)
     start = d._started

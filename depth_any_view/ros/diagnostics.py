@@ -60,6 +60,9 @@ SUPERSEDED_WARN = 0.5  # inference WARN above this fraction of superseded sets .
 SUPERSEDED_MIN_SETS = 10  # ... once at least this many sets were seen
 SLOW_RATE_FRACTION = 0.5  # a camera below this fraction of the others' median rate is slow
 SLOW_RATE_RECOVERED = 0.8  # ... and in line again at this fraction (one line each way)
+SILENT_PERIODS = 3.0  # a camera is logged as silent after this many of its own periods
+#                       without an image (and at least input_timeout): one lost image of a
+#                       1.5 Hz camera is not a silence, and logging it would flap
 
 
 @dataclass
@@ -240,6 +243,12 @@ class NodeDiagnostics:
         return (f"no image ever received on {topics}: check the topic name (ros2 topic "
                 f"list) and that the publisher's QoS is compatible with{qos}")
 
+    def _silence_limit(self, meter: RateMeter, now: float) -> float:
+        """Seconds without an image after which a camera is logged as silent: input_timeout,
+        or SILENT_PERIODS of its own period over the rate window if that is longer."""
+        rate = meter.rate(now)
+        return max(self.input_timeout, SILENT_PERIODS / rate if rate > 0 else 0.0)
+
     def events(self, now: float | None = None,
                sync_stats: dict[str, Any] | None = None) -> list[tuple[int, str]]:
         """(level, message) log lines of the changes since the last call, each once: a
@@ -256,7 +265,7 @@ class NodeDiagnostics:
                         self._silent[c] = "never"
                         out.append((WARN, f"camera '{c}': {self._never_text([c])} (for "
                                           f"{now - self._started:.0f} s since start)"))
-                elif now - m.last > self.input_timeout:
+                elif now - m.last > self._silence_limit(m, now):
                     if state is None:
                         self._silent[c] = "silent"
                         out.append((WARN, f"camera '{c}': no images on {self._topic(c)} for "
