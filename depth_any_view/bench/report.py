@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from depth_any_view.bench.common import ms
+from depth_any_view.bench.cpu import describe
 from depth_any_view.bench.odometry import SOURCE_LABELS
 from depth_any_view.bench.stages import STAGE_LABELS
 
@@ -69,11 +70,35 @@ def _machine(result: dict[str, Any]) -> list[str]:
         f"{_f(m.get('memory_gib'))} GiB RAM; torch {m.get('torch')} "
         f"({m.get('torch_threads')} threads, {m.get('torch_cpu_capability')}), "
         f"numpy {m.get('numpy')}, Python {m.get('python')}",
+        *_isa(result),
         f"- GPU: {gpus}; devices measured: {', '.join(m.get('devices', []))}",
         f"- load average (1/5/15 min) at start {m.get('load_average_1_5_15')}, at end "
         f"{result.get('load_average_end')}; RMW {m.get('rmw_implementation')}, "
         f"ROS_DOMAIN_ID {result.get('ros_domain_id')} (localhost only)",
     ]
+
+
+def _isa(result: dict[str, Any]) -> list[str]:
+    """The vector capability lines: in force in the measuring process and in the node, the
+    CPU's flags, the threads (bench/cpu.py)."""
+    c = result.get("machine", {}).get("cpu_isa")
+    if not c:
+        return []
+    node = result.get("dds", {}).get("node_cpu")
+    if node is None:
+        node_text = "node not started in this run"
+    else:
+        own = node.get("from_diagnostics")
+        node_text = (f"the node reported {own} on /diagnostics" if own is not None else
+                     "the node reported none on /diagnostics") + \
+            f"; a child started with its environment: torch {node['torch_cpu_capability']}, " \
+            f"oneDNN {node['onednn_isa']}"
+    threads = (f"torch {c.get('torch_threads')} intra-op / {c.get('torch_interop_threads')} "
+               f"inter-op threads on {c.get('usable_cores')} usable cores, OMP_NUM_THREADS "
+               f"{c.get('OMP_NUM_THREADS') or 'unset'}, MKL_NUM_THREADS "
+               f"{c.get('MKL_NUM_THREADS') or 'unset'}")
+    return [f"- vector ISA in force: {describe(c)}", f"- node: {node_text}",
+            f"- threads: {threads}"]
 
 
 def _targets(result: dict[str, Any]) -> list[str]:

@@ -21,7 +21,13 @@ from typing import Any
 import yaml
 
 from depth_any_view.bench import common
-from depth_any_view.bench.dds import DEFAULT_RATES, DdsOptions, run_dds
+from depth_any_view.bench.dds import (
+    DEFAULT_RATES,
+    NODE_CAPABILITY_KEY,
+    DdsOptions,
+    node_env,
+    run_dds,
+)
 from depth_any_view.bench.workload import make_workload
 
 LOG = logging.getLogger(__name__)
@@ -63,6 +69,7 @@ class BenchOptions:
     dds_drain_s: float = 3.0
     dds_node_params: dict[str, Any] = field(default_factory=dict)
     threads: int = 0  # torch CPU threads (0 = torch's default)
+    isa: str = "default"  # vector ISA pinned (bench/cpu.py); must be in the environment
     seed: int = 0
     workload_grid: int = 64  # ground-truth occupancy voxels per axis of the synthetic frame
     command: str = ""
@@ -168,7 +175,7 @@ def run_bench(opts: BenchOptions, progress: Callable[[str], None] | None = None
 def _run_bench(opts: BenchOptions, progress: Callable[[str], None] | None = None
               ) -> dict[str, Any]:
     """`run_bench` without the logging set-up."""
-    from depth_any_view.bench import report
+    from depth_any_view.bench import cpu, report
     from depth_any_view.bench.compare import (
         compare_conversions,
         compile_ratios,
@@ -186,6 +193,7 @@ def _run_bench(opts: BenchOptions, progress: Callable[[str], None] | None = None
         views_of,
     )
 
+    cpu.require_isa(opts.isa)
     t_start = time.perf_counter()
     out = Path(opts.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -205,7 +213,7 @@ def _run_bench(opts: BenchOptions, progress: Callable[[str], None] | None = None
         "version": 1, "started": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "command": opts.command or " ".join(sys.argv),
         "options": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(opts).items()},
-        "machine": common.machine_info(devices), "ros_domain_id": domain_id,
+        "machine": common.machine_info(devices, opts.isa), "ros_domain_id": domain_id,
         "stages": {}, "odometry": {}, "forward": [], "comparisons": {}, "scaling": {}, "dds": {},
         "notes": []}
     no_ros = ros_available()
@@ -363,17 +371,38 @@ def _run_bench(opts: BenchOptions, progress: Callable[[str], None] | None = None
                               step_s=opts.dds_step_s, min_sets=opts.dds_min_sets,
                               drain_s=opts.dds_drain_s, target_hz=DDS_TARGET_HZ,
                               node_params=params)
+        node_cpu = cpu.probe(node_env(domain_id))  # a child started as the node will be
+        cpu.check_capability(opts.isa, node_cpu["torch_cpu_capability"],
+                             "a child started with the node's environment")
         result["dds"] = run_dds(w, dds_opts, out, domain_id, progress=step)
+        result["dds"]["node_cpu"] = node_cpu
+        node_cpu["from_diagnostics"] = result["dds"].get("node_diagnostics", {}).get(
+            NODE_CAPABILITY_KEY)  # what the node itself reported
 
     result["memory"] = {"bench_peak_rss_mib": common.peak_rss_mib(),
                         "node_peak_rss_mib": result["dds"].get("node_peak_rss_mib")}
     result["targets"] = evaluate_targets(result, sp)
     result["load_average_end"] = common.load_average()
     result["duration_s"] = time.perf_counter() - t_start
+    wrong = node_capability_mismatch(result)
+    if wrong is not None:
+        result["notes"].append(f"ERROR: {wrong}")
     paths = report.write_report(result, out)
     result["files"] = {k: str(v) for k, v in paths.items()}
     step(f"wrote {paths['json']} and {paths['markdown']}")
+    if wrong is not None:
+        raise cpu.IsaError(f"{wrong} (the report is written: {paths['markdown']})")
     return result
+
+
+def node_capability_mismatch(result: dict[str, Any]) -> str | None:
+    """Why the node ran with another CPU capability than the measuring process (what it
+    reported on /diagnostics), or None when they agree or the node reported none."""
+    node = result.get("dds", {}).get("node_cpu", {}).get("from_diagnostics")
+    own = result["machine"]["torch_cpu_capability"]
+    if node is None or node == own:
+        return None
+    return f"the node reported CPU capability {node} on /diagnostics, the measuring process {own}"
 
 
 def evaluate_targets(result: dict[str, Any], stage_preset: str) -> list[dict[str, Any]]:
