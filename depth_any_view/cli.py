@@ -292,14 +292,16 @@ def _bench_cpu_info(args: argparse.Namespace) -> int:
     cpu.require_isa(args.isa)
     info = {"measuring": cpu.cpu_info(args.isa), "node": cpu.probe(node_env(ros_domain_id()))}
     cpu.check_capability(args.isa, info["node"]["torch_cpu_capability"],
-                         "a child started with the node's environment")
+                         "a child started with the node's environment",
+                         info["node"]["numpy_simd"])
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "cpu.json").write_text(json.dumps(info, indent=1) + "\n")
     node = info["node"]
     print(f"measuring process: {cpu.describe(info['measuring'])}\n"
           f"node environment: torch {node['torch_cpu_capability']}, oneDNN "
-          f"{node['onednn_isa']}\nwrote {out / 'cpu.json'}")
+          f"{node['onednn_isa']}, numpy {', '.join(node['numpy_simd']) or 'its baseline'}\n"
+          f"wrote {out / 'cpu.json'}")
     return 0
 
 

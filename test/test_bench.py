@@ -436,10 +436,12 @@ def test_cpu_facts_are_read_from_cpuinfo_and_onednn() -> None:
     assert cpu.parse_onednn_isa("dnnl_verbose,info,cpu,isa:Intel AVX-512\n") == "Intel AVX-512"
     assert cpu.parse_onednn_isa("no oneDNN here\n") is None
     info = {"model": "M", "flags": ["avx2"], "isa": "avx2", "torch_cpu_capability": "AVX2",
-            "onednn_isa": "Intel AVX2", "isa_env": {"ATEN_CPU_CAPABILITY": "avx2"}}
-    assert cpu.describe(info) == ("M: torch dispatches to AVX2, oneDNN to Intel AVX2; pinned "
-                                  "by --isa avx2 (ATEN_CPU_CAPABILITY=avx2); the CPU has avx2 "
-                                  "(not avx512f, avx512_bf16, amx_tile)")
+            "onednn_isa": "Intel AVX2", "numpy_simd": ["X86_V3"], "blas": ["openblas Haswell"],
+            "isa_env": {"ATEN_CPU_CAPABILITY": "avx2", "OPENBLAS_CORETYPE": None}}
+    assert cpu.describe(info) == (
+        "M: torch dispatches to AVX2, oneDNN to Intel AVX2, numpy to X86_V3, BLAS openblas "
+        "Haswell; pinned by --isa avx2 (ATEN_CPU_CAPABILITY=avx2); the CPU has avx2 (not "
+        "avx512f, avx512_bf16, amx_tile)")
 
 
 def test_isa_pinning_needs_the_environment_before_torch(monkeypatch, tmp_path) -> None:
@@ -447,6 +449,7 @@ def test_isa_pinning_needs_the_environment_before_torch(monkeypatch, tmp_path) -
     env = cpu.pinned_env("avx2", {"PATH": "/bin"})
     assert env["ATEN_CPU_CAPABILITY"] == "avx2" and env["ONEDNN_MAX_CPU_ISA"] == "AVX2"
     assert env["MKL_ENABLE_INSTRUCTIONS"] == "AVX2" and env["PATH"] == "/bin"
+    assert env["OPENBLAS_CORETYPE"] == "Haswell"
     assert cpu.isa_in_force("avx2", env) and not cpu.isa_in_force("avx2", {"PATH": "/bin"})
     assert cpu.pinned_env("default", {"A": "1"})["A"] == "1" and cpu.isa_in_force("default")
     with pytest.raises(ValueError, match="isa must be one of default, avx2, avx512"):
@@ -455,8 +458,11 @@ def test_isa_pinning_needs_the_environment_before_torch(monkeypatch, tmp_path) -
     cpu.check_capability("default", "AVX512", "here")
     with pytest.raises(cpu.IsaError, match="torch reports CPU capability AVX512 in the node"):
         cpu.check_capability("avx2", "AVX512", "the node")
+    cpu.check_capability("avx2", "AVX2", "here", ["X86_V3"])
+    with pytest.raises(cpu.IsaError, match="numpy dispatches to X86_V4 in the node"):
+        cpu.check_capability("avx2", "AVX2", "the node", ["X86_V3", "X86_V4"])
     # in this process torch is loaded already: run_bench refuses before measuring anything
-    with pytest.raises(cpu.IsaError, match="before torch is imported"):
+    with pytest.raises(cpu.IsaError, match="before torch and numpy are imported"):
         run_bench(_tiny(tmp_path, isa="avx2"))
     assert not (tmp_path / "bench.json").exists()
     with pytest.raises(ValueError, match="isa must be one of"):
@@ -486,7 +492,10 @@ def test_bench_isa_avx2_pins_the_measuring_process_and_the_node(monkeypatch, tmp
     for where in ("measuring", "node"):
         assert info[where]["torch_cpu_capability"] == "AVX2", where
         assert "AVX2" in info[where]["onednn_isa"] and "512" not in info[where]["onednn_isa"]
-        assert info[where]["isa_env"] == cpu.ISA_ENV["avx2"]
+        assert info[where]["isa_env"] == cpu.isa_variables("avx2")
+        assert "X86_V3" in info[where]["numpy_simd"]  # numpy: AVX2 (x86-64-v3), nothing above
+        assert not any("512" in t or t == "X86_V4" for t in info[where]["numpy_simd"])
+    assert "X86_V4" in cpu.isa_variables("avx2")["NPY_DISABLE_CPU_FEATURES"].split()
     assert info["measuring"]["isa"] == "avx2" and info["measuring"]["model"] == cpu.cpu_model()
     assert info["node"]["pid"] != os.getpid()
 

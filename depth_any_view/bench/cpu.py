@@ -1,18 +1,21 @@
-"""The CPU a benchmark runs on, and pinning the vector instructions torch may use.
+"""The CPU a benchmark runs on, and pinning the vector instructions its libraries may use.
 
 What the figures depend on: the CPU model, its vector-unit flags (/proc/cpuinfo), the
 capability torch's own kernels dispatch to (`torch.backends.cpu.get_cpu_capability()`),
-the ISA oneDNN (convolutions) picked, and the threads.
+the ISA oneDNN (convolutions) picked, numpy's SIMD dispatch targets, the BLAS kernels, and
+the threads.
 
 Pinning (`bench --isa avx2`) limits the dispatch so that a machine with AVX-512 measures
 what an AVX2-only machine gets: `ATEN_CPU_CAPABILITY` (torch's kernels),
-`ONEDNN_MAX_CPU_ISA` (oneDNN) and `MKL_ENABLE_INSTRUCTIONS` (MKL's GEMMs). All three are
-read once, when the libraries load, so they must be in the environment before torch is
-imported: the benchmark runs its measuring part in a child process started with them
-(`pinned_env`), and the node it starts over DDS inherits them. Nothing is assumed: torch's
-capability is read back in the measuring process (`check_capability`) and from the node's
-/diagnostics, and oneDNN's ISA from its verbose start-up line in a child started with the
-same environment (`probe`).
+`ONEDNN_MAX_CPU_ISA` (oneDNN), `MKL_ENABLE_INSTRUCTIONS` (MKL's GEMMs), `OPENBLAS_CORETYPE`
+(numpy's OpenBLAS) and `NPY_DISABLE_CPU_FEATURES` (numpy's own loops: the mapping and
+messages around the network). All are read once, when the libraries load, so they must
+be in the environment before torch and numpy are imported: the benchmark runs its
+measuring part in a child process started with them (`pinned_env`), and the node it
+starts over DDS inherits them. Nothing is assumed: torch's capability and numpy's targets
+are read back in the measuring process (`check_capability`), in a child with the node's
+environment, and (torch's) from the node's /diagnostics; oneDNN's ISA from its verbose
+start-up line in a child started with the same environment (`probe`).
 """
 
 from __future__ import annotations
@@ -25,17 +28,25 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-# --isa choice -> environment; "default" pins nothing (the environment as it is)
+# --isa choice -> environment of the libraries that read it once, when they load;
+# "default" pins nothing (the environment as it is). numpy's part is `numpy_disable`.
 ISA_ENV: dict[str, dict[str, str]] = {
     "default": {},
     "avx2": {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2",
-             "MKL_ENABLE_INSTRUCTIONS": "AVX2"},
-    # AVX-512 without VNNI, bf16 or AMX (oneDNN's AVX512_CORE)
+             "MKL_ENABLE_INSTRUCTIONS": "AVX2", "OPENBLAS_CORETYPE": "Haswell"},
+    # AVX-512 without VNNI, bf16 or AMX (oneDNN's AVX512_CORE, numpy's Skylake-X level);
+    # OpenBLAS is left to choose: its variable forces kernels rather than capping them
     "avx512": {"ATEN_CPU_CAPABILITY": "avx512", "ONEDNN_MAX_CPU_ISA": "AVX512_CORE",
                "MKL_ENABLE_INSTRUCTIONS": "AVX512"},
 }
 ISA_CHOICES = tuple(ISA_ENV)
-ISA_VARIABLES = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS")
+NUMPY_VARIABLE = "NPY_DISABLE_CPU_FEATURES"  # numpy's runtime-dispatched SIMD targets off
+ISA_VARIABLES = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS",
+                 "OPENBLAS_CORETYPE", NUMPY_VARIABLE)
+# numpy dispatch targets above each choice (numpy 2.x names, then 1.x names)
+NUMPY_ABOVE = {"avx2": ("X86_V4", "AVX512F", "AVX512CD", "AVX512_KNL", "AVX512_KNM",
+                        "AVX512_SKX", "AVX512_CLX", "AVX512_CNL", "AVX512_ICL", "AVX512_SPR"),
+               "avx512": ("AVX512_CLX", "AVX512_CNL", "AVX512_ICL", "AVX512_SPR")}
 # what torch.backends.cpu.get_cpu_capability() must say under each pinned choice
 EXPECTED_CAPABILITY = {"avx2": "AVX2", "avx512": "AVX512"}
 # /proc/cpuinfo flags that decide which kernels run (reported when present)
@@ -84,13 +95,44 @@ def isa_env(environ: Mapping[str, str] | None = None) -> dict[str, str | None]:
     return {k: env.get(k) for k in ISA_VARIABLES}
 
 
+def _numpy_dispatch() -> tuple[list[str], dict[str, bool]]:
+    """numpy's runtime-dispatch targets and the CPU features it found in this process
+    (([], {}) where this numpy does not expose them)."""
+    try:
+        from numpy._core._multiarray_umath import __cpu_dispatch__, __cpu_features__
+    except ImportError:
+        return [], {}
+    return list(__cpu_dispatch__), dict(__cpu_features__)
+
+
+def numpy_disable(isa: str) -> str:
+    """NPY_DISABLE_CPU_FEATURES for `isa`: the dispatch targets of this numpy above it
+    (numpy warns about names it does not dispatch, so only those are named)."""
+    targets, _ = _numpy_dispatch()
+    return " ".join(t for t in targets if t in NUMPY_ABOVE.get(isa, ()))
+
+
+def numpy_simd() -> list[str]:
+    """numpy's dispatch targets in use in this process (e.g. ['X86_V3', 'X86_V4'])."""
+    targets, features = _numpy_dispatch()
+    return [t for t in targets if features.get(t)]
+
+
+def isa_variables(isa: str) -> dict[str, str]:
+    """Every variable `isa` sets (torch, oneDNN, MKL, OpenBLAS, numpy); {} for default."""
+    if isa not in ISA_ENV:
+        raise ValueError(f"isa must be one of {', '.join(ISA_CHOICES)}, got {isa!r}")
+    out = dict(ISA_ENV[isa])
+    if isa != "default":
+        out[NUMPY_VARIABLE] = numpy_disable(isa)
+    return out
+
+
 def pinned_env(isa: str, base: Mapping[str, str] | None = None) -> dict[str, str]:
     """`base` (default os.environ) with the variables of `isa` set; 'default' changes
     nothing. The package's root leads PYTHONPATH, so a child imports this very code."""
-    if isa not in ISA_ENV:
-        raise ValueError(f"isa must be one of {', '.join(ISA_CHOICES)}, got {isa!r}")
     env = dict(os.environ if base is None else base)
-    env.update(ISA_ENV[isa])
+    env.update(isa_variables(isa))
     root = str(Path(__file__).resolve().parents[2])
     env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
     return env
@@ -99,7 +141,7 @@ def pinned_env(isa: str, base: Mapping[str, str] | None = None) -> dict[str, str
 def isa_in_force(isa: str, environ: Mapping[str, str] | None = None) -> bool:
     """True when `environ` (default os.environ) already holds every variable of `isa`."""
     env = os.environ if environ is None else environ
-    return all(env.get(k) == v for k, v in ISA_ENV[isa].items())
+    return all(env.get(k) == v for k, v in isa_variables(isa).items())
 
 
 def torch_capability() -> str | None:
@@ -112,8 +154,10 @@ def torch_capability() -> str | None:
         return None
 
 
-def check_capability(isa: str, reported: str | None, where: str) -> None:
-    """Raise IsaError unless `reported` (torch's capability in `where`) is what `isa` pins;
+def check_capability(isa: str, reported: str | None, where: str,
+                     numpy_found: list[str] | None = None) -> None:
+    """Raise IsaError unless `reported` (torch's capability in `where`) is what `isa` pins
+    and numpy uses no dispatch target above it (`numpy_found`, None = not checked);
     'default' pins nothing and accepts anything."""
     want = EXPECTED_CAPABILITY.get(isa)
     if want is None:
@@ -123,18 +167,20 @@ def check_capability(isa: str, reported: str | None, where: str) -> None:
             f"--isa {isa}: torch reports CPU capability {reported} in {where}, not {want} "
             f"(pinning variables there: {ISA_ENV[isa]}; a CPU without {want} cannot run it, "
             "and the variables only act when set before torch is imported)")
+    above = [t for t in numpy_found or () if t in NUMPY_ABOVE[isa]]
+    if above:
+        raise IsaError(f"--isa {isa}: numpy dispatches to {', '.join(above)} in {where} "
+                       f"({NUMPY_VARIABLE} must name them before numpy is imported)")
 
 
 def require_isa(isa: str) -> None:
     """Raise unless this process runs with `isa` pinned: its variables in the environment
     and torch reporting its capability (ValueError for an unknown choice, IsaError else)."""
-    if isa not in ISA_ENV:
-        raise ValueError(f"isa must be one of {', '.join(ISA_CHOICES)}, got {isa!r}")
     if not isa_in_force(isa):
-        raise IsaError(f"isa {isa} needs {ISA_ENV[isa]} in the environment before torch is "
-                       "imported: run `depth-any-view bench --isa ...` (it starts the "
-                       "measuring process with them)")
-    check_capability(isa, torch_capability(), "the measuring process")
+        raise IsaError(f"isa {isa} needs {isa_variables(isa)} in the environment before "
+                       "torch and numpy are imported: run `depth-any-view bench --isa ...` "
+                       "(it starts the measuring process with them)")
+    check_capability(isa, torch_capability(), "the measuring process", numpy_simd())
 
 
 def threads_info() -> dict[str, Any]:
@@ -163,18 +209,33 @@ _PROBE = """
 import json, os, torch
 x = torch.zeros(1, 32, 64, 64)  # large enough that torch hands the convolution to oneDNN
 torch.nn.functional.conv2d(x, torch.zeros(32, 32, 3, 3))
+from depth_any_view.bench.cpu import blas_info, numpy_simd
 print("PROBE " + json.dumps({"torch_cpu_capability": str(torch.backends.cpu.get_cpu_capability()),
+                            "numpy_simd": numpy_simd(), "blas": blas_info(),
                             "torch_threads": torch.get_num_threads(), "pid": os.getpid()}),
       flush=True)
 """
+
+
+def blas_info() -> list[str]:
+    """The BLAS libraries loaded here and the kernels they picked, e.g. 'openblas
+    Haswell' (threadpoolctl; [] without it)."""
+    try:
+        import threadpoolctl
+    except ImportError:
+        return []
+    return sorted({f"{i.get('internal_api')} {i.get('architecture') or ''}".strip()
+                   for i in threadpoolctl.threadpool_info() if i.get("user_api") == "blas"})
 
 
 def probe(env: Mapping[str, str] | None = None, timeout_s: float = PROBE_TIMEOUT_S
           ) -> dict[str, Any]:
     """Start a Python child with `env` (default os.environ), run one oneDNN convolution
     with ONEDNN_VERBOSE=1, and return what it saw: {'torch_cpu_capability', 'onednn_isa'
-    (None when oneDNN printed none), 'torch_threads', 'isa_env'}."""
+    (None when oneDNN printed none), 'numpy_simd', 'blas', 'torch_threads', 'isa_env'}."""
     child = dict(os.environ if env is None else env, ONEDNN_VERBOSE="1")
+    root = str(Path(__file__).resolve().parents[2])  # the probe imports this module
+    child["PYTHONPATH"] = os.pathsep.join(p for p in (root, child.get("PYTHONPATH")) if p)
     run = subprocess.run([sys.executable, "-c", _PROBE], env=child, capture_output=True,
                          text=True, timeout=timeout_s, check=False)
     line = next((ln for ln in run.stdout.splitlines() if ln.startswith("PROBE ")), None)
@@ -197,7 +258,8 @@ def cpu_info(isa: str = "default") -> dict[str, Any]:
         onednn = f"unknown ({exc})"
     return {"model": cpu_model(), "flags": cpu_flags(), "isa": isa,
             "torch_cpu_capability": torch_capability(), "onednn_isa": onednn,
-            "isa_env": isa_env(), **threads_info()}
+            "numpy_simd": numpy_simd(), "blas": blas_info(), "isa_env": isa_env(),
+            **threads_info()}
 
 
 def describe(info: Mapping[str, Any]) -> str:
@@ -210,7 +272,9 @@ def describe(info: Mapping[str, Any]) -> str:
     flags = info.get("flags") or []
     lacks = [f for f in KEY_FLAGS if f not in flags]
     return (f"{info.get('model')}: torch dispatches to {info.get('torch_cpu_capability')}, "
-            f"oneDNN to {info.get('onednn_isa')}; {pinned}; the CPU has "
+            f"oneDNN to {info.get('onednn_isa')}, numpy to "
+            f"{', '.join(info.get('numpy_simd') or []) or 'its baseline'}, BLAS "
+            f"{', '.join(info.get('blas') or []) or 'unknown'}; {pinned}; the CPU has "
             f"{', '.join(flags) or 'no listed vector flags'}"
             + (f" (not {', '.join(lacks)})" if lacks else ""))
 

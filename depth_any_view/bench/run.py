@@ -373,7 +373,8 @@ def _run_bench(opts: BenchOptions, progress: Callable[[str], None] | None = None
                               node_params=params)
         node_cpu = cpu.probe(node_env(domain_id))  # a child started as the node will be
         cpu.check_capability(opts.isa, node_cpu["torch_cpu_capability"],
-                             "a child started with the node's environment")
+                             "a child started with the node's environment",
+                             node_cpu["numpy_simd"])
         result["dds"] = run_dds(w, dds_opts, out, domain_id, progress=step)
         result["dds"]["node_cpu"] = node_cpu
         node_cpu["from_diagnostics"] = result["dds"].get("node_diagnostics", {}).get(
