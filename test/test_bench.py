@@ -506,3 +506,25 @@ def test_bench_isa_the_cpu_lacks_fails_loudly(monkeypatch, tmp_path, capfd) -> N
     _unpinned(monkeypatch)
     assert main(["bench", "--isa", "avx512", "--cpu-info", "--out", str(tmp_path)]) == 3
     assert "torch reports CPU capability AVX2 in the measuring process" in capfd.readouterr().err
+
+
+@pytest.mark.skipif("avx2" not in cpu.cpu_flags(), reason="needs an x86 CPU with AVX2")
+def test_isa_side_by_side_alternates_a_pinned_and_a_default_worker(monkeypatch) -> None:
+    from depth_any_view.bench.isa_compare import side_by_side
+
+    _unpinned(monkeypatch)
+    spec = {"preset": "lite", "size": list(SIZE), "seed": 0, "workload_grid": 16,
+            "overrides": TINY, "threads": 1, "repeats": 1, "warmup": 1}
+    lines: list[str] = []
+    d = side_by_side("avx2", spec, rounds=2, progress=lines.append)
+    assert d["workers"]["avx2"]["torch_cpu_capability"] == "AVX2"
+    assert d["workers"]["default"]["torch_cpu_capability"] == cpu.torch_capability()
+    assert d["workers"]["avx2"]["pid"] != d["workers"]["default"]["pid"] != os.getpid()
+    assert d["workers"]["default"]["isa_env"] == dict.fromkeys(cpu.ISA_VARIABLES)
+    assert {"forward", "fusion_update", "fusion_carve"} <= set(d["stages"])
+    for r in (*d["stages"].values(), d["non_network"]):
+        assert r["default"]["n"] == r["avx2"]["n"] == 2
+        assert r["ratio"] == pytest.approx(r["avx2"]["median"] / r["default"]["median"])
+    assert len(lines) == 2 and lines[-1].endswith("round 2/2")
+    with pytest.raises(ValueError, match="needs a pinned isa"):
+        side_by_side("default", spec)

@@ -209,12 +209,17 @@ _PROBE = """
 import json, os, torch
 x = torch.zeros(1, 32, 64, 64)  # large enough that torch hands the convolution to oneDNN
 torch.nn.functional.conv2d(x, torch.zeros(32, 32, 3, 3))
-from depth_any_view.bench.cpu import blas_info, numpy_simd
-print("PROBE " + json.dumps({"torch_cpu_capability": str(torch.backends.cpu.get_cpu_capability()),
-                            "numpy_simd": numpy_simd(), "blas": blas_info(),
-                            "torch_threads": torch.get_num_threads(), "pid": os.getpid()}),
-      flush=True)
+from depth_any_view.bench.cpu import probe_here
+print("PROBE " + json.dumps({**probe_here(), "pid": os.getpid()}), flush=True)
 """
+
+
+def probe_here() -> dict[str, Any]:
+    """This process's torch capability, numpy targets, BLAS kernels and torch threads."""
+    import torch
+
+    return {"torch_cpu_capability": torch_capability(), "numpy_simd": numpy_simd(),
+            "blas": blas_info(), "torch_threads": torch.get_num_threads()}
 
 
 def blas_info() -> list[str]:

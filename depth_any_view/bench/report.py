@@ -248,6 +248,31 @@ def _comparisons(result: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _isa_side_by_side(d: dict[str, Any]) -> list[str]:
+    """The pinned ISA against the default (bench/isa_compare.py): medians over the rounds
+    and their ratio."""
+    isa = d["isa"]
+    spec = d["spec"]
+    w = d["workers"]
+    lines = [f"Two worker processes, one with `--isa {isa}` pinned (torch "
+             f"{w[isa]['torch_cpu_capability']}, numpy {', '.join(w[isa]['numpy_simd'])}) "
+             f"and one with none of the variables (torch {w['default']['torch_cpu_capability']}"
+             f", numpy {', '.join(w['default']['numpy_simd'])}), the same random-weight "
+             f"`{spec['preset']}` engine and set ({spec['size'][0]}x{spec['size'][1]}), timed "
+             f"in alternation: {d['rounds']} rounds each (A B B A ...), each round every stage "
+             f"{spec['repeats']} times after {spec['warmup']} warm-up. Both see the same load, "
+             "so the ratio holds where absolute times do not. Ratio = pinned / default "
+             "(> 1: slower pinned).", ""]
+    rows = []
+    for name, r in [*d["stages"].items(), ("**all but forward**", d["non_network"])]:
+        label = name if name.startswith("**") else f"`{name}`"
+        ratio = r["ratio"]
+        rows.append([label, ms(r["default"]["median"]), ms(r[isa]["median"]),
+                     "-" if ratio is None else f"{ratio:.2f}"])
+    return lines + _table(["stage", "default median ms", f"{isa} median ms",
+                           f"ratio ({isa} / default)"], rows)
+
+
 def _scaling(t: dict[str, Any], title: str) -> list[str]:
     """One scaling table: stages as rows, values as columns, growth at the end."""
     if not t or "rows" not in t:
@@ -366,6 +391,9 @@ def report_markdown(result: dict[str, Any]) -> str:
     lines += ["## Training step per preset and device", ""]
     lines += _training(result.get("training", {})) + [""]
     lines += ["## Comparisons in the same run", ""] + _comparisons(result) + [""]
+    if "isa_side_by_side" in result:
+        lines += ["## Pinned ISA against the default, alternated in one run", ""]
+        lines += _isa_side_by_side(result["isa_side_by_side"]) + [""]
     lines += ["## Scaling", ""]
     sc = result.get("scaling", {})
     if "skipped" in sc:

@@ -70,6 +70,7 @@ class BenchOptions:
     dds_node_params: dict[str, Any] = field(default_factory=dict)
     threads: int = 0  # torch CPU threads (0 = torch's default)
     isa: str = "default"  # vector ISA pinned (bench/cpu.py); must be in the environment
+    isa_rounds: int = 6  # pinned ISA vs default, alternated rounds (bench/isa_compare.py)
     seed: int = 0
     workload_grid: int = 64  # ground-truth occupancy voxels per axis of the synthetic frame
     command: str = ""
@@ -79,8 +80,8 @@ class BenchOptions:
         """A short run that exercises everything (a minute or two on a small CPU)."""
         base = cls(presets=("lite",), repeats=3, warmup=1, heavy_repeats=1,
                    scaling_views=(1, 3, 6), scaling_sizes=(128, 256), scaling_grids=(32, 64),
-                   scaling_repeats=1, odometry_frames=4, dds_rates=(1.0, 2.0, 5.0), dds_step_s=2.0,
-                   dds_min_sets=3, dds_drain_s=2.0)
+                   scaling_repeats=1, odometry_frames=4, isa_rounds=2,
+                   dds_rates=(1.0, 2.0, 5.0), dds_step_s=2.0, dds_min_sets=3, dds_drain_s=2.0)
         return replace(base, **changes)
 
     def input_size(self, preset: str) -> tuple[int, int]:
@@ -317,6 +318,18 @@ def _run_bench(opts: BenchOptions, progress: Callable[[str], None] | None = None
                                 threads=opts.threads) if opts.onnx else None
     if ort_row is not None:  # > 1: ONNX Runtime is faster than torch eager
         result["comparisons"]["rows"].append(ort_row)
+
+    # ---- the pinned ISA against the default, alternated in two worker processes
+    if opts.isa != "default" and opts.isa_rounds > 0:
+        from depth_any_view.bench.isa_compare import side_by_side
+
+        step(f"isa side by side: {opts.isa} against default, {opts.isa_rounds} rounds")
+        spec = {"preset": sp, "size": list(size), "seed": opts.seed,
+                "workload_grid": opts.workload_grid, "overrides": opts.model_overrides,
+                "threads": opts.threads, "repeats": max(1, min(opts.repeats, 5)),
+                "warmup": max(1, opts.warmup)}
+        result["isa_side_by_side"] = side_by_side(opts.isa, spec, rounds=opts.isa_rounds,
+                                                  progress=step)
 
     # ---- scaling
     device = devices[0]
