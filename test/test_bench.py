@@ -526,5 +526,10 @@ def test_isa_side_by_side_alternates_a_pinned_and_a_default_worker(monkeypatch) 
         assert r["default"]["n"] == r["avx2"]["n"] == 2
         assert r["ratio"] == pytest.approx(r["avx2"]["median"] / r["default"]["median"])
     assert len(lines) == 2 and lines[-1].endswith("round 2/2")
+    from depth_any_view.bench.report import _isa_side_by_side
+
+    md = "\n".join(_isa_side_by_side(d))
+    assert "| stage | default median ms | avx2 median ms | ratio (avx2 / default) |" in md
+    assert f"| `forward` | {common.ms(d['stages']['forward']['default']['median'])} |" in md
     with pytest.raises(ValueError, match="needs a pinned isa"):
         side_by_side("default", spec)

@@ -91,8 +91,9 @@ def _isa(result: dict[str, Any]) -> list[str]:
         own = node.get("from_diagnostics")
         node_text = (f"the node reported {own} on /diagnostics" if own is not None else
                      "the node reported none on /diagnostics") + \
-            f"; a child started with its environment: torch {node['torch_cpu_capability']}, " \
-            f"oneDNN {node['onednn_isa']}, numpy {', '.join(node.get('numpy_simd') or [])}"
+            (f"; a child started with its environment: torch {node['torch_cpu_capability']}, "
+             f"oneDNN {node['onednn_isa']}, numpy {', '.join(node.get('numpy_simd') or [])}"
+             if "error" not in node else f"; its environment not probed: {node['error']}")
     threads = (f"torch {c.get('torch_threads')} intra-op / {c.get('torch_interop_threads')} "
                f"inter-op threads on {c.get('usable_cores')} usable cores, OMP_NUM_THREADS "
                f"{c.get('OMP_NUM_THREADS') or 'unset'}, MKL_NUM_THREADS "

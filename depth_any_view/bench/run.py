@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import os
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -384,10 +385,16 @@ def _run_bench(opts: BenchOptions, progress: Callable[[str], None] | None = None
                               step_s=opts.dds_step_s, min_sets=opts.dds_min_sets,
                               drain_s=opts.dds_drain_s, target_hz=DDS_TARGET_HZ,
                               node_params=params)
-        node_cpu = cpu.probe(node_env(domain_id))  # a child started as the node will be
-        cpu.check_capability(opts.isa, node_cpu["torch_cpu_capability"],
-                             "a child started with the node's environment",
-                             node_cpu["numpy_simd"])
+        try:  # a child started as the node will be
+            node_cpu = cpu.probe(node_env(domain_id))
+        except (RuntimeError, OSError, subprocess.TimeoutExpired) as exc:
+            if opts.isa != "default":  # nothing to check the pinning with: stop
+                raise cpu.IsaError(f"--isa {opts.isa}: {exc}") from exc
+            node_cpu = {"error": str(exc)}
+        else:
+            cpu.check_capability(opts.isa, node_cpu["torch_cpu_capability"],
+                                 "a child started with the node's environment",
+                                 node_cpu["numpy_simd"])
         result["dds"] = run_dds(w, dds_opts, out, domain_id, progress=step)
         result["dds"]["node_cpu"] = node_cpu
         node_cpu["from_diagnostics"] = result["dds"].get("node_diagnostics", {}).get(
