@@ -274,6 +274,46 @@ def _rates(text: str) -> tuple[float, ...]:
 def cmd_bench(args: argparse.Namespace) -> int:
     """Per-stage latency, network per preset/device/precision, comparisons, scaling and
     end to end over DDS; writes bench.json and bench.md (see BENCHMARKS.md)."""
+    from depth_any_view.bench import cpu
+
+    if args.isa != "default" and not cpu.isa_in_force(args.isa):  # before torch loads
+        return cpu.run_pinned(args.isa, list(args.argv))
+    try:
+        if args.cpu_info:
+            return _bench_cpu_info(args)
+        return _bench(args)
+    except cpu.IsaError as exc:
+        print(f"depth-any-view bench: error: {exc}", file=sys.stderr)
+        return 3
+
+
+def _bench_cpu_info(args: argparse.Namespace) -> int:
+    """`bench --cpu-info`: the CPU facts of the measuring process and of a child started
+    with the node's environment, checked against --isa, into <out>/cpu.json."""
+    import json
+
+    from depth_any_view.bench import cpu
+    from depth_any_view.bench.common import ros_domain_id
+    from depth_any_view.bench.dds import node_env
+
+    cpu.require_isa(args.isa)
+    info = {"measuring": cpu.cpu_info(args.isa), "node": cpu.probe(node_env(ros_domain_id()))}
+    cpu.check_capability(args.isa, info["node"]["torch_cpu_capability"],
+                         "a child started with the node's environment",
+                         info["node"]["numpy_simd"])
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "cpu.json").write_text(json.dumps(info, indent=1) + "\n")
+    node = info["node"]
+    print(f"measuring process: {cpu.describe(info['measuring'])}\n"
+          f"node environment: torch {node['torch_cpu_capability']}, oneDNN "
+          f"{node['onednn_isa']}, numpy {', '.join(node['numpy_simd']) or 'its baseline'}\n"
+          f"wrote {out / 'cpu.json'}")
+    return 0
+
+
+def _bench(args: argparse.Namespace) -> int:
+    """`bench` in this process (the --isa variables, if any, already in force)."""
     from depth_any_view.bench.run import BenchOptions, run_bench
     from depth_any_view.inference.engine import COMPILE_MODES
 
@@ -289,7 +329,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
                      "odometry": not args.skip_odometry, "training": not args.skip_training,
                      "onnx": not args.skip_onnx,
                      "compile_modes": tuple(args.compile),
-                     "threads": args.threads, "size": args.size}
+                     "threads": args.threads, "size": args.size, "isa": args.isa}
     if args.presets is not None:
         changes["presets"] = args.presets
     if args.repeats is not None:
@@ -357,6 +397,8 @@ def _add_pipeline_arguments(p: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with all subcommands."""
+    from depth_any_view.bench.cpu import ISA_CHOICES  # no torch: json, os, subprocess
+
     parser = argparse.ArgumentParser(
         prog="depth-any-view",
         description="Multi-view depth and occupancy for a calibrated camera rig (ROS 2).")
@@ -533,6 +575,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="DDS input rates to climb, Hz (default 1,2,3,4,5,6,8,10,15,20,30)")
     p.add_argument("--threads", type=int, default=0,
                    help="torch CPU threads, also for the node (0 = torch's default)")
+    p.add_argument("--isa", choices=ISA_CHOICES, default="default",
+                   help="limit torch's, oneDNN's and MKL's vector instructions for the whole "
+                        "run, node included (ATEN_CPU_CAPABILITY, ONEDNN_MAX_CPU_ISA, "
+                        "MKL_ENABLE_INSTRUCTIONS; the bench re-runs itself with them set): "
+                        "avx2 measures what an AVX2-only CPU gets; avx512 (without VNNI, "
+                        "bf16, AMX); default pins nothing")
+    p.add_argument("--cpu-info", action="store_true",
+                   help="measure nothing: check --isa and write the CPU facts of the "
+                        "measuring process and of the node's environment to <out>/cpu.json")
     p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser(
@@ -591,6 +642,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the process exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # to re-run it (bench --isa)
     func: Callable[[argparse.Namespace], int] = args.func
     try:
         return int(func(args) or 0)

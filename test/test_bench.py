@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import struct
 from pathlib import Path
 from typing import Any
@@ -16,13 +17,18 @@ from typing import Any
 import numpy as np
 import pytest
 
-from depth_any_view.bench import common
+from depth_any_view.bench import common, cpu
 from depth_any_view.bench.compare import compile_ratios, precision_ratios
 from depth_any_view.bench.dds import DdsOptions, expected_groups, marker_expectation
 from depth_any_view.bench.odometry import SOURCES as ODOMETRY_SOURCES
 from depth_any_view.bench.odometry import bench_odometry
 from depth_any_view.bench.report import _precision_label
-from depth_any_view.bench.run import BenchOptions, evaluate_targets, run_bench
+from depth_any_view.bench.run import (
+    BenchOptions,
+    evaluate_targets,
+    node_capability_mismatch,
+    run_bench,
+)
 from depth_any_view.bench.stages import MARKER_MAX_VOXELS, STAGES
 from depth_any_view.bench.training import bench_training_step, training_batch
 from depth_any_view.cli import build_parser, main
@@ -54,6 +60,12 @@ def _check_common(result: dict[str, Any], out: Path) -> None:
     """Everything but the DDS part."""
     m = result["machine"]
     assert m["cpu"] and m["logical_cores"] >= 1 and m["torch"] and m["torch_threads"] >= 1
+    isa = m["cpu_isa"]  # what the vector units ran: this process's torch, oneDNN's, threads
+    assert isa["torch_cpu_capability"] == m["torch_cpu_capability"] == cpu.torch_capability()
+    assert isa["isa"] == "default" and isa["torch_threads"] == 1 and isa["usable_cores"] >= 1
+    assert isa["model"] and set(isa["isa_env"]) == set(cpu.ISA_VARIABLES)
+    if "avx2" in isa["flags"]:  # an x86 CPU with oneDNN: its start-up line was read
+        assert isa["onednn_isa"] and "unknown" not in isa["onednn_isa"]
     stages = result["stages"]["cpu"]
     assert list(stages["stages"]) == [s for s in STAGES if s in stages["stages"]]
     assert set(STAGES) - {"publish"} <= set(stages["stages"]) | set(stages["skipped"])
@@ -120,6 +132,8 @@ def _check_common(result: dict[str, Any], out: Path) -> None:
     assert js["stages"]["cpu"]["stages"]["forward"]["median"] > 0
     md = (out / "bench.md").read_text()
     assert "| `kiss_icp` |" in md and "| `open3d_rgbd` |" in md  # the odometry table
+    assert f"- vector ISA in force: {isa['model']}: torch dispatches to " in md
+    assert "- threads: torch 1 intra-op" in md
     for heading in ("## Targets", "## Per-stage latency", "## Cameras-only odometry",
                     "## Training step", "## Network forward",
                     "## Comparisons", "## Scaling", "## End to end over DDS", "## Memory"):
@@ -168,6 +182,8 @@ def test_quick_bench_with_dds(tmp_path: Path) -> None:
         assert s["all_complete"] == (s["sets_complete"] == s["sets_published"]
                                      and m["missing"] == 0)
     assert dds["node_peak_rss_mib"] > 0
+    own = result["machine"]["torch_cpu_capability"]  # the node ran what the bench ran
+    assert dds["node_cpu"]["from_diagnostics"] == dds["node_cpu"]["torch_cpu_capability"] == own
     assert "burst_probe" in dds
     assert result["targets"][1]["met"] in (True, False)
     assert any("dds:" in line for line in lines)
@@ -361,6 +377,10 @@ def test_cli_bench_arguments(capsys: pytest.CaptureFixture[str]) -> None:
     assert "--compile modes must be among default" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         build_parser().parse_args(["bench", "--rates", "fast"])
+    assert build_parser().parse_args(["bench"]).isa == "default"
+    assert build_parser().parse_args(["bench", "--isa", "avx2"]).isa == "avx2"
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["bench", "--isa", "sse2"])
 
 
 def test_onnxruntime_ratio_measures_both_backends_in_one_run(tmp_path, monkeypatch):
@@ -397,3 +417,119 @@ def test_cost_volume_ratio_measures_both_networks_in_one_run():
                                        "cost_photometric": True, "ground_embedding": True})
     assert "photometric NCC; ground-plane embedding" in row["what"]
     assert row["baseline"] == "with cost volumes and ground plane"
+
+
+# ---------------------------------------------------------------------------- --isa
+def _unpinned(monkeypatch: pytest.MonkeyPatch) -> None:
+    """This process's environment without any pinning variable (as a user's shell)."""
+    for name in cpu.ISA_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+
+
+def test_cpu_facts_are_read_from_cpuinfo_and_onednn() -> None:
+    text = "processor\t: 0\nflags\t\t: fpu sse4_2 avx avx2 fma amx_tile avx512f\nflags: x\n"
+    assert cpu.cpu_flags(text) == ["sse4_2", "avx", "fma", "avx2", "avx512f", "amx_tile"]
+    assert cpu.cpu_flags("model name : x\n") == []
+    lines = ("onednn_verbose,v1,info,oneDNN v3.12.0 (commit 80afa71)\n"
+             "onednn_verbose,v1,info,cpu,isa:Intel AVX2\nonednn_verbose,v1,info,gpu,x\n")
+    assert cpu.parse_onednn_isa(lines) == "Intel AVX2"
+    assert cpu.parse_onednn_isa("dnnl_verbose,info,cpu,isa:Intel AVX-512\n") == "Intel AVX-512"
+    assert cpu.parse_onednn_isa("no oneDNN here\n") is None
+    info = {"model": "M", "flags": ["avx2"], "isa": "avx2", "torch_cpu_capability": "AVX2",
+            "onednn_isa": "Intel AVX2", "numpy_simd": ["X86_V3"], "blas": ["openblas Haswell"],
+            "isa_env": {"ATEN_CPU_CAPABILITY": "avx2", "OPENBLAS_CORETYPE": None}}
+    assert cpu.describe(info) == (
+        "M: torch dispatches to AVX2, oneDNN to Intel AVX2, numpy to X86_V3, BLAS openblas "
+        "Haswell; pinned by --isa avx2 (ATEN_CPU_CAPABILITY=avx2); the CPU has avx2 (not "
+        "avx512f, avx512_bf16, amx_tile)")
+
+
+def test_isa_pinning_needs_the_environment_before_torch(monkeypatch, tmp_path) -> None:
+    _unpinned(monkeypatch)
+    env = cpu.pinned_env("avx2", {"PATH": "/bin"})
+    assert env["ATEN_CPU_CAPABILITY"] == "avx2" and env["ONEDNN_MAX_CPU_ISA"] == "AVX2"
+    assert env["MKL_ENABLE_INSTRUCTIONS"] == "AVX2" and env["PATH"] == "/bin"
+    assert env["OPENBLAS_CORETYPE"] == "Haswell"
+    assert cpu.isa_in_force("avx2", env) and not cpu.isa_in_force("avx2", {"PATH": "/bin"})
+    assert cpu.pinned_env("default", {"A": "1"})["A"] == "1" and cpu.isa_in_force("default")
+    with pytest.raises(ValueError, match="isa must be one of default, avx2, avx512"):
+        cpu.pinned_env("sse", {})
+    cpu.check_capability("avx2", "AVX2", "here")
+    cpu.check_capability("default", "AVX512", "here")
+    with pytest.raises(cpu.IsaError, match="torch reports CPU capability AVX512 in the node"):
+        cpu.check_capability("avx2", "AVX512", "the node")
+    cpu.check_capability("avx2", "AVX2", "here", ["X86_V3"])
+    with pytest.raises(cpu.IsaError, match="numpy dispatches to X86_V4 in the node"):
+        cpu.check_capability("avx2", "AVX2", "the node", ["X86_V3", "X86_V4"])
+    # in this process torch is loaded already: run_bench refuses before measuring anything
+    with pytest.raises(cpu.IsaError, match="before torch and numpy are imported"):
+        run_bench(_tiny(tmp_path, isa="avx2"))
+    assert not (tmp_path / "bench.json").exists()
+    with pytest.raises(ValueError, match="isa must be one of"):
+        run_bench(_tiny(tmp_path, isa="neon"))
+
+
+def test_node_reporting_another_capability_is_an_error() -> None:
+    result = {"machine": {"torch_cpu_capability": "AVX2"},
+              "dds": {"node_cpu": {"from_diagnostics": "AVX512"}}}
+    assert "node reported CPU capability AVX512" in node_capability_mismatch(result)
+    result["dds"]["node_cpu"]["from_diagnostics"] = "AVX2"
+    assert node_capability_mismatch(result) is None
+    assert node_capability_mismatch({"machine": {"torch_cpu_capability": "AVX2"},
+                                     "dds": {"skipped": "--skip-dds"}}) is None
+
+
+@pytest.mark.skipif("avx2" not in cpu.cpu_flags(), reason="needs an x86 CPU with AVX2")
+def test_bench_isa_avx2_pins_the_measuring_process_and_the_node(monkeypatch, tmp_path) -> None:
+    """`bench --isa avx2` from a process with torch loaded and nothing pinned: the bench
+    re-runs itself with the variables set; there torch and oneDNN dispatch to AVX2, and so
+    do they in a child started with the node's environment."""
+    _unpinned(monkeypatch)
+    monkeypatch.setenv("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+    monkeypatch.setenv("ROS_DOMAIN_ID", str(common.ros_domain_id()))
+    assert main(["bench", "--isa", "avx2", "--cpu-info", "--out", str(tmp_path)]) == 0
+    info = json.loads((tmp_path / "cpu.json").read_text())
+    for where in ("measuring", "node"):
+        assert info[where]["torch_cpu_capability"] == "AVX2", where
+        assert "AVX2" in info[where]["onednn_isa"] and "512" not in info[where]["onednn_isa"]
+        assert info[where]["isa_env"] == cpu.isa_variables("avx2")
+        assert "X86_V3" in info[where]["numpy_simd"]  # numpy: AVX2 (x86-64-v3), nothing above
+        assert not any("512" in t or t == "X86_V4" for t in info[where]["numpy_simd"])
+    assert "X86_V4" in cpu.isa_variables("avx2")["NPY_DISABLE_CPU_FEATURES"].split()
+    assert info["measuring"]["isa"] == "avx2" and info["measuring"]["model"] == cpu.cpu_model()
+    assert info["node"]["pid"] != os.getpid()
+
+
+@pytest.mark.skipif("avx2" not in cpu.cpu_flags() or "avx512f" in cpu.cpu_flags(),
+                    reason="needs an x86 CPU with AVX2 and without AVX-512")
+def test_bench_isa_the_cpu_lacks_fails_loudly(monkeypatch, tmp_path, capfd) -> None:
+    _unpinned(monkeypatch)
+    assert main(["bench", "--isa", "avx512", "--cpu-info", "--out", str(tmp_path)]) == 3
+    assert "torch reports CPU capability AVX2 in the measuring process" in capfd.readouterr().err
+
+
+@pytest.mark.skipif("avx2" not in cpu.cpu_flags(), reason="needs an x86 CPU with AVX2")
+def test_isa_side_by_side_alternates_a_pinned_and_a_default_worker(monkeypatch) -> None:
+    from depth_any_view.bench.isa_compare import side_by_side
+
+    _unpinned(monkeypatch)
+    spec = {"preset": "lite", "size": list(SIZE), "seed": 0, "workload_grid": 16,
+            "overrides": TINY, "threads": 1, "repeats": 1, "warmup": 1}
+    lines: list[str] = []
+    d = side_by_side("avx2", spec, rounds=2, progress=lines.append)
+    assert d["workers"]["avx2"]["torch_cpu_capability"] == "AVX2"
+    assert d["workers"]["default"]["torch_cpu_capability"] == cpu.torch_capability()
+    assert d["workers"]["avx2"]["pid"] != d["workers"]["default"]["pid"] != os.getpid()
+    assert d["workers"]["default"]["isa_env"] == dict.fromkeys(cpu.ISA_VARIABLES)
+    assert {"forward", "fusion_update", "fusion_carve"} <= set(d["stages"])
+    for r in (*d["stages"].values(), d["non_network"]):
+        assert r["default"]["n"] == r["avx2"]["n"] == 2
+        assert r["ratio"] == pytest.approx(r["avx2"]["median"] / r["default"]["median"])
+    assert len(lines) == 2 and lines[-1].endswith("round 2/2")
+    from depth_any_view.bench.report import _isa_side_by_side
+
+    md = "\n".join(_isa_side_by_side(d))
+    assert "| stage | default median ms | avx2 median ms | ratio (avx2 / default) |" in md
+    assert f"| `forward` | {common.ms(d['stages']['forward']['default']['median'])} |" in md
+    with pytest.raises(ValueError, match="needs a pinned isa"):
+        side_by_side("default", spec)

@@ -134,11 +134,13 @@ class PeakMemory:
 
 
 # ---------------------------------------------------------------------------- machine
-def machine_info(devices: Sequence[str] = ()) -> dict[str, Any]:
+def machine_info(devices: Sequence[str] = (), isa: str = "default") -> dict[str, Any]:
     """What the figures were measured on: CPU, cores, memory, load, torch and its threads,
-    GPUs, Python, OS."""
+    GPUs, Python, OS; `cpu_isa`: the vector capability in force (bench/cpu.py, `isa` is
+    the --isa asked for)."""
     import torch
 
+    from depth_any_view.bench.cpu import cpu_info
     from depth_any_view.inference.engine import cpu_name
 
     try:
@@ -162,7 +164,8 @@ def machine_info(devices: Sequence[str] = ()) -> dict[str, Any]:
         "cpu": cpu_name(), "logical_cores": os.cpu_count(), "usable_cores": affinity,
         "memory_gib": mem_total, "load_average_1_5_15": load,
         "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
-        "torch_cpu_capability": _cpu_capability(), "numpy": np.__version__,
+        "torch_cpu_capability": _cpu_capability(), "cpu_isa": cpu_info(isa),
+        "numpy": np.__version__,
         "python": sys.version.split()[0], "platform": platform.platform(),
         "cuda_available": bool(torch.cuda.is_available()), "gpus": [],
         "rmw_implementation": os.environ.get("RMW_IMPLEMENTATION", "rmw_fastrtps_cpp"),

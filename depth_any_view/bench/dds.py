@@ -59,6 +59,7 @@ SET_GROUPS = ("depth", "depth_info", "points", "voxels", "grid")  # one per proc
 GROUP_SWITCH = {"depth": "publish_depth", "depth_info": "publish_depth",  # node parameters
                 "points": "publish_points", "voxels": "publish_voxels",
                 "markers": "publish_markers", "grid": "publish_grid"}
+NODE_CAPABILITY_KEY = "inference: cpu_capability"  # in the node's /diagnostics (CPU device)
 DEFAULT_RATES = (1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0, 15.0, 20.0, 30.0)
 
 
@@ -82,6 +83,16 @@ class DdsOptions:
 
 
 # ---------------------------------------------------------------------------- helpers
+def node_env(domain_id: int) -> dict[str, str]:
+    """The node's environment: this process's (the --isa pinning variables included), DDS
+    on localhost in the run's domain, this package first on PYTHONPATH, unbuffered."""
+    env = localhost_dds_env(domain_id)
+    root = str(Path(__file__).resolve().parents[2])
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
 def header_stamp_ns(data: bytes, sequence_first: bool = False) -> int:
     """Header stamp (ns) of a serialized message whose first field is a std_msgs/Header,
     or (sequence_first) whose first field is a sequence of such messages (MarkerArray).
@@ -395,10 +406,7 @@ def run_dds(w: Workload, opts: DdsOptions, out_dir: Path, domain_id: int,
                                           sort_keys=True))
     log = out_dir / "dds_node.log"
     os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"  # this process's rclpy too
-    env = localhost_dds_env(domain_id)
-    root = str(Path(__file__).resolve().parents[2])
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
-    env["PYTHONUNBUFFERED"] = "1"
+    env = node_env(domain_id)
     result: dict[str, Any] = {"options": {**asdict(opts), "rates": list(opts.rates)},
                               "node_parameters": params, "weights": weights_label,
                               "domain_id": domain_id, "images": list(w.size),

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from depth_any_view.bench.common import ms
+from depth_any_view.bench.cpu import describe
 from depth_any_view.bench.odometry import SOURCE_LABELS
 from depth_any_view.bench.stages import STAGE_LABELS
 
@@ -69,11 +70,36 @@ def _machine(result: dict[str, Any]) -> list[str]:
         f"{_f(m.get('memory_gib'))} GiB RAM; torch {m.get('torch')} "
         f"({m.get('torch_threads')} threads, {m.get('torch_cpu_capability')}), "
         f"numpy {m.get('numpy')}, Python {m.get('python')}",
+        *_isa(result),
         f"- GPU: {gpus}; devices measured: {', '.join(m.get('devices', []))}",
         f"- load average (1/5/15 min) at start {m.get('load_average_1_5_15')}, at end "
         f"{result.get('load_average_end')}; RMW {m.get('rmw_implementation')}, "
         f"ROS_DOMAIN_ID {result.get('ros_domain_id')} (localhost only)",
     ]
+
+
+def _isa(result: dict[str, Any]) -> list[str]:
+    """The vector capability lines: in force in the measuring process and in the node, the
+    CPU's flags, the threads (bench/cpu.py)."""
+    c = result.get("machine", {}).get("cpu_isa")
+    if not c:
+        return []
+    node = result.get("dds", {}).get("node_cpu")
+    if node is None:
+        node_text = "node not started in this run"
+    else:
+        own = node.get("from_diagnostics")
+        node_text = (f"the node reported {own} on /diagnostics" if own is not None else
+                     "the node reported none on /diagnostics") + \
+            (f"; a child started with its environment: torch {node['torch_cpu_capability']}, "
+             f"oneDNN {node['onednn_isa']}, numpy {', '.join(node.get('numpy_simd') or [])}"
+             if "error" not in node else f"; its environment not probed: {node['error']}")
+    threads = (f"torch {c.get('torch_threads')} intra-op / {c.get('torch_interop_threads')} "
+               f"inter-op threads on {c.get('usable_cores')} usable cores, OMP_NUM_THREADS "
+               f"{c.get('OMP_NUM_THREADS') or 'unset'}, MKL_NUM_THREADS "
+               f"{c.get('MKL_NUM_THREADS') or 'unset'}")
+    return [f"- vector ISA in force: {describe(c)}", f"- node: {node_text}",
+            f"- threads: {threads}"]
 
 
 def _targets(result: dict[str, Any]) -> list[str]:
@@ -223,6 +249,31 @@ def _comparisons(result: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _isa_side_by_side(d: dict[str, Any]) -> list[str]:
+    """The pinned ISA against the default (bench/isa_compare.py): medians over the rounds
+    and their ratio."""
+    isa = d["isa"]
+    spec = d["spec"]
+    w = d["workers"]
+    lines = [f"Two worker processes, one with `--isa {isa}` pinned (torch "
+             f"{w[isa]['torch_cpu_capability']}, numpy {', '.join(w[isa]['numpy_simd'])}) "
+             f"and one with none of the variables (torch {w['default']['torch_cpu_capability']}"
+             f", numpy {', '.join(w['default']['numpy_simd'])}), the same random-weight "
+             f"`{spec['preset']}` engine and set ({spec['size'][0]}x{spec['size'][1]}), timed "
+             f"in alternation: {d['rounds']} rounds each (A B B A ...), each round every stage "
+             f"{spec['repeats']} times after {spec['warmup']} warm-up. Both see the same load, "
+             "so the ratio holds where absolute times do not. Ratio = pinned / default "
+             "(> 1: slower pinned).", ""]
+    rows = []
+    for name, r in [*d["stages"].items(), ("**all but forward**", d["non_network"])]:
+        label = name if name.startswith("**") else f"`{name}`"
+        ratio = r["ratio"]
+        rows.append([label, ms(r["default"]["median"]), ms(r[isa]["median"]),
+                     "-" if ratio is None else f"{ratio:.2f}"])
+    return lines + _table(["stage", "default median ms", f"{isa} median ms",
+                           f"ratio ({isa} / default)"], rows)
+
+
 def _scaling(t: dict[str, Any], title: str) -> list[str]:
     """One scaling table: stages as rows, values as columns, growth at the end."""
     if not t or "rows" not in t:
@@ -341,6 +392,9 @@ def report_markdown(result: dict[str, Any]) -> str:
     lines += ["## Training step per preset and device", ""]
     lines += _training(result.get("training", {})) + [""]
     lines += ["## Comparisons in the same run", ""] + _comparisons(result) + [""]
+    if "isa_side_by_side" in result:
+        lines += ["## Pinned ISA against the default, alternated in one run", ""]
+        lines += _isa_side_by_side(result["isa_side_by_side"]) + [""]
     lines += ["## Scaling", ""]
     sc = result.get("scaling", {})
     if "skipped" in sc:

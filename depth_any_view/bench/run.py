@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import os
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -21,7 +22,13 @@ from typing import Any
 import yaml
 
 from depth_any_view.bench import common
-from depth_any_view.bench.dds import DEFAULT_RATES, DdsOptions, run_dds
+from depth_any_view.bench.dds import (
+    DEFAULT_RATES,
+    NODE_CAPABILITY_KEY,
+    DdsOptions,
+    node_env,
+    run_dds,
+)
 from depth_any_view.bench.workload import make_workload
 
 LOG = logging.getLogger(__name__)
@@ -63,6 +70,8 @@ class BenchOptions:
     dds_drain_s: float = 3.0
     dds_node_params: dict[str, Any] = field(default_factory=dict)
     threads: int = 0  # torch CPU threads (0 = torch's default)
+    isa: str = "default"  # vector ISA pinned (bench/cpu.py); must be in the environment
+    isa_rounds: int = 6  # pinned ISA vs default, alternated rounds (bench/isa_compare.py)
     seed: int = 0
     workload_grid: int = 64  # ground-truth occupancy voxels per axis of the synthetic frame
     command: str = ""
@@ -72,8 +81,8 @@ class BenchOptions:
         """A short run that exercises everything (a minute or two on a small CPU)."""
         base = cls(presets=("lite",), repeats=3, warmup=1, heavy_repeats=1,
                    scaling_views=(1, 3, 6), scaling_sizes=(128, 256), scaling_grids=(32, 64),
-                   scaling_repeats=1, odometry_frames=4, dds_rates=(1.0, 2.0, 5.0), dds_step_s=2.0,
-                   dds_min_sets=3, dds_drain_s=2.0)
+                   scaling_repeats=1, odometry_frames=4, isa_rounds=2,
+                   dds_rates=(1.0, 2.0, 5.0), dds_step_s=2.0, dds_min_sets=3, dds_drain_s=2.0)
         return replace(base, **changes)
 
     def input_size(self, preset: str) -> tuple[int, int]:
@@ -168,7 +177,7 @@ def run_bench(opts: BenchOptions, progress: Callable[[str], None] | None = None
 def _run_bench(opts: BenchOptions, progress: Callable[[str], None] | None = None
               ) -> dict[str, Any]:
     """`run_bench` without the logging set-up."""
-    from depth_any_view.bench import report
+    from depth_any_view.bench import cpu, report
     from depth_any_view.bench.compare import (
         compare_conversions,
         compile_ratios,
@@ -186,6 +195,7 @@ def _run_bench(opts: BenchOptions, progress: Callable[[str], None] | None = None
         views_of,
     )
 
+    cpu.require_isa(opts.isa)
     t_start = time.perf_counter()
     out = Path(opts.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -205,7 +215,7 @@ def _run_bench(opts: BenchOptions, progress: Callable[[str], None] | None = None
         "version": 1, "started": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "command": opts.command or " ".join(sys.argv),
         "options": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(opts).items()},
-        "machine": common.machine_info(devices), "ros_domain_id": domain_id,
+        "machine": common.machine_info(devices, opts.isa), "ros_domain_id": domain_id,
         "stages": {}, "odometry": {}, "forward": [], "comparisons": {}, "scaling": {}, "dds": {},
         "notes": []}
     no_ros = ros_available()
@@ -310,6 +320,18 @@ def _run_bench(opts: BenchOptions, progress: Callable[[str], None] | None = None
     if ort_row is not None:  # > 1: ONNX Runtime is faster than torch eager
         result["comparisons"]["rows"].append(ort_row)
 
+    # ---- the pinned ISA against the default, alternated in two worker processes
+    if opts.isa != "default" and opts.isa_rounds > 0:
+        from depth_any_view.bench.isa_compare import side_by_side
+
+        step(f"isa side by side: {opts.isa} against default, {opts.isa_rounds} rounds")
+        spec = {"preset": sp, "size": list(size), "seed": opts.seed,
+                "workload_grid": opts.workload_grid, "overrides": opts.model_overrides,
+                "threads": opts.threads, "repeats": max(1, min(opts.repeats, 5)),
+                "warmup": max(1, opts.warmup)}
+        result["isa_side_by_side"] = side_by_side(opts.isa, spec, rounds=opts.isa_rounds,
+                                                  progress=step)
+
     # ---- scaling
     device = devices[0]
     if opts.scaling:
@@ -363,17 +385,45 @@ def _run_bench(opts: BenchOptions, progress: Callable[[str], None] | None = None
                               step_s=opts.dds_step_s, min_sets=opts.dds_min_sets,
                               drain_s=opts.dds_drain_s, target_hz=DDS_TARGET_HZ,
                               node_params=params)
+        try:  # a child started as the node will be
+            node_cpu = cpu.probe(node_env(domain_id))
+        except (RuntimeError, OSError, subprocess.TimeoutExpired) as exc:
+            if opts.isa != "default":  # nothing to check the pinning with: stop
+                raise cpu.IsaError(f"--isa {opts.isa}: {exc}") from exc
+            node_cpu = {"error": str(exc)}
+        else:
+            cpu.check_capability(opts.isa, node_cpu["torch_cpu_capability"],
+                                 "a child started with the node's environment",
+                                 node_cpu["numpy_simd"])
         result["dds"] = run_dds(w, dds_opts, out, domain_id, progress=step)
+        result["dds"]["node_cpu"] = node_cpu
+        node_cpu["from_diagnostics"] = result["dds"].get("node_diagnostics", {}).get(
+            NODE_CAPABILITY_KEY)  # what the node itself reported
 
     result["memory"] = {"bench_peak_rss_mib": common.peak_rss_mib(),
                         "node_peak_rss_mib": result["dds"].get("node_peak_rss_mib")}
     result["targets"] = evaluate_targets(result, sp)
     result["load_average_end"] = common.load_average()
     result["duration_s"] = time.perf_counter() - t_start
+    wrong = node_capability_mismatch(result)
+    if wrong is not None:
+        result["notes"].append(f"ERROR: {wrong}")
     paths = report.write_report(result, out)
     result["files"] = {k: str(v) for k, v in paths.items()}
     step(f"wrote {paths['json']} and {paths['markdown']}")
+    if wrong is not None:
+        raise cpu.IsaError(f"{wrong} (the report is written: {paths['markdown']})")
     return result
+
+
+def node_capability_mismatch(result: dict[str, Any]) -> str | None:
+    """Why the node ran with another CPU capability than the measuring process (what it
+    reported on /diagnostics), or None when they agree or the node reported none."""
+    node = result.get("dds", {}).get("node_cpu", {}).get("from_diagnostics")
+    own = result["machine"]["torch_cpu_capability"]
+    if node is None or node == own:
+        return None
+    return f"the node reported CPU capability {node} on /diagnostics, the measuring process {own}"
 
 
 def evaluate_targets(result: dict[str, Any], stage_preset: str) -> list[dict[str, Any]]:

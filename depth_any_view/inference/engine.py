@@ -456,6 +456,8 @@ class InferenceEngine:
             "grid_dims": list(self.grid.dims), "channels_last": self.cfg.channels_last,
             "compiled": self.compiled, "output_resolution": self.cfg.output_resolution,
             "backend": self.cfg.backend, "torch": torch.__version__}
+        if self.device.type == "cpu":  # the vector unit torch's kernels dispatch to
+            out["cpu_capability"] = str(torch.backends.cpu.get_cpu_capability())
         if self.onnx is not None:
             out.update(onnx_file=self.onnx.path, onnx_providers=list(self.onnx.providers))
         return out

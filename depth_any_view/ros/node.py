@@ -320,7 +320,7 @@ class DepthAnyViewNode(Node):
         self._fusion_stats_at = -math.inf  # monotonic time the map statistics were last read
         self._engine_info = {k: v for k, v in self.pipeline.engine.describe().items()
                              if k in ("device", "device_name", "precision", "preset", "weights",
-                                      "image_size", "compiled")}
+                                      "image_size", "compiled", "cpu_capability")}
         self._throttle: dict[Any, float] = {}
         self._once: set[str] = set()
         self._markers_stamp_ns: int | None = None  # set stamp of the last MarkerArray
