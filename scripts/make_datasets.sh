@@ -9,7 +9,8 @@
 #   shifted_test: the shifted world (config/shifted_world.yaml: other scenes, materials and
 #          lighting, a random rig of 1-8 cameras and image size per sequence), seeds 9500-9523,
 #          4 frames each: a fixed generalisation test split, NEVER used for training
-#   shifted_train: the shifted world, seeds 20000-20299, 4 frames each (300 rigs and scenes)
+#   shifted_train: the shifted world, seeds 20000-20599, 4 frames each (600 rigs and scenes;
+#          stages 5 and 6 of the lite weights saw the first 293)
 # Usage: scripts/make_datasets.sh [OUT_DIR=data] [SIZE=256x256]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -32,5 +33,5 @@ gen_shifted() {  # split first_seed sequences frames (finished sequences are kep
     --quiet --format shards >/dev/null
 }
 gen_shifted shifted_test 9500 24 4
-gen_shifted shifted_train 20000 300 4
+gen_shifted shifted_train 20000 600 4
 echo "datasets in $OUT: $(ls "$OUT/train" | wc -l) train, $(ls "$OUT/val" | wc -l) val, $(ls "$OUT/test" | wc -l) test, $(ls "$OUT/test_dynamic" | wc -l) dynamic test, $(ls "$OUT/shifted_test" | wc -l) shifted test, $(ls "$OUT/shifted_train" | wc -l) shifted train sequences"
