@@ -185,8 +185,8 @@ class PlaneSweepCostVolume(nn.Module):
 
     Output per reference view, at the feature grid: the weighted mean correlation per group
     and hypothesis (groups * hypotheses channels), with `photo_window` the weighted mean
-    photometric NCC per hypothesis (hypotheses channels), and the mean matching weight (one
-    channel: how much the volume can say at that cell).
+    photometric NCC at every second plane ((hypotheses + 1) // 2 channels), and the mean
+    matching weight (one channel: how much the volume can say at that cell).
     """
 
     SELECT_CELLS = 8  # pairs are ranked on an 8 x 8 grid of pixels ...
@@ -373,7 +373,7 @@ class CostVolumeEncoder(nn.Module):
         return self.encode[3](self.encode[2](self.encode[1](x)))
 
     def soft_argmin_depth(self, cost: Tensor) -> Tensor:
-        """(B, V, groups * D + 1, h, w) sweep output -> (B, V, h, w) depth in metres, the
+        """(B, V, sweep.out_channels, h, w) sweep output -> (B, V, h, w) depth in metres, the
         expectation of inverse depth under softmax(SOFT_ARGMIN_SCALE * mean correlation)."""
         B, V, _, h, w = cost.shape
         D = self.sweep.depths.shape[0]
