@@ -414,9 +414,15 @@ def occupancy_loss(logits: torch.Tensor, labels: torch.Tensor,
     return {"occupancy": ce + iou_weight * iou, "occupancy_ce": ce, "occupancy_iou": iou}
 
 
-def _need(mapping: dict[str, Any], key: str, what: str, weight_name: str) -> torch.Tensor:
-    """mapping[key], or a KeyError naming the key and the weight that disables its term."""
+def _need(mapping: dict[str, Any], key: str, what: str, weight_name: str,
+          model_option: str | None = None) -> torch.Tensor:
+    """mapping[key], or a KeyError naming the key and the weight that disables its term
+    (and, for a network output, the model option that makes the network give it)."""
     if key not in mapping or mapping[key] is None:
+        if model_option is not None:
+            raise KeyError(f"{what} have no '{key}' (the network was built without "
+                           f"'{model_option}: true'); enable it in the model config or set "
+                           f"'{weight_name}: 0' in the loss config")
         raise KeyError(f"{what} has no '{key}', which the loss needs; provide it or set "
                        f"'{weight_name}: 0' in the loss config")
     return mapping[key]
@@ -476,20 +482,12 @@ def compute_losses(outputs: dict[str, torch.Tensor], batch: dict[str, Any],
                                   iou_weight=cfg.occupancy_iou_weight))
 
     if cfg.confidence_weight > 0:
-        scale = outputs.get("log_depth_scale")
-        if scale is None:
-            raise KeyError("outputs have no 'log_depth_scale' (the network was built without "
-                           "'confidence: true'); enable it in the model config or set "
-                           "'confidence_weight: 0' in the loss config")
+        scale = _need(outputs, "log_depth_scale", "outputs", "confidence_weight", "confidence")
         gt = _need(batch, "depth", "batch", "confidence_weight")
         out["confidence"] = laplacian_nll_loss(pred, scale, gt.to(pred.device), cfg.min_depth)
 
     if cfg.cost_weight > 0:
-        cost_depth = outputs.get("cost_depth")
-        if cost_depth is None:
-            raise KeyError("outputs have no 'cost_depth' (the network was built without "
-                           "'cost_volume: true'); enable it in the model config or set "
-                           "'cost_weight: 0' in the loss config")
+        cost_depth = _need(outputs, "cost_depth", "outputs", "cost_weight", "cost_volume")
         gt = _need(batch, "depth", "batch", "cost_weight")
         out["cost"] = cost_volume_loss(cost_depth, outputs["cost_evidence"], gt,
                                        min_evidence=cfg.cost_min_evidence,
