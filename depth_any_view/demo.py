@@ -36,6 +36,7 @@ from typing import Any
 
 import numpy as np
 
+from depth_any_view.bench.cpu import cpuinfo_field
 from depth_any_view.ros.fastdds import PROFILE_VARIABLE, apply_default_profile
 from depth_any_view.ros.process import NodeProcess, NodeStartError, log_tail
 
@@ -166,12 +167,7 @@ def choose_network(out: Path, parameters: Mapping[str, Any], weights: str | None
 
 def cpu_has_bf16() -> bool:
     """True when /proc/cpuinfo lists a bf16 instruction set (Linux; False elsewhere)."""
-    try:
-        text = Path("/proc/cpuinfo").read_text(errors="replace")
-    except OSError:
-        return False
-    flags = next((line.split(":", 1)[1].split() for line in text.splitlines()
-                  if line.startswith("flags")), [])
+    flags = (cpuinfo_field("flags") or "").split()
     return any(f in flags for f in BF16_CPU_FLAGS)
 
 

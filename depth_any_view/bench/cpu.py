@@ -62,31 +62,30 @@ class IsaError(RuntimeError):
     """The vector capability in force is not the one asked for."""
 
 
+def cpuinfo_field(field: str, cpuinfo: str | None = None) -> str | None:
+    """The value of the first line of /proc/cpuinfo (or of the `cpuinfo` text) that starts
+    with `field` ('model name', 'flags'); None where there is none or it is unreadable."""
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            return None
+    for line in cpuinfo.splitlines():
+        if line.startswith(field):
+            return line.split(":", 1)[1].strip()
+    return None
+
+
 def cpu_model() -> str:
     """The CPU's model name from /proc/cpuinfo ('unknown' where unreadable)."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "unknown"
+    return cpuinfo_field("model name") or "unknown"
 
 
 def cpu_flags(cpuinfo: str | None = None) -> list[str]:
     """The `VECTOR_FLAGS` the CPU has, in that order (from /proc/cpuinfo's first 'flags'
     line, or `cpuinfo` text); [] where unreadable."""
-    if cpuinfo is None:
-        try:
-            cpuinfo = Path("/proc/cpuinfo").read_text(encoding="utf-8")
-        except OSError:
-            return []
-    for line in cpuinfo.splitlines():
-        if line.startswith("flags"):
-            have = set(line.split(":", 1)[1].split())
-            return [f for f in VECTOR_FLAGS if f in have]
-    return []
+    have = set((cpuinfo_field("flags", cpuinfo) or "").split())
+    return [f for f in VECTOR_FLAGS if f in have]
 
 
 def isa_env(environ: Mapping[str, str] | None = None) -> dict[str, str | None]:
