@@ -28,11 +28,14 @@ def test_generalise_weights_have_cost_volumes_and_a_confidence_head() -> None:
     assert cfg.image_size == (128, 128)
 
 
-def test_generalise_weights_stay_metric_on_the_training_world(tmp_path: Path) -> None:
+@pytest.mark.parametrize("name", ["lite_generalise", "lite_geometry"])
+def test_weights_beside_the_default_stay_metric_on_the_training_world(
+        tmp_path: Path, name: str) -> None:
+    """Both issue-20 weights files (this one and test_geometry_weights.py's)."""
     synthesize(tmp_path / "seq_9302", frames=2, size=(128, 128), grid_dims=64, seed=9302,
                scene="outdoor", progress=False)  # a seed outside every split
-    result = evaluate_split(tmp_path, weights=WEIGHTS, progress=False,
-                            engine_overrides={"threads": 1})
+    result = evaluate_split(tmp_path, weights=WEIGHTS_DIR / f"{name}.safetensors",
+                            progress=False, engine_overrides={"threads": 1})
     assert result["temporal"] and result["odometry"]
     assert result["depth"]["abs_rel"] < 0.3 and result["depth"]["delta1"] > 0.6
 
