@@ -57,6 +57,12 @@ def config_path(name: str) -> Path:
                       "pass an existing path or set DEPTH_ANY_VIEW_CONFIG_DIR")
 
 
+def yaml_error_where(exc: yaml.YAMLError) -> str:
+    """' at line L, column C' (1-based) of a YAML parse error, or '' when it has no mark."""
+    mark = getattr(exc, "problem_mark", None)
+    return f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+
+
 def load_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Read a YAML mapping, raising ConfigError that names the file on any problem."""
     p = Path(path)
@@ -67,9 +73,7 @@ def load_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise ConfigError(f"malformed YAML in '{p}'{where}: "
+        raise ConfigError(f"malformed YAML in '{p}'{yaml_error_where(exc)}: "
                           f"{getattr(exc, 'problem', None) or exc}; fix the syntax") from exc
     if data is None:
         data = {}

@@ -489,7 +489,7 @@ def unmatched_params_files(args: Sequence[str], node_fqn: str) -> list[str]:
 
     The classic case: a file whose top key is `depth_any_view:` applies only at the root
     namespace, and a node started with a namespace silently runs on its defaults.
-    Unreadable files are left to `params_file_error` (and to rcl).
+    Unreadable files are left to `startup.params_file_error` (and to rcl).
     """
     warnings = []
     for path in params_files(args):
