@@ -39,6 +39,7 @@ import numpy as np
 from depth_any_view.bench.cpu import cpuinfo_field
 from depth_any_view.ros.fastdds import PROFILE_VARIABLE, apply_default_profile
 from depth_any_view.ros.process import NodeProcess, NodeStartError, log_tail
+from depth_any_view.topics import CAMERA_INFO, IMAGE, ODOM, camera_topic
 
 NODE_EXECUTABLE = "depth_any_view_node"
 BAG_DIR = "sequence"  # the rendered input bag, inside the output folder
@@ -253,8 +254,8 @@ def run_live(bag: Path, out: Path, params_file: Path, node_parameters: Mapping[s
     _remove_previous(live_bag)
     log = out / NODE_LOG
     values = dict(node_parameters)
-    inputs = [f"/cameras/{c}/{k}" for c in camera_names for k in ("image_raw", "camera_info")]
-    inputs.append("/odom")
+    inputs = [camera_topic(c, k) for c in camera_names for k in (IMAGE, CAMERA_INFO)]
+    inputs.append(ODOM)
     cmd = node_command(params_file, values)
     _say(f"starting the node: {' '.join(cmd)}")
     _say(f"  (log: {log})")

@@ -27,6 +27,7 @@ from rosbags.interfaces import (
 from rosbags.typesys import Stores, get_typestore
 from rosbags.typesys.store import Typestore
 
+from depth_any_view import topics
 from depth_any_view.data.encodings import (
     array_to_image_fields,
     depth_to_metres,
@@ -46,11 +47,11 @@ from depth_any_view.geometry.transforms import make_transform, quat_to_rotmat, r
 # ------------------------------------------------------------------ names (docs/DESIGN.md)
 BASE_FRAME = "base_link"
 ODOM_FRAME = "odom"
-TOPIC_ODOM = "/odom"
-TOPIC_TF = "/tf"
-TOPIC_TF_STATIC = "/tf_static"
-TOPIC_OCCUPANCY_GT = "/ground_truth/occupancy"
-CAMERA_KINDS = ("image_raw", "camera_info", "depth_gt")  # per-camera topics of a GT bag
+TOPIC_ODOM = topics.ODOM
+TOPIC_TF = topics.TF
+TOPIC_TF_STATIC = topics.TF_STATIC
+TOPIC_OCCUPANCY_GT = topics.OCCUPANCY_GT
+CAMERA_KINDS = (topics.IMAGE, topics.CAMERA_INFO, topics.DEPTH_GT)  # per camera, GT bags
 CUSTOM_GRID = "depth_any_view.grid"  # bag custom_data key: VoxelGrid.to_dict() as JSON
 CUSTOM_CAMERAS = "depth_any_view.camera_names"  # bag custom_data key: JSON list, rig order
 CUSTOM_FRAMES = "depth_any_view.frames"  # bag custom_data key: number of frames written
@@ -68,7 +69,7 @@ class BagError(RuntimeError):
 
 def camera_topic(name: str, kind: str) -> str:
     """`/cameras/<name>/<kind>`, e.g. camera_topic('front', 'image_raw')."""
-    return f"/cameras/{name}/{kind}"
+    return topics.camera_topic(name, kind)
 
 
 @functools.cache

@@ -20,11 +20,12 @@ from typing import Any
 
 import numpy as np
 
+from depth_any_view import topics
 from depth_any_view.geometry.rig import Rig
 from depth_any_view.ros.conversions import transform_stamped
 from depth_any_view.ros.qos import tf_static_qos
 
-TF_STATIC_TOPIC = "/tf_static"  # absolute: tf2 listens there whatever the node's namespace
+TF_STATIC_TOPIC = topics.TF_STATIC  # absolute: tf2 listens there whatever the namespace
 
 
 class TfMessagesMissing(RuntimeError):
