@@ -38,7 +38,12 @@ import numpy as np
 
 from depth_any_view.bench.cpu import cpuinfo_field
 from depth_any_view.ros.fastdds import PROFILE_VARIABLE, apply_default_profile
-from depth_any_view.ros.process import NodeProcess, NodeStartError, log_tail
+from depth_any_view.ros.process import (
+    NodeProcess,
+    NodeStartError,
+    localhost_dds_env,
+    log_tail,
+)
 from depth_any_view.topics import CAMERA_INFO, IMAGE, ODOM, camera_topic
 
 NODE_EXECUTABLE = "depth_any_view_node"
@@ -94,11 +99,10 @@ class RosEnvironment:
         os.environ[key] = value
 
     def __enter__(self) -> RosEnvironment:
-        self._set("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
-        if not os.environ.get("ROS_DOMAIN_ID"):
-            self._set("ROS_DOMAIN_ID", str(random.SystemRandom().randint(1, 100)))
-        if not os.environ.get("RMW_IMPLEMENTATION"):
-            self._set("RMW_IMPLEMENTATION", "rmw_fastrtps_cpp")
+        domain = os.environ.get("ROS_DOMAIN_ID") or random.SystemRandom().randint(1, 100)
+        for key, value in localhost_dds_env(domain).items():
+            if os.environ.get(key) != value:
+                self._set(key, value)
         self.saved.setdefault(PROFILE_VARIABLE, os.environ.get(PROFILE_VARIABLE))
         self.profile = apply_default_profile().applied
         return self
