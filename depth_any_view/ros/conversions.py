@@ -1,7 +1,8 @@
 """Every ROS message <-> numpy conversion of the node, vectorised, in one place.
 
-cv_bridge and sensor_msgs_py are not installable here (docs/DESIGN.md, "Environment
-facts"); this module holds their equivalents and keeps their byte layouts:
+cv_bridge and sensor_msgs_py are not installable in this project's venv (on a robot they
+come with ROS: README "On a robot"); this module holds their equivalents and keeps their
+byte layouts:
 - images: `image_msg_to_array` / `array_to_image_msg` follow cv_bridge's `imgmsg_to_cv2` /
   `cv2_to_imgmsg` (C-order rows, no padding, `step = width * channels * itemsize`,
   `is_bigendian` from the array's byte order), through `depth_any_view.data.encodings`,
