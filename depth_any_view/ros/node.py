@@ -60,6 +60,7 @@ from diagnostic_msgs.msg import DiagnosticArray
 from nav_msgs.msg import OccupancyGrid, Odometry
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.clock import Clock, ClockType
+from rclpy.event_handler import SubscriptionEventCallbacks, UnsupportedEventTypeError
 from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
@@ -95,6 +96,7 @@ from depth_any_view.ros.conversions import (
 )
 from depth_any_view.ros.diagnostics import OK, NodeDiagnostics, to_diagnostic_array
 from depth_any_view.ros.fastdds import apply_default_profile
+from depth_any_view.ros.lost_images import LostImages
 from depth_any_view.ros.params import (
     PARAMETERS,
     SPECS,
@@ -326,6 +328,7 @@ class DepthAnyViewNode(Node):
         self._markers_stamp_ns: int | None = None  # set stamp of the last MarkerArray
         self._last_large = 0.0  # time.monotonic() of the last large message published
 
+        self._lost_images = LostImages()
         self._create_topics(s)
         self._rig_tf: RigTfPublisher | None = None
         self._update_rig_tf(s)  # base_link -> optical frames on /tf_static, stamped now
@@ -371,9 +374,7 @@ class DepthAnyViewNode(Node):
         cam_qos = qos_profile(s.camera_qos, s.qos_depth)
         self._subs = []
         for name in s.camera_names:
-            self._subs.append(self.create_subscription(
-                Image, s.camera_topic(name, s.image_topic), partial(self._on_image, name),
-                cam_qos))
+            self._subs.append(self._subscribe_image(name, cam_qos))
             self._subs.append(self.create_subscription(
                 CameraInfo, s.camera_topic(name, s.camera_info_topic),
                 partial(self._on_camera_info, name), cam_qos))
@@ -385,6 +386,22 @@ class DepthAnyViewNode(Node):
             self._subs.append(self.create_subscription(
                 Odometry, s.odom_topic, self._on_odometry,
                 qos_profile(s.odom_qos, s.qos_depth)))
+
+    def _subscribe_image(self, name: str, qos: Any) -> Any:
+        """Camera `name`'s image subscription, reporting messages DDS lost on the way when
+        the RMW supports that event (ros/lost_images.py)."""
+        s = self.settings
+        args = (Image, s.camera_topic(name, s.image_topic), partial(self._on_image, name), qos)
+        try:
+            events = SubscriptionEventCallbacks(message_lost=partial(self._on_image_lost, name))
+            return self.create_subscription(*args, event_callbacks=events)
+        except UnsupportedEventTypeError:  # the RMW does not report lost messages
+            return self.create_subscription(*args)
+
+    def _on_image_lost(self, camera: str, info: Any) -> None:
+        """DDS lost images of `camera` before the callback (e.g. one too large to deliver)."""
+        self._bad(camera, "image_lost", self._lost_images.lost(camera,
+                                                               info.total_count_change))
 
     # ------------------------------------------------------------------ /tf_static
     @staticmethod
