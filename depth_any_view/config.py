@@ -7,15 +7,18 @@ a malformed file gives one clear error naming the file and how to fix it.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import sys
+from collections.abc import Collection, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 
 PACKAGE_NAME = "depth_any_view"
+T = TypeVar("T")
 
 
 class ConfigError(ValueError):
@@ -57,6 +60,12 @@ def config_path(name: str) -> Path:
                       "pass an existing path or set DEPTH_ANY_VIEW_CONFIG_DIR")
 
 
+def yaml_error_where(exc: yaml.YAMLError) -> str:
+    """' at line L, column C' (1-based) of a YAML parse error, or '' when it has no mark."""
+    mark = getattr(exc, "problem_mark", None)
+    return f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+
+
 def load_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Read a YAML mapping, raising ConfigError that names the file on any problem."""
     p = Path(path)
@@ -67,9 +76,7 @@ def load_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise ConfigError(f"malformed YAML in '{p}'{where}: "
+        raise ConfigError(f"malformed YAML in '{p}'{yaml_error_where(exc)}: "
                           f"{getattr(exc, 'problem', None) or exc}; fix the syntax") from exc
     if data is None:
         data = {}
@@ -84,6 +91,52 @@ def require(mapping: dict[str, Any], key: str, source: str) -> Any:
     if key not in mapping:
         raise ConfigError(f"'{source}' is missing the key '{key}'")
     return mapping[key]
+
+
+# ---------------------------------------------------------------------------- YAML -> dataclass
+def unknown_fields(cls: type, data: Mapping[str, Any]) -> list[str]:
+    """The keys of `data` that are not fields of the dataclass `cls`, sorted."""
+    known = {f.name for f in dataclasses.fields(cls)}
+    return sorted(str(k) for k in data if k not in known)
+
+
+def dataclass_from_mapping(cls: type[T], data: Mapping[str, Any] | None, what: str, *,
+                           where: str = "", section: str = "",
+                           tuples: bool | Collection[str] = False, base: T | None = None) -> T:
+    """The dataclass `cls` from a YAML mapping of some of its fields (the others keep
+    their defaults, or `base`'s values); every YAML section of the package is read so.
+
+    Args:
+        data: field -> value; None is an empty mapping.
+        what: what a key is, for messages ('loss option(s)', 'key(s)').
+        where: what the mapping came from, prefixed to messages ("'config/x.yaml': ").
+        section: the section's name in that file, for messages (' in <section>').
+        tuples: YAML lists become tuples: for every field (True) or for these fields.
+        base: a `cls` instance whose other fields are kept (`dataclasses.replace`).
+
+    Raises:
+        ConfigError: not a mapping, an unknown key (naming it and the valid ones), or a
+            value `cls` refuses (TypeError / ValueError from its constructor, prefixed
+            with `where`).
+    """
+    data = {} if data is None else data
+    in_section = f" in '{section}'" if section else ""
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{where}{f'section {section!r}' if section else what} must be a "
+                          f"mapping, got "
+                          f"{type(data).__name__}")
+    unknown = unknown_fields(cls, data)
+    if unknown:
+        valid = sorted(f.name for f in dataclasses.fields(cls))
+        raise ConfigError(f"{where}unknown {what} {unknown}{in_section}; valid: {valid}")
+    values = {k: tuple(v) if isinstance(v, list) and (tuples is True or (
+        not isinstance(tuples, bool) and k in tuples)) else v for k, v in data.items()}
+    try:
+        return cls(**values) if base is None else dataclasses.replace(base, **values)
+    except (TypeError, ValueError) as exc:  # ConfigError is a ValueError
+        if not where and isinstance(exc, ConfigError):
+            raise
+        raise ConfigError(f"{where}{exc}") from None
 
 
 # ---------------------------------------------------------------------------- ROS parameters files

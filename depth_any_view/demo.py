@@ -38,7 +38,13 @@ import numpy as np
 
 from depth_any_view.bench.cpu import cpuinfo_field
 from depth_any_view.ros.fastdds import PROFILE_VARIABLE, apply_default_profile
-from depth_any_view.ros.process import NodeProcess, NodeStartError, log_tail
+from depth_any_view.ros.process import (
+    NodeProcess,
+    NodeStartError,
+    localhost_dds_env,
+    log_tail,
+)
+from depth_any_view.topics import CAMERA_INFO, IMAGE, ODOM, camera_topic
 
 NODE_EXECUTABLE = "depth_any_view_node"
 BAG_DIR = "sequence"  # the rendered input bag, inside the output folder
@@ -93,11 +99,10 @@ class RosEnvironment:
         os.environ[key] = value
 
     def __enter__(self) -> RosEnvironment:
-        self._set("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
-        if not os.environ.get("ROS_DOMAIN_ID"):
-            self._set("ROS_DOMAIN_ID", str(random.SystemRandom().randint(1, 100)))
-        if not os.environ.get("RMW_IMPLEMENTATION"):
-            self._set("RMW_IMPLEMENTATION", "rmw_fastrtps_cpp")
+        domain = os.environ.get("ROS_DOMAIN_ID") or random.SystemRandom().randint(1, 100)
+        for key, value in localhost_dds_env(domain).items():
+            if os.environ.get(key) != value:
+                self._set(key, value)
         self.saved.setdefault(PROFILE_VARIABLE, os.environ.get(PROFILE_VARIABLE))
         self.profile = apply_default_profile().applied
         return self
@@ -253,8 +258,8 @@ def run_live(bag: Path, out: Path, params_file: Path, node_parameters: Mapping[s
     _remove_previous(live_bag)
     log = out / NODE_LOG
     values = dict(node_parameters)
-    inputs = [f"/cameras/{c}/{k}" for c in camera_names for k in ("image_raw", "camera_info")]
-    inputs.append("/odom")
+    inputs = [camera_topic(c, k) for c in camera_names for k in (IMAGE, CAMERA_INFO)]
+    inputs.append(ODOM)
     cmd = node_command(params_file, values)
     _say(f"starting the node: {' '.join(cmd)}")
     _say(f"  (log: {log})")

@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from depth_any_view import topics
+
 
 # ---------------------------------------------------------------------------- outputs
 @dataclass
@@ -45,12 +47,12 @@ def read_outputs(bag: Path, camera_names: list[str], frames_by_stamp: dict[int, 
     from depth_any_view.ros.recorder import output_topics
     from depth_any_view.training.metrics import DepthMetricAccumulator
 
-    topics = output_topics(values)
-    depth_name = str(values.get("depth_image_topic", "depth/image")).strip("/")
-    depth_topics = {t: c for c in camera_names for t in topics
-                    if t.endswith(f"/{c}/{depth_name}") and topics[t] == "sensor_msgs/msg/Image"}
-    points_topic = "/" + str(values.get("points_topic", "/depth_any_view/points")).strip("/")
-    grid_topic = "/" + str(values.get("grid_topic", "/depth_any_view/occupancy/grid")).strip("/")
+    outputs = output_topics(values)
+    depth_name = str(values.get("depth_image_topic", topics.DEPTH_IMAGE)).strip("/")
+    depth_topics = {t: c for c in camera_names for t in outputs
+                    if t.endswith(f"/{c}/{depth_name}") and outputs[t] == "sensor_msgs/msg/Image"}
+    points_topic = topics.absolute(values.get("points_topic", topics.POINTS))
+    grid_topic = topics.absolute(values.get("grid_topic", topics.GRID))
     ts = default_typestore()
     depth: dict[int, dict[str, np.ndarray]] = {}
     points: dict[int, Any] = {}

@@ -28,7 +28,12 @@ from typing import Any
 
 import yaml
 
-from depth_any_view.ros.process import NodeProcess, log_tail, node_module_command
+from depth_any_view.ros.process import (
+    NodeProcess,
+    localhost_dds_env,
+    log_tail,
+    node_module_command,
+)
 
 ROOT = Path(__file__).resolve().parent.parent  # the repository (the node's working folder)
 
@@ -107,10 +112,9 @@ def dds_env(domains: tuple[int, int] = (1, 100)) -> dict[str, str]:
     """Environment of a node process and of the test's own rclpy context: DDS on localhost
     only, a random ROS_DOMAIN_ID in `domains` (inclusive), unbuffered output, and this
     checkout first on PYTHONPATH."""
-    env = dict(os.environ)
+    env = localhost_dds_env(random.SystemRandom().randint(*domains))
     path = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
-    env.update(ROS_DOMAIN_ID=str(random.SystemRandom().randint(*domains)),
-               ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST", PYTHONUNBUFFERED="1", PYTHONPATH=path)
+    env.update(PYTHONUNBUFFERED="1", PYTHONPATH=path)
     return env
 
 

@@ -237,9 +237,9 @@ def test_markers_stage_is_the_nodes_path() -> None:
     pytest.importorskip("rclpy")
     from depth_any_view.bench import stages
     from depth_any_view.ros import conversions as C
-    from depth_any_view.ros import node
+    from depth_any_view.ros import result_publisher
 
-    assert stages.LARGE_MESSAGE_BYTES == node.LARGE_MESSAGE_BYTES
+    assert stages.LARGE_MESSAGE_BYTES == result_publisher.LARGE_MESSAGE_BYTES
     assert stages.MARKERS_PERIOD_S == 1.0
     header = C.make_header(5, "cam")
     big = C.depth_to_image_msg(np.ones((256, 256), np.float32), header)

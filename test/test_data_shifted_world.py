@@ -21,12 +21,11 @@ from depth_any_view.data.shifted_render import (
     draw_materials,
     sample_photos,
 )
+from depth_any_view.data.shifted_scene import _lighting, _noise_tile
 from depth_any_view.data.shifted_world import (
     GroundPlane,
     MeshSoup,
     ShiftedScene,
-    _lighting,
-    _noise_tile,
     box_mesh,
     make_sequence,
     plan_motion,

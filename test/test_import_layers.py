@@ -15,8 +15,11 @@ otherwise close a cycle with each of them.
 
 Cycles are looked for between modules (`from depth_any_view.a.b import name` points at
 `a.b`). Layers (docs/ARCHITECTURE.md, "Layers and the one pipeline"): the core packages in
-`CORE` may import each other and `depth_any_view/config.py`, never a package or module of
-`UPPER`; the failure names the file and line of each such import.
+`CORE` may import each other and the `FOUNDATION` (config.py, topics.py, which import
+nothing else of the package), never a package or module of `UPPER`; the failure names the
+file and line of each such import. Every top-level module or package is in one of the
+three lists, so a new one is placed on purpose. The core, the foundation, the pipeline,
+bag/ and slam/ import no ROS 2 package (rclpy or messages), not even lazily.
 
 slam/ holds two layers. Its consumer library (`SLAM_LIBRARY`: odometry, TSDF mesh,
 trajectory metrics, their settings) sits beside the core: it imports only the core,
@@ -39,7 +42,17 @@ PACKAGE_DIR = Path(__file__).resolve().parents[1] / PACKAGE
 # The core: the algorithms, usable and testable on their own.
 CORE = ("geometry", "model", "inference", "mapping", "sync", "data", "training")
 # Above the core: what wires it to bags, SLAM consumers, ROS, benchmarks and the command line.
-UPPER = ("slam", "bag", "ros", "bench", "pipeline", "cli", "demo", "demo_picture")
+UPPER = ("slam", "bag", "ros", "bench", "pipeline", "cli", "cli_bench", "cli_types", "demo",
+         "demo_picture")
+# Below everything: facts every layer may read (config files, default topic names); they
+# import nothing of the package but each other.
+FOUNDATION = ("config", "topics")
+# What must import and run without ROS 2 (no rclpy, no message package), lazily included:
+# the core, the foundation, the pipeline, the bag layer and slam/ (docs/ARCHITECTURE.md).
+ROS_FREE = (*CORE, *FOUNDATION, "pipeline", "bag", "slam")
+ROS_PACKAGES = ("rclpy", "builtin_interfaces", "diagnostic_msgs", "geometry_msgs",
+                "nav_msgs", "rcl_interfaces", "rosgraph_msgs", "sensor_msgs", "std_msgs",
+                "tf2_msgs", "visualization_msgs")
 # slam/ in two layers (module names inside slam/; the package itself counts as library).
 SLAM_LIBRARY = ("trajectory", "odometry", "odometry_estimate", "mesh", "slam_config")
 SLAM_COMMAND = ("run", "consumers", "slam_report")  # above the pipeline, beside bag/
@@ -212,8 +225,8 @@ def slam_part(name: str) -> str | None:
 
 
 def below_pipeline(name: str) -> bool:
-    """The core, config.py and slam/'s consumer library: what the pipeline may import."""
-    return layer(name) in (*CORE, "config") or slam_part(name) == "library"
+    """The core, the foundation and slam/'s consumer library: what the pipeline may import."""
+    return layer(name) in (*CORE, *FOUNDATION) or slam_part(name) == "library"
 
 
 def pipeline_imports(graph: dict[str, list[tuple[str, int]]], modules: dict[str, Path],
@@ -233,6 +246,48 @@ def pipeline_imports(graph: dict[str, list[tuple[str, int]]], modules: dict[str,
                 relative = modules[name].relative_to(root.parent)
                 found.append(f"{relative}:{line}: {name} imports {target}")
     return found
+
+
+def ros_imports(root: Path = PACKAGE_DIR) -> list[str]:
+    """`file:line: module imports package` for each import of a ROS 2 package (rclpy or a
+    message package) in a module of a `ROS_FREE` layer, lazy imports included."""
+    found = []
+    for name, path in sorted(find_modules(root).items()):
+        if layer(name) not in ROS_FREE:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            if isinstance(node, ast.Import):
+                targets = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and not node.level:
+                targets = [node.module or ""]
+            else:
+                continue
+            for target in targets:
+                if target.split(".")[0] in ROS_PACKAGES:
+                    relative = path.relative_to(root.parent)
+                    found.append(f"{relative}:{node.lineno}: {name} imports {target}")
+    return found
+
+
+def test_every_module_has_a_layer():
+    """A new top-level module or package is placed on purpose (CORE, UPPER or FOUNDATION)."""
+    unplaced = sorted({layer(name) for name in find_modules()} - {""}
+                      - set(CORE) - set(UPPER) - set(FOUNDATION))
+    assert not unplaced, (f"{unplaced}: add each to CORE, UPPER or FOUNDATION in "
+                          "test/test_import_layers.py (and to docs/ARCHITECTURE.md)")
+
+
+def test_the_foundation_imports_only_itself():
+    modules = find_modules()
+    found = [f"{modules[name].relative_to(PACKAGE_DIR.parent)}:{line}: {name} imports {target}"
+             for name, edges in sorted(import_graph().items()) if layer(name) in FOUNDATION
+             for target, line in edges if layer(target) not in FOUNDATION]
+    assert not found, "the foundation imports the package above it:\n" + "\n".join(found)
+
+
+def test_the_core_the_pipeline_and_bags_run_without_ros():
+    found = ros_imports()
+    assert not found, "ROS 2 imports outside ros/, bench/ and the demo:\n" + "\n".join(found)
 
 
 def test_the_graph_sees_the_package():
@@ -313,6 +368,23 @@ def test_the_checks_fail_on_a_cycle_and_an_upward_import(tmp_path):
         "depth_any_view/data/synth.py:2: depth_any_view.data.synth imports "
         "depth_any_view.bag.writer"
     ]
+
+
+def test_the_layer_checks_fail_on_unplaced_foundation_and_ros_imports(tmp_path):
+    package = _write(tmp_path, {
+        "__init__.py": "", "config.py": "from depth_any_view.data import synth\n",
+        "data/__init__.py": "",
+        "data/synth.py": "def f():\n    from sensor_msgs.msg import Image\n",
+        "bag/__init__.py": "", "bag/writer.py": "import rclpy.node\n",
+        "ros/__init__.py": "", "ros/node.py": "import rclpy\n",
+    })
+    assert ros_imports(package) == [
+        "depth_any_view/bag/writer.py:1: depth_any_view.bag.writer imports rclpy.node",
+        "depth_any_view/data/synth.py:2: depth_any_view.data.synth imports sensor_msgs.msg"]
+    graph = import_graph(package)
+    assert graph["depth_any_view.config"] == [("depth_any_view.data.synth", 1)]
+    assert layer("depth_any_view.config") in FOUNDATION
+    assert layer("depth_any_view.data.synth") not in FOUNDATION
 
 
 @pytest.mark.parametrize("statement, target", [

@@ -1,5 +1,5 @@
-"""Pieces of the node that run without DDS traffic: the latest-wins hand-over slot, the
-start-up error path of the constructor, and the node built in this process, driven through
+"""Pieces of the node that run without DDS traffic (its latest-wins slot: test_latest_slot.py):
+the start-up error path of the constructor, and the node built in this process, driven through
 its callbacks, checked to publish exactly what the shared Pipeline computes, to report bad
 input per camera and field, and to pass runtime parameters on to the pipeline (see
 test_node_integration.py for the node as a process over DDS)."""
@@ -7,7 +7,6 @@ test_node_integration.py for the node as a process over DDS)."""
 from __future__ import annotations
 
 import random
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,32 +15,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from depth_any_view.ros.node import LatestSlot
-
-
-def test_latest_slot_keeps_only_the_newest_item() -> None:
-    slot = LatestSlot()
-    assert slot.put(1) is False
-    assert slot.put(2) is True  # 1 was never taken: replaced
-    assert slot.take(0.01) == 2
-    assert slot.take(0.01) is None
-
-
-def test_latest_slot_wakes_a_waiting_taker_and_close() -> None:
-    slot = LatestSlot()
-    got = []
-    t = threading.Thread(target=lambda: got.append(slot.take(5.0)))
-    t.start()
-    time.sleep(0.05)
-    slot.put("set")
-    t.join(2.0)
-    assert got == ["set"]
-    t = threading.Thread(target=lambda: got.append(slot.take(5.0)))
-    t0 = time.monotonic()
-    t.start()
-    slot.close()
-    t.join(2.0)
-    assert got[-1] is None and time.monotonic() - t0 < 2.0
+from depth_any_view.sync.latest_slot import LatestSlot
 
 
 @pytest.mark.ros
@@ -141,10 +115,10 @@ def node(tmp_path: Path) -> Iterator[Any]:
             n._worker.join(10.0)
             n._slot = LatestSlot()
             cams = n.settings.camera_names
-            n._pub_depth = {c: Recorder() for c in cams}
-            n._pub_depth_info = {c: Recorder() for c in cams}
-            for name in ("_pub_points", "_pub_voxels", "_pub_markers", "_pub_grid"):
-                setattr(n, name, Recorder())
+            n.outputs.depth = {c: Recorder() for c in cams}
+            n.outputs.depth_info = {c: Recorder() for c in cams}
+            for name in ("points", "voxels", "markers", "grid"):
+                setattr(n.outputs, name, Recorder())
             yield n
         finally:
             if n is not None:
@@ -199,7 +173,7 @@ def test_the_node_publishes_exactly_what_the_pipeline_computes(node: Any,
 
     from depth_any_view.pipeline import Pipeline
     from depth_any_view.ros import conversions as C
-    from depth_any_view.ros.node import pipeline_config
+    from depth_any_view.ros.startup import pipeline_config
 
     assert node.set_parameters([Parameter("markers_period", value=0.0)])[0].successful
     ref = Pipeline(pipeline_config(node.settings), node.rig, engine=node.pipeline.engine)
@@ -218,32 +192,32 @@ def test_the_node_publishes_exactly_what_the_pipeline_computes(node: Any,
         r = ref.process(sets[0])
         assert r.ok and r.map_frame == "odom"
         for v, cam in enumerate(frame.camera_names):
-            depth_msg = node._pub_depth[cam].msgs[-1]
-            info_msg = node._pub_depth_info[cam].msgs[-1]
+            depth_msg = node.outputs.depth[cam].msgs[-1]
+            info_msg = node.outputs.depth_info[cam].msgs[-1]
             for m in (depth_msg, info_msg):  # the input image's header
                 assert C.stamp_to_ns(m.header.stamp) == frame.stamp_ns
                 assert m.header.frame_id == frame.frame_ids[v]
             np.testing.assert_array_equal(C.image_msg_to_depth(depth_msg),
                                           r.cameras[cam].depth)
             assert (info_msg.width, info_msg.height) == (depth_msg.width, depth_msg.height)
-        cloud = node._pub_points.msgs[-1]
+        cloud = node.outputs.points.msgs[-1]
         assert cloud.header.frame_id == "base_link"
         pts, rgb = C.xyzrgb_from_cloud(cloud)
         np.testing.assert_array_equal(pts, r.points)
         np.testing.assert_array_equal(rgb, r.colors)
-        voxels = C.cloud_to_structured(node._pub_voxels.msgs[-1])
-        assert node._pub_voxels.msgs[-1].header.frame_id == "odom"
+        voxels = C.cloud_to_structured(node.outputs.voxels.msgs[-1])
+        assert node.outputs.voxels.msgs[-1].header.frame_id == "odom"
         np.testing.assert_array_equal(np.stack([voxels[a] for a in "xyz"], axis=1), r.voxels)
         np.testing.assert_array_equal(voxels["probability"], r.voxel_probability)
-        np.testing.assert_array_equal(C.occupancy_grid_to_array(node._pub_grid.msgs[-1]),
+        np.testing.assert_array_equal(C.occupancy_grid_to_array(node.outputs.grid.msgs[-1]),
                                       r.grid2d.data)
         centres, z_range = ref.marker_voxels(r, node.settings.marker_max_voxels)
         want = C.marker_array_msg(centres, ref.fusion.voxel_size,
                                   C.make_header(r.stamp_ns, "odom"), z_range=z_range)
-        got = _markers(node._pub_markers.msgs[-1])
+        got = _markers(node.outputs.markers.msgs[-1])
         assert got == deserialize_message(serialize_message(want), MarkerArray)
         assert len(got.markers[0].points) == len(r.voxels)
-    assert node.diag.processed == 3 and len(node._pub_markers.msgs) == 3
+    assert node.diag.processed == 3 and len(node.outputs.markers.msgs) == 3
 
 
 @pytest.mark.ros
@@ -264,9 +238,9 @@ def test_bad_input_is_counted_per_camera_and_field(node: Any, frames: list[Any])
     assert "'k'" in values["front_left last bad input"]
     assert values["odometry bad pose"] == "1"
     assert "pose.pose.position" in values["odometry last bad input"]
-    assert node._pub_depth["front"].msgs and not node._pub_depth["back"].msgs
+    assert node.outputs.depth["front"].msgs and not node.outputs.depth["back"].msgs
     # the set went ahead with the three good views, without odometry: base_link
-    assert node._pub_grid.msgs[-1].header.frame_id == "base_link"
+    assert node.outputs.grid.msgs[-1].header.frame_id == "base_link"
     assert "no odometry" in node.diag.statuses()[3].message
     # no usable view at all: the set is dropped as bad input
     everything = {c: "size" for c in frames[1].camera_names}
@@ -281,7 +255,7 @@ def test_runtime_parameters_reach_the_pipeline(node: Any, frames: list[Any]) -> 
     from rclpy.parameter import Parameter
 
     node._handle(_feed(node, _messages(frames[0])))
-    dense = node._pub_points.msgs[-1].width
+    dense = node.outputs.points.msgs[-1].width
     results = node.set_parameters([Parameter("occupied_threshold", value=0.3)])
     assert not results[0].successful and "occupied_threshold" in results[0].reason
     assert not node.set_parameters([Parameter("device", value="cuda")])[0].successful
@@ -291,11 +265,11 @@ def test_runtime_parameters_reach_the_pipeline(node: Any, frames: list[Any]) -> 
     node._handle(_feed(node, _messages(frames[1])))
     assert node.pipeline.cfg.points.stride == 4
     assert node.pipeline.fusion.config.occupied_threshold == 0.8
-    assert 0 < node._pub_points.msgs[-1].width < dense / 2
+    assert 0 < node.outputs.points.msgs[-1].width < dense / 2
     assert node.set_parameters([Parameter("publish_points", value=False)])[0].successful
-    clouds = len(node._pub_points.msgs)
+    clouds = len(node.outputs.points.msgs)
     node._handle(_feed(node, _messages(frames[2])))
-    assert not node.pipeline.cfg.points.enabled and len(node._pub_points.msgs) == clouds
+    assert not node.pipeline.cfg.points.enabled and len(node.outputs.points.msgs) == clouds
 
 
 @pytest.mark.ros
@@ -335,17 +309,17 @@ def test_markers_are_published_at_most_every_markers_period(node: Any,
     assert node.settings.markers_period == 1.0
     for frame in frames[:3]:
         node._handle(_feed(node, _messages(frame)))
-    assert len(node._pub_voxels.msgs) == 3  # the other outputs go out every set
-    assert len(node._pub_markers.msgs) == 1
-    (m,) = _markers(node._pub_markers.msgs[0]).markers
+    assert len(node.outputs.voxels.msgs) == 3  # the other outputs go out every set
+    assert len(node.outputs.markers.msgs) == 1
+    (m,) = _markers(node.outputs.markers.msgs[0]).markers
     assert C.stamp_to_ns(m.header.stamp) == frames[0].stamp_ns and m.type == m.CUBE_LIST
     assert node.set_parameters([Parameter("markers_period", value=0.0)])[0].successful
     node._handle(_feed(node, _messages(frames[3])))
-    assert len(node._pub_markers.msgs) == 2
+    assert len(node.outputs.markers.msgs) == 2
     assert node.set_parameters([Parameter("markers_period", value=1.0)])[0].successful
-    assert node._markers_due(replace_stamp(node, frames[3].stamp_ns + 10**8), 1.0) is False
-    assert node._markers_due(replace_stamp(node, frames[3].stamp_ns + 10**9), 1.0) is True
-    assert node._markers_due(replace_stamp(node, frames[0].stamp_ns), 1.0) is True  # looped
+    assert node.outputs.markers_due(replace_stamp(node, frames[3].stamp_ns + 10**8), 1.0) is False
+    assert node.outputs.markers_due(replace_stamp(node, frames[3].stamp_ns + 10**9), 1.0) is True
+    assert node.outputs.markers_due(replace_stamp(node, frames[0].stamp_ns), 1.0) is True  # looped
     assert not node.set_parameters([Parameter("markers_period", value=-1.0)])[0].successful
 
 
@@ -363,15 +337,15 @@ def test_large_messages_are_spaced_by_publish_spacing(node: Any, frames: list[An
     previous one (the test's images are tiny, so the threshold is lowered)."""
     from rclpy.parameter import Parameter
 
-    import depth_any_view.ros.node as N
+    import depth_any_view.ros.result_publisher as N
 
     monkeypatch.setattr(N, "LARGE_MESSAGE_BYTES", 1000)  # a 32x24 depth image is 3072 bytes
     assert node.set_parameters([Parameter("publish_spacing", value=0.03)])[0].successful
     node._handle(_feed(node, _messages(frames[0])))
-    large = [r for r in (*node._pub_depth.values(), node._pub_points, node._pub_voxels,
-                         node._pub_markers) if r.msgs and N._payload_bytes(r.msgs[-1]) > 1000]
+    large = [r for r in (*node.outputs.depth.values(), node.outputs.points, node.outputs.voxels,
+                         node.outputs.markers) if r.msgs and N.payload_bytes(r.msgs[-1]) > 1000]
     assert len(large) >= 7  # six depth images and the cloud (voxels and markers if many)
     times = sorted(t for r in large for t in r.times)
     assert min(np.diff(times)) >= 0.03
-    assert all(N._payload_bytes(m) < 1000 for m in node._pub_depth_info["front"].msgs)
-    assert N._payload_bytes(b"abc") == 3 and N._payload_bytes(object()) == 0
+    assert all(N.payload_bytes(m) < 1000 for m in node.outputs.depth_info["front"].msgs)
+    assert N.payload_bytes(b"abc") == 3 and N.payload_bytes(object()) == 0

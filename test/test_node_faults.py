@@ -253,10 +253,10 @@ def test_network_error_at_runtime_drops_the_set_and_the_next_one_works(
         Parameter(k, value=v) for k, v in params.items()])
     try:
         cams = node.settings.camera_names
-        node._pub_depth = {c: Recorder() for c in cams}
-        node._pub_depth_info = {c: Recorder() for c in cams}
-        for name in ("_pub_points", "_pub_voxels", "_pub_markers", "_pub_grid"):
-            setattr(node, name, Recorder())
+        node.outputs.depth = {c: Recorder() for c in cams}
+        node.outputs.depth_info = {c: Recorder() for c in cams}
+        for name in ("points", "voxels", "markers", "grid"):
+            setattr(node.outputs, name, Recorder())
         engine = node.pipeline.engine
         real_forward = engine._run_network
         failures = {"n": 0}
@@ -290,12 +290,12 @@ def test_network_error_at_runtime_drops_the_set_and_the_next_one_works(
         assert inference.level == D_ERROR and "CUDA out of memory" in inference.message
         assert inference.values["sets dropped: inference_error"] == "1"
         assert node.pipeline.stats()["sets"]["dropped"][DROP_INFERENCE] == 1
-        assert not node._pub_points.msgs
+        assert not node.outputs.points.msgs
         feed(1)  # the next set goes through
         _wait(lambda: settled(2), 30.0, "the second set to be handled")
-        assert node.diag.processed == 1 and len(node._pub_points.msgs) == 1
+        assert node.diag.processed == 1 and len(node.outputs.points.msgs) == 1
         assert node.diag.statuses()[2].level == D_OK
-        assert all(len(node._pub_depth[c].msgs) == 1 for c in cams)
+        assert all(len(node.outputs.depth[c].msgs) == 1 for c in cams)
 
         real_process = node.pipeline.process
         node.pipeline.process = lambda synced: (_ for _ in ()).throw(KeyError("a bug"))
@@ -932,8 +932,8 @@ def test_time_jumping_back_resets_the_map_without_stale_voxels(system: System, t
 
     # The same set through a fresh pipeline: the node's map must be exactly that set's.
     from depth_any_view.pipeline import Pipeline
-    from depth_any_view.ros.node import pipeline_config
     from depth_any_view.ros.params import Settings, defaults
+    from depth_any_view.ros.startup import pipeline_config
 
     settings = Settings({**defaults(), **{k: v for k, v in system.params.items()
                                           if k != "use_sim_time"}})

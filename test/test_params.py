@@ -183,7 +183,7 @@ def _declare(ctx, overrides: dict) -> P.Settings:
     from rclpy.node import Node
     from rclpy.parameter import Parameter
 
-    from depth_any_view.ros.node import declare_parameters
+    from depth_any_view.ros.startup import declare_parameters
 
     node = Node("depth_any_view", context=ctx,
                 parameter_overrides=[Parameter(k, value=v) for k, v in overrides.items()])
@@ -195,7 +195,7 @@ def _declare(ctx, overrides: dict) -> P.Settings:
 
 @pytest.mark.ros
 def test_declare_parameters_on_a_real_node(ros_context) -> None:
-    from depth_any_view.ros.node import StartupError
+    from depth_any_view.ros.startup import StartupError
 
     s = _declare(ros_context, {"sync_slop": 0.05, "camera_names": ["front", "back"],
                                "min_cameras": 2})

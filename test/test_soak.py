@@ -184,5 +184,5 @@ def test_soak_memory_flat_queues_bounded_no_exceptions(node: Any) -> None:
     assert largest_queue <= queue_size
     assert all(q <= 1 for q in node.pipeline.sync.queued().values())
     assert len(node.pipeline._odom_stamps) <= ODOM_BUFFER
-    assert len(node._throttle) <= 10 and len(node.pipeline.last_errors) <= 10
+    assert len(node._log) <= 10 and len(node.pipeline.last_errors) <= 10
     assert growth < 5.0 and peak_growth < 5.0

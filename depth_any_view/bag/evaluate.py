@@ -17,7 +17,7 @@ Ground truth, when the bag has it, is matched by header stamp: `<prefix>/<name>/
 range bin), and `/ground_truth/occupancy` (bag/messages.py layout) for occupancy: voxel IoU,
 precision and recall of the single-frame network volume and of the fused map, both sampled
 onto the ground-truth grid. Depth ground truth also scores scale stability (issue 10,
-training/metrics.py ScaleStabilityAccumulator): the median predicted / true depth per set
+training/scale_stability.py ScaleStabilityAccumulator): the median predicted / true depth per set
 and camera over time (x = seconds from the bag start), its spread between cameras, and the
 disagreement of neighbouring cameras on surface points both see; the ground truth's pixels
 use the image's CameraInfo resized to the ground truth's size, and a prediction of another

@@ -27,11 +27,18 @@ from rosbags.interfaces import (
 from rosbags.typesys import Stores, get_typestore
 from rosbags.typesys.store import Typestore
 
+from depth_any_view import topics
 from depth_any_view.data.encodings import (
     array_to_image_fields,
     depth_to_metres,
     image_to_array,
     to_rgb8,
+)
+from depth_any_view.data.point_fields import (
+    field_specs,
+    is_dense,
+    points_from_bytes,
+    specs_to_dtype,
 )
 from depth_any_view.geometry.camera import PinholeCamera
 from depth_any_view.geometry.grid import FREE, OCCUPIED, UNKNOWN, VoxelGrid
@@ -40,11 +47,11 @@ from depth_any_view.geometry.transforms import make_transform, quat_to_rotmat, r
 # ------------------------------------------------------------------ names (docs/DESIGN.md)
 BASE_FRAME = "base_link"
 ODOM_FRAME = "odom"
-TOPIC_ODOM = "/odom"
-TOPIC_TF = "/tf"
-TOPIC_TF_STATIC = "/tf_static"
-TOPIC_OCCUPANCY_GT = "/ground_truth/occupancy"
-CAMERA_KINDS = ("image_raw", "camera_info", "depth_gt")  # per-camera topics of a GT bag
+TOPIC_ODOM = topics.ODOM
+TOPIC_TF = topics.TF
+TOPIC_TF_STATIC = topics.TF_STATIC
+TOPIC_OCCUPANCY_GT = topics.OCCUPANCY_GT
+CAMERA_KINDS = (topics.IMAGE, topics.CAMERA_INFO, topics.DEPTH_GT)  # per camera, GT bags
 CUSTOM_GRID = "depth_any_view.grid"  # bag custom_data key: VoxelGrid.to_dict() as JSON
 CUSTOM_CAMERAS = "depth_any_view.camera_names"  # bag custom_data key: JSON list, rig order
 CUSTOM_FRAMES = "depth_any_view.frames"  # bag custom_data key: number of frames written
@@ -62,7 +69,7 @@ class BagError(RuntimeError):
 
 def camera_topic(name: str, kind: str) -> str:
     """`/cameras/<name>/<kind>`, e.g. camera_topic('front', 'image_raw')."""
-    return f"/cameras/{name}/{kind}"
+    return topics.camera_topic(name, kind)
 
 
 @functools.cache
@@ -284,14 +291,6 @@ def odometry_from_msg(msg: Any) -> OdometryData:
 
 
 # ------------------------------------------------------------------ point clouds
-# sensor_msgs/PointField datatype codes and their numpy types.
-POINT_FIELD_TYPES: dict[int, np.dtype] = {
-    1: np.dtype(np.int8), 2: np.dtype(np.uint8), 3: np.dtype(np.int16),
-    4: np.dtype(np.uint16), 5: np.dtype(np.int32), 6: np.dtype(np.uint32),
-    7: np.dtype(np.float32), 8: np.dtype(np.float64),
-}
-_POINT_FIELD_CODES = {dt: code for code, dt in POINT_FIELD_TYPES.items()}
-
 # Occupancy ground truth: 13 bytes of fields padded to 16 so the floats stay aligned.
 OCCUPANCY_DTYPE = np.dtype({"names": ["x", "y", "z", "label"],
                             "formats": [np.float32, np.float32, np.float32, np.uint8],
@@ -302,31 +301,24 @@ def point_cloud_msg(ts: Typestore, stamp_ns: int, frame_id: str, points: np.ndar
     """An unorganised (height 1) sensor_msgs/PointCloud2 of a structured array (N,).
 
     Each named field of `points` becomes a PointField (count 1, or the sub-array length)
-    at its byte offset; point_step is the dtype's itemsize. `is_dense` is true when no x,
-    y or z is NaN (byte-compatible with sensor_msgs_py.point_cloud2.create_cloud).
+    at its byte offset; point_step is the dtype's itemsize; `is_dense` is true when no
+    floating-point field holds NaN or inf (`data/point_fields.py`, byte-compatible with
+    sensor_msgs_py.point_cloud2.create_cloud).
     """
     points = np.ascontiguousarray(points)
-    if points.dtype.names is None or points.ndim != 1:
+    if points.ndim != 1:
         raise ValueError(f"point_cloud_msg needs a 1-D structured array, got {points.dtype} "
                          f"with shape {points.shape}")
+    specs, big = field_specs(points.dtype)
     field_t = ts.types["sensor_msgs/msg/PointField"]
-    fields = []
-    for name in points.dtype.names:
-        dt, offset = points.dtype.fields[name][:2]
-        base, count = (dt.base, int(np.prod(dt.shape))) if dt.shape else (dt, 1)
-        code = _POINT_FIELD_CODES.get(base) if base.isnative else None
-        if code is None:
-            raise ValueError(f"point field '{name}' has dtype {base}, which PointField cannot "
-                             f"describe; use a native-order one of "
-                             f"{sorted(str(d) for d in _POINT_FIELD_CODES)}")
-        fields.append(field_t(name=name, offset=int(offset), datatype=code, count=count))
-    dense = all(not np.isnan(points[a]).any() for a in ("x", "y", "z")
-                if a in points.dtype.names and points.dtype[a].kind == "f")
+    fields = [field_t(name=f.name, offset=f.offset, datatype=f.datatype, count=f.count)
+              for f in specs]
     data = points.view(np.uint8).reshape(-1)  # (N * point_step,)
     return ts.types[POINT_CLOUD2](
         header=header_msg(ts, stamp_ns, frame_id), height=1, width=int(points.shape[0]),
-        fields=fields, is_bigendian=False, point_step=points.dtype.itemsize,
-        row_step=points.dtype.itemsize * int(points.shape[0]), data=data, is_dense=dense)
+        fields=fields, is_bigendian=big, point_step=points.dtype.itemsize,
+        row_step=points.dtype.itemsize * int(points.shape[0]), data=data,
+        is_dense=is_dense(points))
 
 
 @dataclass(frozen=True)
@@ -338,43 +330,12 @@ class CloudData:
     points: np.ndarray  # (height * width,) structured, one named field per PointField
 
 
-def _as_bytes(data: Any) -> np.ndarray:
-    """A flat uint8 view of a message's `data` (ndarray, bytes or array.array)."""
-    if isinstance(data, np.ndarray):
-        return np.ascontiguousarray(data).reshape(-1).view(np.uint8)
-    return np.frombuffer(data, dtype=np.uint8)
-
-
-def cloud_dtype(fields: list[Any], point_step: int, is_bigendian: bool = False) -> np.dtype:
-    """Structured dtype of PointCloud2 fields (name, offset, datatype, count)."""
-    names, formats, offsets = [], [], []
-    for f in fields:
-        if f.datatype not in POINT_FIELD_TYPES:
-            raise ValueError(f"PointCloud2 field '{f.name}' has unknown datatype {f.datatype}; "
-                             f"valid codes are 1..8 (sensor_msgs/PointField)")
-        dt = POINT_FIELD_TYPES[f.datatype].newbyteorder(">" if is_bigendian else "<")
-        names.append(f.name)
-        formats.append(dt if f.count <= 1 else (dt, (int(f.count),)))
-        offsets.append(int(f.offset))
-    return np.dtype({"names": names, "formats": formats, "offsets": offsets,
-                     "itemsize": int(point_step)})
-
-
 def cloud_from_msg(msg: Any) -> CloudData:
     """Decode a sensor_msgs/PointCloud2 into a structured array (rows of an organised cloud
     are concatenated; row padding beyond width * point_step is skipped)."""
-    n_rows, n_cols, step = int(msg.height), int(msg.width), int(msg.point_step)
-    dtype = cloud_dtype(list(msg.fields), step, bool(msg.is_bigendian))
-    buf = _as_bytes(msg.data)  # (nbytes,) uint8
-    row_step = int(msg.row_step) if n_rows > 0 else 0
-    if n_cols * step > row_step and n_rows > 0:
-        raise ValueError(f"PointCloud2 'row_step' {row_step} is smaller than width * "
-                         f"point_step = {n_cols * step}")
-    if buf.size < row_step * n_rows:
-        raise ValueError(f"PointCloud2 'data' holds {buf.size} bytes but height * row_step = "
-                         f"{n_rows * row_step}; the message is truncated")
-    rows = buf[: row_step * n_rows].reshape(n_rows, row_step)[:, : n_cols * step]
-    points = np.ascontiguousarray(rows).reshape(-1).view(dtype)  # (height * width,)
+    dtype = specs_to_dtype(list(msg.fields), int(msg.point_step), bool(msg.is_bigendian))
+    points = points_from_bytes(msg.data, msg.height, msg.width, msg.point_step, msg.row_step,
+                               dtype)  # (height * width,)
     return CloudData(stamp_to_ns(msg.header.stamp), msg.header.frame_id, points)
 
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from depth_any_view.bag.messages import TOPIC_OCCUPANCY_GT
+from depth_any_view import topics
 from depth_any_view.config import (
     ConfigError,
     config_path,
@@ -66,32 +66,27 @@ def load_node_parameters(params_file: Path | str | None = None, *,
     return values, path
 
 
-def _absolute(topic: str) -> str:
-    """A topic name without a namespace is absolute (the evaluation has no node namespace)."""
-    return topic if topic.startswith("/") else "/" + topic
-
-
 @dataclass(frozen=True)
 class NodeTopics:
     """The node's input and output topic names (defaults: docs/DESIGN.md)."""
 
     camera_names: tuple[str, ...]
-    camera_prefix: str = "/cameras"
-    image: str = "image_raw"
-    camera_info: str = "camera_info"
-    depth_image: str = "depth/image"
-    depth_camera_info: str = "depth/camera_info"
-    depth_gt: str = "depth_gt"  # ground truth beside each camera's topics
-    odom: str = "/odom"
-    points: str = "/depth_any_view/points"
-    voxels: str = "/depth_any_view/occupancy/voxels"
-    markers: str = "/depth_any_view/occupancy/markers"
-    grid: str = "/depth_any_view/occupancy/grid"
-    occupancy_gt: str = TOPIC_OCCUPANCY_GT
+    camera_prefix: str = topics.CAMERA_PREFIX
+    image: str = topics.IMAGE
+    camera_info: str = topics.CAMERA_INFO
+    depth_image: str = topics.DEPTH_IMAGE
+    depth_camera_info: str = topics.DEPTH_CAMERA_INFO
+    depth_gt: str = topics.DEPTH_GT  # ground truth beside each camera's topics
+    odom: str = topics.ODOM
+    points: str = topics.POINTS
+    voxels: str = topics.VOXELS
+    markers: str = topics.MARKERS
+    grid: str = topics.GRID
+    occupancy_gt: str = topics.OCCUPANCY_GT
 
     def camera(self, name: str, topic: str) -> str:
-        """<camera_prefix>/<name>/<topic>, absolute, without doubled slashes."""
-        return _absolute(f"{self.camera_prefix.strip('/')}/{name}/{topic.strip('/')}")
+        """<camera_prefix>/<name>/<topic>, absolute (the evaluation has no node namespace)."""
+        return topics.absolute(topics.camera_topic(name, topic, self.camera_prefix))
 
     @classmethod
     def from_parameters(cls, values: Mapping[str, Any],
@@ -109,9 +104,9 @@ class NodeTopics:
                     raise ConfigError(f"parameter '{param}' must be a topic name, got "
                                       f"{values[param]!r}")
                 kwargs[attr] = values[param]
-        topics = cls(tuple(camera_names), **kwargs)
-        return replace(topics, **{a: _absolute(getattr(topics, a)) for a in
-                                  ("odom", "points", "voxels", "markers", "grid")})
+        names = cls(tuple(camera_names), **kwargs)
+        return replace(names, **{a: topics.absolute(getattr(names, a)) for a in
+                                 ("odom", "points", "voxels", "markers", "grid")})
 
 
 def load_pipeline_config(params_file: Path | str | None = None, *,

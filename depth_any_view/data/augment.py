@@ -38,13 +38,13 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
-from depth_any_view.config import ConfigError
+from depth_any_view.config import ConfigError, dataclass_from_mapping
 
 _MIRROR_BASE = torch.diag(torch.tensor([1.0, -1.0, 1.0, 1.0], dtype=torch.float64))
 _MIRROR_CAM = torch.diag(torch.tensor([-1.0, 1.0, 1.0, 1.0], dtype=torch.float64))
@@ -99,12 +99,7 @@ class AugmentConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None) -> AugmentConfig:
         """Config from a mapping (e.g. the `augment:` section of a YAML file)."""
-        data = dict(data or {})
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ConfigError(f"unknown augment option(s) {unknown}; valid: {sorted(known)}")
-        return cls(**data)
+        return dataclass_from_mapping(cls, data, "augment option(s)")
 
 
 def _rand(shape: Sequence[int], generator: torch.Generator | None) -> torch.Tensor:

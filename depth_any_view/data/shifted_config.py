@@ -15,7 +15,7 @@ import os
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
-from depth_any_view.config import ConfigError, config_path, load_yaml
+from depth_any_view.config import ConfigError, config_path, load_yaml, unknown_fields
 from depth_any_view.data.synth_config import (
     GridConfig,
     OccupancyConfig,
@@ -162,7 +162,7 @@ def load_shifted_config(path: str | os.PathLike[str] | None = None) -> ShiftedCo
     source = config_path("shifted_world.yaml") if path is None else config_path(str(path))
     data = load_yaml(source)
     sections = {f.name: f for f in fields(ShiftedConfig)}
-    unknown = sorted(set(data) - set(sections))
+    unknown = unknown_fields(ShiftedConfig, data)
     if unknown:
         raise ConfigError(f"'{source}' has unknown section(s) {unknown}; known: "
                           f"{', '.join(sections)}")

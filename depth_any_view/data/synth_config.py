@@ -12,7 +12,13 @@ import os
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
-from depth_any_view.config import ConfigError, config_path, load_yaml
+from depth_any_view.config import (
+    ConfigError,
+    config_path,
+    dataclass_from_mapping,
+    load_yaml,
+    unknown_fields,
+)
 
 Range = tuple[float, float]
 
@@ -217,27 +223,12 @@ class SynthConfig:
 
 def _section(cls: type, data: Any, name: str, source: str) -> Any:
     """Dataclass `cls` from a YAML mapping; unknown keys raise ConfigError naming them."""
-    if data is None:
-        return cls()
-    if not isinstance(data, dict):
-        raise ConfigError(f"'{source}' section '{name}' must be a mapping, got "
-                          f"{type(data).__name__}")
-    known = {f.name: f for f in fields(cls)}
-    unknown = sorted(set(data) - set(known))
-    if unknown:
-        raise ConfigError(f"'{source}' section '{name}' has unknown key(s) {unknown}; "
-                          f"known keys: {', '.join(known)}")
-    kwargs = {}
-    for key, value in data.items():
-        if isinstance(value, list):
-            value = tuple(value)
-            if len(value) != 2:
-                raise ConfigError(f"'{source}' {name}.{key} needs 2 values, got {list(value)}")
-        kwargs[key] = value
-    try:
-        return replace(cls(), **kwargs)
-    except TypeError as exc:
-        raise ConfigError(f"'{source}' section '{name}': {exc}") from exc
+    if isinstance(data, dict):
+        for key, value in data.items():
+            if isinstance(value, list) and len(value) != 2:
+                raise ConfigError(f"'{source}' {name}.{key} needs 2 values, got {value}")
+    return dataclass_from_mapping(cls, data, "key(s)", where=f"'{source}': ", section=name,
+                                  tuples=True)
 
 
 def load_synth_config(path: str | os.PathLike[str] | None = None) -> SynthConfig:
@@ -249,7 +240,7 @@ def load_synth_config(path: str | os.PathLike[str] | None = None) -> SynthConfig
     source = config_path("synth.yaml") if path is None else config_path(str(path))
     data = load_yaml(source)
     sections = {f.name: f for f in fields(SynthConfig)}
-    unknown = sorted(set(data) - set(sections))
+    unknown = unknown_fields(SynthConfig, data)
     if unknown:
         raise ConfigError(f"'{source}' has unknown section(s) {unknown}; known: "
                           f"{', '.join(sections)}")

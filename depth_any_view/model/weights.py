@@ -18,6 +18,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, safe_open, save_file
 
+from depth_any_view.config import unknown_fields
 from depth_any_view.model.config import INIT_ONLY_FIELDS, ModelConfig
 
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
@@ -41,8 +42,7 @@ def model_config_to_json(cfg: ModelConfig) -> str:
 def model_config_from_json(text: str) -> ModelConfig:
     """ModelConfig from `model_config_to_json`; unknown keys (newer files) raise."""
     data = json.loads(text)
-    known = {f.name for f in fields(ModelConfig)}
-    unknown = sorted(set(data) - known)
+    unknown = unknown_fields(ModelConfig, data)
     if unknown:
         raise WeightsError(f"weights were made with model options this version does not know: "
                            f"{unknown}; update depth_any_view")

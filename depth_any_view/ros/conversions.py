@@ -10,7 +10,8 @@ facts"); this module holds their equivalents and keeps their byte layouts:
   builds from a structured numpy array (height 1, width N, point_step = itemsize,
   row_step = point_step * N, one PointField per dtype field at its offset), and
   `cloud_to_structured` reads any PointCloud2 back like `read_points` (an organised cloud
-  comes back flat, row-major).
+  comes back flat, row-major), through `depth_any_view.data.point_fields`, which the bag
+  layer shares (one layout and one `is_dense` rule);
 
 Also: CameraInfo <-> `PinholeCamera`, Odometry -> `T_odom_base` with validation, and the
 builders of OccupancyGrid and MarkerArray messages. Constants shared with the core
@@ -22,7 +23,6 @@ frames, quaternions (x, y, z, w), depth metres along z with NaN = no estimate.
 
 from __future__ import annotations
 
-import sys
 from typing import Any
 
 import numpy as np
@@ -49,19 +49,13 @@ from depth_any_view.data.encodings import (
     image_to_array,
     to_rgb8,
 )
+from depth_any_view.data.point_fields import field_specs, points_from_bytes, specs_to_dtype
+from depth_any_view.data.point_fields import is_dense as cloud_is_dense
 from depth_any_view.geometry.camera import CalibrationError, PinholeCamera
 from depth_any_view.geometry.transforms import rotmat_to_quat
 from depth_any_view.mapping.fusion import OccupancyGrid2D, pose_to_transform
 from depth_any_view.mapping.points import XYZP_DTYPE, XYZRGB_DTYPE, to_xyzrgb
 from depth_any_view.pipeline import INPUT_ENCODINGS, QUATERNION_TOLERANCE, height_colors
-
-# sensor_msgs/PointField datatypes <-> numpy (as sensor_msgs_py.point_cloud2._DATATYPES).
-FIELD_TO_DTYPE: dict[int, np.dtype] = {
-    PointField.INT8: np.dtype(np.int8), PointField.UINT8: np.dtype(np.uint8),
-    PointField.INT16: np.dtype(np.int16), PointField.UINT16: np.dtype(np.uint16),
-    PointField.INT32: np.dtype(np.int32), PointField.UINT32: np.dtype(np.uint32),
-    PointField.FLOAT32: np.dtype(np.float32), PointField.FLOAT64: np.dtype(np.float64)}
-DTYPE_TO_FIELD: dict[np.dtype, int] = {v: k for k, v in FIELD_TO_DTYPE.items()}
 
 
 # ---------------------------------------------------------------------------- time, header
@@ -228,43 +222,12 @@ def transform_stamped(T_parent_child: np.ndarray, stamp_ns: int, parent: str,
 
 
 # ---------------------------------------------------------------------------- point clouds
-def dtype_to_fields(dtype: np.dtype) -> list[PointField]:
-    """PointFields (name, offset, datatype, count=1) of a structured dtype's fields."""
-    fields = []
-    for name in dtype.names or ():
-        sub, offset = dtype.fields[name][:2]
-        if sub.shape:
-            raise ValueError(f"point field '{name}' is an array {sub.shape}; use one scalar "
-                             "field per value")
-        base = sub.newbyteorder("=")
-        if base not in DTYPE_TO_FIELD:
-            raise ValueError(f"point field '{name}' has dtype {sub}, which PointField cannot "
-                             f"describe; use one of {sorted(str(d) for d in DTYPE_TO_FIELD)}")
-        fields.append(PointField(name=name, offset=int(offset), datatype=DTYPE_TO_FIELD[base],
-                                 count=1))
-    if not fields:
-        raise ValueError("points must be a structured array with named fields")
-    return fields
-
-
-def fields_to_dtype(fields: list[Any], point_step: int, is_bigendian: bool = False) -> np.dtype:
-    """Structured dtype of PointFields laid out in `point_step` bytes (padding kept)."""
-    order = ">" if is_bigendian else "<"
-    names, formats, offsets = [], [], []
-    for f in fields:
-        if f.datatype not in FIELD_TO_DTYPE:
-            raise ValueError(f"PointCloud2 field '{f.name}' has unknown datatype {f.datatype}")
-        base = FIELD_TO_DTYPE[f.datatype].newbyteorder(order)
-        names.append(f.name)
-        formats.append(base if f.count <= 1 else np.dtype((base, (int(f.count),))))
-        offsets.append(int(f.offset))
-    return np.dtype({"names": names, "formats": formats, "offsets": offsets,
-                     "itemsize": int(point_step)})
-
-
-def _is_big(dtype: np.dtype) -> bool:
-    """True when a scalar dtype stores big-endian values."""
-    return dtype.byteorder == ">" or (dtype.byteorder == "=" and sys.byteorder == "big")
+def dtype_to_fields(dtype: np.dtype) -> tuple[list[PointField], bool]:
+    """PointFields (name, offset, datatype, count) of a structured dtype's fields, and
+    whether they are big-endian (`data/point_fields.py field_specs`)."""
+    specs, big = field_specs(dtype)
+    return [PointField(name=f.name, offset=f.offset, datatype=f.datatype, count=f.count)
+            for f in specs], big
 
 
 def structured_to_cloud(points: np.ndarray, header: Header,
@@ -277,37 +240,21 @@ def structured_to_cloud(points: np.ndarray, header: Header,
         is_dense: None = True exactly when no floating-point field holds NaN or inf.
     """
     points = np.ascontiguousarray(points).reshape(-1)
-    fields = dtype_to_fields(points.dtype)
-    if is_dense is None:
-        is_dense = True
-        for name in points.dtype.names:
-            column = points[name]
-            if column.dtype.kind == "f" and not bool(np.all(np.isfinite(column))):
-                is_dense = False
-                break
-    orders = {_is_big(points.dtype.fields[f.name][0]) for f in fields
-              if points.dtype.fields[f.name][0].itemsize > 1}
-    if len(orders) > 1:
-        raise ValueError("point fields mix byte orders; use one byte order for all fields")
+    fields, big = dtype_to_fields(points.dtype)
+    dense = cloud_is_dense(points) if is_dense is None else bool(is_dense)
     step = points.dtype.itemsize
     msg = PointCloud2(header=header, height=1, width=int(points.shape[0]), fields=fields,
-                      is_bigendian=bool(orders and orders.pop()), point_step=step,
-                      row_step=step * int(points.shape[0]), is_dense=bool(is_dense))
+                      is_bigendian=big, point_step=step,
+                      row_step=step * int(points.shape[0]), is_dense=dense)
     msg.data = points.tobytes()
     return msg
 
 
 def cloud_to_structured(msg: Any) -> np.ndarray:
     """(height * width,) structured array of any PointCloud2 (row padding skipped)."""
-    dtype = fields_to_dtype(list(msg.fields), msg.point_step, bool(msg.is_bigendian))
-    buf = np.frombuffer(msg.data, dtype=np.uint8)  # (row_step * height,)
-    h, w = int(msg.height), int(msg.width)
-    if buf.size < msg.row_step * h or msg.row_step < msg.point_step * w:
-        raise ValueError(f"PointCloud2 holds {buf.size} bytes, fewer than row_step * height "
-                         f"= {msg.row_step} * {h}, or row_step < point_step * width")
-    rows = np.ndarray((h, w), dtype=dtype, buffer=buf,
-                      strides=(int(msg.row_step), int(msg.point_step)))  # (H, W)
-    return rows.reshape(-1)
+    dtype = specs_to_dtype(list(msg.fields), msg.point_step, bool(msg.is_bigendian))
+    return points_from_bytes(msg.data, msg.height, msg.width, msg.point_step, msg.row_step,
+                             dtype)
 
 
 def xyzrgb_cloud(points: np.ndarray, colors: np.ndarray, header: Header) -> PointCloud2:
@@ -495,7 +442,7 @@ def marker_array_bytes(centres: np.ndarray, voxel_size: np.ndarray, header: Head
 __all__ = [
     "INPUT_ENCODINGS", "XYZP_DTYPE", "XYZRGB_DTYPE", "CalibrationError", "ImageEncodingError",
     "array_to_image_msg", "camera_info_to_camera", "camera_to_camera_info",
-    "cloud_to_structured", "depth_to_image_msg", "dtype_to_fields", "fields_to_dtype",
+    "cloud_to_structured", "depth_to_image_msg", "dtype_to_fields",
     "height_colors", "image_msg_to_array", "image_msg_to_depth", "image_msg_to_rgb",
     "make_header", "marker_array_bytes", "marker_array_msg", "matrix_to_pose", "ns_to_stamp",
     "occupancy_grid_msg", "occupancy_grid_to_array", "odometry_to_transform",

@@ -15,13 +15,19 @@ each sample on their own (`historyMemoryPolicy` DYNAMIC, with RMW_FASTRTPS_USE_Q
 and a new subscription after the loss; measured, that returned the memory but DYNAMIC
 readers cost the node two thirds of its sets under load, so it is not done.
 
-Pure Python (no rclpy): the node calls `lost` from the event.
+`subscribe_reporting_losses` makes a subscription with that event; the node calls
+`LostImages.lost` from it.
 """
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
+
+from rclpy.event_handler import SubscriptionEventCallbacks, UnsupportedEventTypeError
+from rclpy.node import Node
 
 HELP = "docs/TROUBLESHOOTING.md, 'DDS on localhost'"
 
@@ -44,3 +50,17 @@ class LostImages:
                 "delivers best-effort (max_image_pixels can only refuse images that "
                 "arrive) or a publisher whose shared-memory segment is full "
                 f"(see {HELP})")
+
+
+def subscribe_reporting_losses(node: Node, msg_type: Any, topic: str,
+                               callback: Callable[[Any], None], qos: Any,
+                               on_lost: Callable[[Any], None]) -> Any:
+    """`node.create_subscription(msg_type, topic, callback, qos)` whose lost messages
+    (rclpy's QoSMessageLostInfo) go to `on_lost`, where the RMW reports them; a plain
+    subscription where it does not."""
+    try:
+        events = SubscriptionEventCallbacks(message_lost=on_lost)
+        return node.create_subscription(msg_type, topic, callback, qos,
+                                        event_callbacks=events)
+    except UnsupportedEventTypeError:  # this RMW does not report lost messages
+        return node.create_subscription(msg_type, topic, callback, qos)

@@ -30,6 +30,7 @@ from typing import Any
 
 import yaml
 
+from depth_any_view import topics
 from depth_any_view.config import node_name_matches, parameter_sections
 from depth_any_view.pipeline import DEFAULT_CAMERA_NAMES, INPUT_ENCODINGS
 
@@ -113,30 +114,30 @@ PARAMETERS: tuple[ParamSpec, ...] = (
        "(tf2_msgs/TFMessage, transient local, as tf2_ros's StaticTransformBroadcaster), "
        "stamped at start-up and re-sent when the rig changes; off when a "
        "robot_state_publisher already publishes the cameras' frames", runtime=True),
-    _p("camera_topic_prefix", "/cameras",
+    _p("camera_topic_prefix", topics.CAMERA_PREFIX,
        "Per-camera topics are <camera_topic_prefix>/<name>/<topic>"),
-    _p("image_topic", "image_raw",
+    _p("image_topic", topics.IMAGE,
        f"Input image topic under each camera ({', '.join(INPUT_ENCODINGS)})"),
-    _p("camera_info_topic", "camera_info", "Input CameraInfo topic under each camera"),
-    _p("depth_image_topic", "depth/image", "Output depth topic under each camera (32FC1, m)"),
-    _p("depth_camera_info_topic", "depth/camera_info",
+    _p("camera_info_topic", topics.CAMERA_INFO, "Input CameraInfo topic under each camera"),
+    _p("depth_image_topic", topics.DEPTH_IMAGE, "Output depth topic under each camera (32FC1, m)"),
+    _p("depth_camera_info_topic", topics.DEPTH_CAMERA_INFO,
        "Output CameraInfo topic under each camera, matching the depth image's size"),
-    _p("depth_confidence_topic", "depth/confidence",
+    _p("depth_confidence_topic", topics.DEPTH_CONFIDENCE,
        "Output depth confidence topic under each camera (32FC1, 0..1, the depth's header)"),
-    _p("odom_topic", "/odom", "Input nav_msgs/Odometry: pose of base_link in odom"),
-    _p("odometry_output_topic", "/depth_any_view/odometry",
+    _p("odom_topic", topics.ODOM, "Input nav_msgs/Odometry: pose of base_link in odom"),
+    _p("odometry_output_topic", topics.ODOMETRY_OUTPUT,
        "Output nav_msgs/Odometry (odom -> base_link, the set's stamp; velocity in base_link "
        "and covariances from the drift in config/slam.yaml) when odometry_source is "
        "kiss_icp or open3d_rgbd"),
-    _p("points_topic", "/depth_any_view/points",
+    _p("points_topic", topics.POINTS,
        "Output PointCloud2 in base_link: x y z rgb (float32, PCL packing)"),
-    _p("voxels_topic", "/depth_any_view/occupancy/voxels",
+    _p("voxels_topic", topics.VOXELS,
        "Output PointCloud2 of occupied voxel centres in odom: x y z probability"),
-    _p("markers_topic", "/depth_any_view/occupancy/markers",
+    _p("markers_topic", topics.MARKERS,
        "Output MarkerArray (CUBE_LIST coloured by height) of occupied voxels"),
-    _p("grid_topic", "/depth_any_view/occupancy/grid",
+    _p("grid_topic", topics.GRID,
        "Output nav_msgs/OccupancyGrid: a height band projected to 2D, -1 = unknown"),
-    _p("diagnostics_topic", "/diagnostics", "Output diagnostic_msgs/DiagnosticArray"),
+    _p("diagnostics_topic", topics.DIAGNOSTICS, "Output diagnostic_msgs/DiagnosticArray"),
     _p("odom_frame", "odom",
        "Frame of the fused occupancy outputs (base_link comes from rig_file)"),
     _p("camera_qos", "sensor_data", "QoS of the image and CameraInfo subscriptions",
@@ -461,8 +462,7 @@ class Settings(Mapping[str, Any]):
 
     def camera_topic(self, camera: str, topic: str) -> str:
         """<camera_topic_prefix>/<camera>/<topic>, without doubled slashes."""
-        prefix = self.camera_topic_prefix.rstrip("/")
-        return f"{prefix}/{camera}/{topic.strip('/')}"
+        return topics.camera_topic(camera, topic, self.camera_topic_prefix)
 
 
 # ---------------------------------------------------------------------------- parameters files
@@ -489,7 +489,7 @@ def unmatched_params_files(args: Sequence[str], node_fqn: str) -> list[str]:
 
     The classic case: a file whose top key is `depth_any_view:` applies only at the root
     namespace, and a node started with a namespace silently runs on its defaults.
-    Unreadable files are left to `params_file_error` (and to rcl).
+    Unreadable files are left to `startup.params_file_error` (and to rcl).
     """
     warnings = []
     for path in params_files(args):

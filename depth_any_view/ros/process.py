@@ -30,6 +30,17 @@ NODE_MODULE = "depth_any_view.ros.node"  # `python -m` this runs the node
 READY_MARKER = "ready:"  # the node logs this once its topics exist and the network is loaded
 
 
+def localhost_dds_env(domain_id: int | str, base: Mapping[str, str] | None = None
+                      ) -> dict[str, str]:
+    """Environment of a process whose DDS must stay on this machine: `base` (default
+    os.environ) with ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST, ROS_DOMAIN_ID `domain_id`,
+    and Fast DDS as the RMW unless one is chosen."""
+    env = dict(os.environ if base is None else base)
+    env.update(ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST", ROS_DOMAIN_ID=str(int(domain_id)))
+    env.setdefault("RMW_IMPLEMENTATION", "rmw_fastrtps_cpp")
+    return env
+
+
 class NodeStartError(RuntimeError):
     """The node exited or did not become ready; the message ends with its log's tail."""
 

@@ -45,6 +45,7 @@ from rclpy.signals import SignalHandlerOptions
 from rosbags.rosbag2 import StoragePlugin, Writer
 
 from depth_any_view.bag.messages import QOS_DEFAULT, QOS_TF_STATIC, default_typestore
+from depth_any_view.topics import absolute, camera_topic
 
 __all__ = ["NODE_NAME", "DIAGNOSTICS", "MARKER_ARRAY", "Recorder", "RecordingStats",
            "header_stamp_ns", "msgtype_of", "output_topics", "record"]
@@ -99,16 +100,12 @@ def output_topics(parameters: Mapping[str, Any] | None = None) -> dict[str, str]
     values = {name: spec.default for name, spec in SPECS.items()}
     values.update(parameters or {})
 
-    def absolute(name: str) -> str:
-        return "/" + str(name).strip("/")
-
-    prefix = str(values["camera_topic_prefix"]).strip("/")
+    prefix = str(values["camera_topic_prefix"])
     out: dict[str, str] = {}
     for cam in values["camera_names"]:
-        out[absolute(f"{prefix}/{cam}/{str(values['depth_image_topic']).strip('/')}")] = \
-            "sensor_msgs/msg/Image"
-        out[absolute(f"{prefix}/{cam}/{str(values['depth_camera_info_topic']).strip('/')}")] = \
-            "sensor_msgs/msg/CameraInfo"
+        for param, msgtype in (("depth_image_topic", "sensor_msgs/msg/Image"),
+                               ("depth_camera_info_topic", "sensor_msgs/msg/CameraInfo")):
+            out[absolute(camera_topic(cam, str(values[param]), prefix))] = msgtype
     out[absolute(values["points_topic"])] = "sensor_msgs/msg/PointCloud2"
     out[absolute(values["voxels_topic"])] = "sensor_msgs/msg/PointCloud2"
     out[absolute(values["markers_topic"])] = MARKER_ARRAY

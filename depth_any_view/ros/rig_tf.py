@@ -20,11 +20,12 @@ from typing import Any
 
 import numpy as np
 
+from depth_any_view import topics
 from depth_any_view.geometry.rig import Rig
 from depth_any_view.ros.conversions import transform_stamped
 from depth_any_view.ros.qos import tf_static_qos
 
-TF_STATIC_TOPIC = "/tf_static"  # absolute: tf2 listens there whatever the node's namespace
+TF_STATIC_TOPIC = topics.TF_STATIC  # absolute: tf2 listens there whatever the namespace
 
 
 class TfMessagesMissing(RuntimeError):
@@ -60,6 +61,18 @@ def check_rig_frames(rig: Rig) -> str | None:
     if not all(f.strip() for f in frames):
         return "publish_rig_tf: the rig file has an empty base_frame or frame_id"
     return None
+
+
+def rig_tf_problem(publish: bool, rig: Rig) -> str | None:
+    """Why `rig` cannot go on /tf_static when `publish` (parameter publish_rig_tf) is on:
+    no tf2_msgs, or clashing frame names; None when it can or `publish` is off."""
+    if not publish:
+        return None
+    try:
+        tf_message_type()
+    except TfMessagesMissing as exc:
+        return str(exc)
+    return check_rig_frames(rig)
 
 
 def rig_tf_message(rig: Rig, stamp_ns: int) -> Any:
@@ -102,3 +115,31 @@ class RigTfPublisher:
         if self._publisher is not None:
             self._node.destroy_publisher(self._publisher)
             self._publisher = None
+
+
+class RigTfSwitch:
+    """/tf_static as publish_rig_tf says: a RigTfPublisher while it is on, none while off."""
+
+    def __init__(self, node: Any) -> None:
+        """Nothing published until the first `update`."""
+        self._node = node
+        self._publisher: RigTfPublisher | None = None
+
+    def update(self, publish: bool, rig: Rig, stamp_ns: int) -> bool:
+        """Send `rig` stamped `stamp_ns` when `publish` and it changed (True when sent);
+        close the publisher when not `publish`."""
+        if not publish:
+            if self._publisher is not None:
+                self._publisher.close()
+                self._publisher = None
+            return False
+        if self._publisher is None:
+            self._publisher = RigTfPublisher(self._node)
+        return self._publisher.send(rig, stamp_ns)
+
+    def update_and_log(self, publish: bool, rig: Rig, stamp_ns: int, rig_file: str) -> None:
+        """`update`, logging on the node what was sent."""
+        if self.update(publish, rig, stamp_ns):
+            self._node.get_logger().info(
+                f"/tf_static: {rig.base_frame} -> "
+                f"{', '.join(c.frame_id for c in rig.cameras.values())} (rig_file {rig_file})")

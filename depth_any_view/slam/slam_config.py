@@ -9,11 +9,11 @@ pipeline can read it without the runner above it.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from depth_any_view.config import ConfigError, config_path, load_yaml
+from depth_any_view.config import ConfigError, config_path, dataclass_from_mapping, load_yaml
 from depth_any_view.slam.mesh import TsdfSettings
 from depth_any_view.slam.odometry import KissIcpSettings, RgbdOdometrySettings
 
@@ -122,21 +122,9 @@ def load_slam_config(path: Path | str | None = None) -> SlamConfig:
                           f"names to values, got {type(node).__name__}")
     built: dict[str, Any] = {"node_parameters": dict(node), "path": str(file)}
     for name, cls in _SECTIONS.items():
-        section = data.get(name) or {}
-        if not isinstance(section, dict):
-            raise ConfigError(f"{file}: section '{name}' must be a mapping, got "
-                              f"{type(section).__name__}")
-        keys = {f.name for f in fields(cls)}
-        extra = sorted(set(section) - keys)
-        if extra:
-            raise ConfigError(f"{file}: unknown key(s) {extra} in '{name}'; known: "
-                              f"{sorted(keys)}")
-        values = {k: tuple(v) if k in _TUPLE_FIELDS and isinstance(v, list) else v
-                  for k, v in section.items()}
-        try:
-            built[name] = cls(**values)
-        except (TypeError, ValueError) as exc:
-            raise ConfigError(f"{file}: {exc}") from None
+        built[name] = dataclass_from_mapping(cls, data.get(name) or {}, "key(s)",
+                                             where=f"{file}: ", section=name,
+                                             tuples=_TUPLE_FIELDS)
     return SlamConfig(**built)
 
 

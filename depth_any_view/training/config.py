@@ -9,12 +9,12 @@ Command-line `--set key=value` pairs override any top-level or dotted key.
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import yaml
 
-from depth_any_view.config import ConfigError, config_path, load_yaml
+from depth_any_view.config import ConfigError, config_path, dataclass_from_mapping, load_yaml
 
 
 @dataclass
@@ -104,12 +104,7 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = "training config") -> TrainConfig:
         """Config from a mapping; unknown keys are an error naming them."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ConfigError(f"'{source}': unknown training option(s) {unknown}; "
-                              f"valid: {sorted(known)}")
-        return cls(**data)
+        return dataclass_from_mapping(cls, data, "training option(s)", where=f"'{source}': ")
 
 
 def apply_overrides(data: dict[str, Any], pairs: list[str]) -> dict[str, Any]:

@@ -5,7 +5,7 @@ the same InferenceEngine the node uses (uint8 images in, depth at input resoluti
 so the figures are those of the shipped product, not of the training loop. Depth metrics
 are pooled over pixels, overall, per camera and per range bin (0-5 m, 5-15 m, 15 m+);
 occupancy is scored on voxels the ground truth knows and the network observes. Scale
-stability (training/metrics.py, ScaleStabilityAccumulator) reports how steady the metric
+stability (training/scale_stability.py, ScaleStabilityAccumulator) reports how steady the metric
 scale is over frames and between cameras, against the issue-10 targets; `write_report` also
 draws the scale ratio of every camera over the evaluated frames (`scale_over_time.png`).
 Weights with a confidence head also get the sparsification curve (training/

@@ -48,13 +48,13 @@ Terms:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
-from depth_any_view.config import ConfigError
+from depth_any_view.config import ConfigError, dataclass_from_mapping
 from depth_any_view.training.warp import (
     SSIM,
     ViewWarp,
@@ -128,12 +128,7 @@ class LossConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None) -> LossConfig:
         """Config from a mapping (e.g. the `loss:` section of a YAML file); unknown keys fail."""
-        data = dict(data or {})
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ConfigError(f"unknown loss option(s) {unknown}; valid: {sorted(known)}")
-        return cls(**data)
+        return dataclass_from_mapping(cls, data, "loss option(s)")
 
 
 def _zero(ref: torch.Tensor) -> torch.Tensor:

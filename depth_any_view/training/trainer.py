@@ -19,7 +19,7 @@ import os
 import sys
 import time
 from contextlib import nullcontext
-from dataclasses import asdict, fields, replace
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +30,7 @@ from torch.utils.data import DataLoader, Dataset
 from torch.utils.data.distributed import DistributedSampler
 from tqdm import tqdm
 
-from depth_any_view.config import ConfigError
+from depth_any_view.config import ConfigError, dataclass_from_mapping
 from depth_any_view.data.augment import AugmentConfig, Augmenter
 from depth_any_view.data.dataset import concat_shards
 from depth_any_view.model.config import ModelConfig, load_model_config
@@ -64,13 +64,9 @@ def cosine_with_warmup(step: int, *, warmup: int, total: int, min_ratio: float) 
 
 def model_config_with(base: ModelConfig, overrides: dict[str, Any]) -> ModelConfig:
     """`base` with some fields changed (YAML lists become tuples); unknown names fail."""
-    known = {f.name for f in fields(ModelConfig)}
-    unknown = sorted(set(overrides) - known)
-    if unknown:
-        raise ConfigError(f"training option 'model_overrides' has unknown model field(s) "
-                          f"{unknown}; valid: {sorted(known)}")
-    clean = {k: tuple(v) if isinstance(v, list) else v for k, v in overrides.items()}
-    return replace(base, **clean)
+    return dataclass_from_mapping(ModelConfig, overrides, "model field(s)",
+                                  where="training option 'model_overrides': ", tuples=True,
+                                  base=base)
 
 
 def init_from_weights(model: torch.nn.Module, path: str | os.PathLike[str]) -> dict[str, int]:
