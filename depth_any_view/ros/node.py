@@ -32,6 +32,7 @@ from depth_any_view.pipeline import QUATERNION_TOLERANCE
 from depth_any_view.ros.conversions import image_msg_to_array, odometry_to_transform, stamp_to_ns
 from depth_any_view.ros.diagnostics import OK, to_diagnostic_array
 from depth_any_view.ros.log_bridge import CoreLogBridge
+from depth_any_view.ros.lost_images import subscribe_reporting_losses
 from depth_any_view.ros.outcomes import Outcomes
 from depth_any_view.ros.params import Settings, unmatched_params_files
 from depth_any_view.ros.qos import diagnostics_qos, qos_profile
@@ -130,9 +131,9 @@ class DepthAnyViewNode(Node):
         cam_qos = qos_profile(s.camera_qos, s.qos_depth)
         self._subs = []
         for name in s.camera_names:
-            self._subs.append(self.create_subscription(
-                Image, s.camera_topic(name, s.image_topic), partial(self._on_image, name),
-                cam_qos))
+            self._subs.append(subscribe_reporting_losses(
+                self, Image, s.camera_topic(name, s.image_topic), partial(self._on_image, name),
+                cam_qos, partial(self._outcomes.images_lost, name)))
             self._subs.append(self.create_subscription(
                 CameraInfo, s.camera_topic(name, s.camera_info_topic),
                 partial(self._on_camera_info, name), cam_qos))

@@ -15,9 +15,11 @@ here, in this one place: a skipped view's kind is the `last_errors` key
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from depth_any_view.pipeline import DROP_INFERENCE, Pipeline, PipelineResult, one_line
 from depth_any_view.ros.diagnostics import NodeDiagnostics
+from depth_any_view.ros.lost_images import LostImages
 from depth_any_view.ros.params import Settings
 from depth_any_view.ros.throttled_log import ThrottledLog
 
@@ -48,12 +50,18 @@ class Outcomes:
         self._log = log
         self._pipeline = pipeline
         self._fusion_stats_at = -float("inf")  # monotonic time the map statistics were read
+        self._lost = LostImages()  # images DDS lost before the callbacks, per camera
 
     def bad_input(self, source: str, field_name: str, message: str) -> None:
         """Count and (throttled) report a rejected input of `source` (camera or odometry)."""
         message = one_line(message)
         self.diag.bad_input(source, field_name, message)
         self._log.warn((source, field_name), f"{message} (dropped)")
+
+    def images_lost(self, camera: str, info: Any) -> None:
+        """DDS lost images of `camera` before its callback (rclpy's QoSMessageLostInfo), e.g.
+        one too large to deliver (ros/lost_images.py)."""
+        self.bad_input(camera, "image_lost", self._lost.lost(camera, info.total_count_change))
 
     def set_result(self, result: PipelineResult) -> bool:
         """Report the set's views left out and, when it gave no outputs, why; True when
