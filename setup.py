@@ -15,6 +15,7 @@ setup(
         ("share/" + package_name, ["package.xml"]),
         ("share/" + package_name + "/launch", glob("launch/*.launch.py")),
         ("share/" + package_name + "/config", glob("config/*.yaml") + glob("config/*.xml")),
+        ("share/" + package_name + "/config/examples", glob("config/examples/*.yaml")),
         ("share/" + package_name + "/rviz", glob("rviz/*.rviz")),
     ],
     package_data={package_name: ["weights/*.safetensors", "weights/*.yaml", "weights/*.json"]},

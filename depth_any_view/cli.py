@@ -205,10 +205,11 @@ def cmd_eval_bag(args: argparse.Namespace) -> int:
 
 def cmd_slam(args: argparse.Namespace) -> int:
     """The node's output into a SLAM consumer (KISS-ICP or Open3D RGB-D) over a bag, scored
-    against the bag's odometry; report, TUM trajectories, plot and meshes (slam/run.py)."""
+    against the bag's odometry; report, TUM trajectories, plot and meshes
+    (slam/slam_command.py)."""
     from depth_any_view.bag.messages import BagError
     from depth_any_view.model.weights import WeightsError
-    from depth_any_view.slam.run import run_slam
+    from depth_any_view.slam.slam_command import run_slam
     from depth_any_view.slam.slam_report import RUN_LABELS
 
     overrides = {"device": args.device} if args.device else None

@@ -3,7 +3,7 @@
 The parameter table (`ros/params.py`) takes its topic defaults from here, and what reads or
 writes the same topics without a node (the bag layer, the recorder, the demo) builds names
 from the same constants with `camera_topic` and `absolute`, so a default is written once.
-The contract these follow is DESIGN.md's topic table (README "Topics").
+The contract these follow is the topic table of README "Interface".
 """
 
 from __future__ import annotations

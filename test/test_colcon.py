@@ -100,7 +100,8 @@ def test_install_space_has_executables_share_files_and_index_marker(workspace: P
     assert (prefix / "share" / "ament_index" / "resource_index" / "packages" / PACKAGE).is_file()
     assert (share / "package.xml").is_file()
     for folder, pattern in (("launch", "*.launch.py"), ("config", "*.yaml"),
-                            ("config", "*.xml"), ("rviz", "*.rviz")):
+                            ("config", "*.xml"), ("config/examples", "*.yaml"),
+                            ("rviz", "*.rviz")):
         shipped = sorted(p.name for p in (ROOT / folder).glob(pattern))
         assert shipped, (folder, pattern)
         assert sorted(p.name for p in (share / folder).glob(pattern)) == shipped

@@ -7,6 +7,7 @@ import pytest
 
 from depth_any_view.cli import build_parser
 from depth_any_view.config import ConfigError
+from depth_any_view.data.base_trajectory import FilletPath
 from depth_any_view.data.dynamic import CAR, PERSON, DynamicWorld, MovingObject
 from depth_any_view.data.frame import DYNAMIC_KINDS
 from depth_any_view.data.occupancy import OccupancyLabeler
@@ -16,7 +17,6 @@ from depth_any_view.data.shards import load_frame, read_meta, read_npz
 from depth_any_view.data.synth import generate_sequence, synthesize
 from depth_any_view.data.synth_config import SynthConfig, load_synth_config
 from depth_any_view.data.textures import MaterialLibrary, merge_tables
-from depth_any_view.data.trajectory import FilletPath
 from depth_any_view.geometry.camera import PinholeCamera
 from depth_any_view.geometry.grid import FREE, OCCUPIED, VoxelGrid
 from depth_any_view.geometry.rig import load_rig

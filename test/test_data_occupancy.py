@@ -4,12 +4,12 @@ import numpy as np
 import open3d as o3d
 import pytest
 
+from depth_any_view.data.base_trajectory import FilletPath
 from depth_any_view.data.occupancy import OccupancyLabeler, lattice_samples
 from depth_any_view.data.render import Renderer
 from depth_any_view.data.scenes import HeightField, MeshBuilder, assemble_scene, build_scene
 from depth_any_view.data.synth_config import OccupancyConfig
 from depth_any_view.data.textures import MaterialLibrary
-from depth_any_view.data.trajectory import FilletPath
 from depth_any_view.geometry.camera import PinholeCamera
 from depth_any_view.geometry.grid import FREE, OCCUPIED, UNKNOWN, VoxelGrid
 from depth_any_view.geometry.rig import load_rig

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from depth_any_view.data.base_trajectory import FilletPath
 from depth_any_view.data.render import Renderer
 from depth_any_view.data.scenes import (
     HeightField,
@@ -11,7 +12,6 @@ from depth_any_view.data.scenes import (
     build_scene,
 )
 from depth_any_view.data.textures import MaterialLibrary
-from depth_any_view.data.trajectory import FilletPath
 from depth_any_view.geometry.camera import PinholeCamera
 from depth_any_view.geometry.rig import load_rig
 from depth_any_view.geometry.transforms import invert_transform, transform_points

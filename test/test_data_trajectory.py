@@ -1,9 +1,9 @@
-"""Tests of depth_any_view.data.trajectory."""
+"""Tests of depth_any_view.data.base_trajectory."""
 
 import numpy as np
 import pytest
 
-from depth_any_view.data.trajectory import FilletPath, plan_trajectory, speed_profile
+from depth_any_view.data.base_trajectory import FilletPath, plan_trajectory, speed_profile
 
 SQUARE = np.array([[0.0, 0.0], [10.0, 0.0], [10.0, 10.0], [0.0, 10.0]])
 

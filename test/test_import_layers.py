@@ -55,7 +55,7 @@ ROS_PACKAGES = ("rclpy", "builtin_interfaces", "diagnostic_msgs", "geometry_msgs
                 "tf2_msgs", "visualization_msgs")
 # slam/ in two layers (module names inside slam/; the package itself counts as library).
 SLAM_LIBRARY = ("trajectory", "odometry", "odometry_estimate", "mesh", "slam_config")
-SLAM_COMMAND = ("run", "consumers", "slam_report")  # above the pipeline, beside bag/
+SLAM_COMMAND = ("slam_command", "consumers", "slam_report")  # above the pipeline, beside bag/
 
 
 def module_name(path: Path, root: Path = PACKAGE_DIR) -> str:
@@ -407,18 +407,18 @@ def test_the_pipeline_check_follows_chains_through_the_slam_library(tmp_path):
     package = _write(tmp_path, {
         "__init__.py": "", "config.py": "",
         "pipeline.py": ("from depth_any_view.slam.odometry import Odometry\n"
-                        "def make():\n    from depth_any_view.slam import run\n"),
+                        "def make():\n    from depth_any_view.slam import slam_command\n"),
         "slam/__init__.py": "",
         "slam/odometry.py": "from depth_any_view import config\nOdometry = None\n",
         "slam/mesh.py": "from depth_any_view.bag.reader import BagReader\n",
-        "slam/run.py": "from depth_any_view.slam.mesh import BagReader\n",
+        "slam/slam_command.py": "from depth_any_view.slam.mesh import BagReader\n",
         "bag/__init__.py": "", "bag/reader.py": "BagReader = None\n",
     })
     graph = import_graph(package)
     modules = find_modules(package)
     assert pipeline_imports(graph, modules, package) == [
         "depth_any_view/pipeline.py:3: depth_any_view.pipeline imports "
-        "depth_any_view.slam.run"]
+        "depth_any_view.slam.slam_command"]
     graph["depth_any_view.slam.odometry"].append(("depth_any_view.slam.mesh", 1))
     assert pipeline_imports(graph, modules, package)[-1] == (
         "depth_any_view/slam/mesh.py:1: depth_any_view.slam.mesh imports "

@@ -1,8 +1,9 @@
-"""Tests of depth_any_view.model.fusion: alternating attention, masking and the ablation."""
+"""Tests of depth_any_view.model.fusion_transformer: alternating attention, masking and the
+ablation."""
 
 import torch
 
-from depth_any_view.model.fusion import FusionTransformer
+from depth_any_view.model.fusion_transformer import FusionTransformer
 
 
 def make(fusion: bool = True, layers: int = 2) -> FusionTransformer:

@@ -226,7 +226,7 @@ def test_rviz_config_shows_contract_topics() -> None:
 
 
 def test_nav2_example_takes_points_and_grid() -> None:
-    cfg = yaml.safe_load((ROOT / "config" / "nav2_costmap_example.yaml").read_text())
+    cfg = yaml.safe_load((ROOT / "config" / "examples" / "nav2_costmap_example.yaml").read_text())
     p = cfg["local_costmap"]["local_costmap"]["ros__parameters"]
     vl = p["voxel_layer"]
     src = vl[vl["observation_sources"]]
@@ -241,7 +241,7 @@ def test_nav2_example_takes_points_and_grid() -> None:
 
 
 def test_rtabmap_example_names_depth_topics() -> None:
-    text = (ROOT / "config" / "rtabmap_example.yaml").read_text()
+    text = (ROOT / "config" / "examples" / "rtabmap_example.yaml").read_text()
     cfg = yaml.safe_load(text)
     assert cfg["rtabmap"]["ros__parameters"]["rgbd_cameras"] == len(CAMERAS)
     for cam in CAMERAS:

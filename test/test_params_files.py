@@ -46,7 +46,7 @@ def test_nested_namespace_keys_join_like_rcl() -> None:
 
 
 def test_shipped_node_sections_apply_in_every_namespace() -> None:
-    for name in ("depth_any_view.yaml", "nav2_costmap_example.yaml"):
+    for name in ("depth_any_view.yaml", "examples/nav2_costmap_example.yaml"):
         data = yaml.safe_load((ROOT / "config" / name).read_text())
         mine = [s for s, _ in parameter_sections(data) if node_name_matches(s, ROBOT1)]
         assert mine == [NODE_SECTION], name

@@ -1,4 +1,4 @@
-"""Tests of `depth-any-view slam` (slam/run.py) end to end on a tiny bag and network."""
+"""Tests of `depth-any-view slam` (slam/slam_command.py) end to end on a tiny bag and network."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from depth_any_view.cli import main
 from depth_any_view.config import ConfigError
 from depth_any_view.geometry.camera import PinholeCamera
 from depth_any_view.slam.mesh import camera_view
-from depth_any_view.slam.run import run_slam
+from depth_any_view.slam.slam_command import run_slam
 from depth_any_view.slam.slam_config import SlamConfig, load_slam_config
 from depth_any_view.slam.slam_report import TUM_FILES
 from depth_any_view.slam.trajectory import read_tum

@@ -13,7 +13,7 @@ It yields every processed `PipelineResult` with the ground truth of its stamp (`
 matched by header stamp: `<prefix>/<name>/depth_gt` per camera and `/ground_truth/
 occupancy` (bag/messages.py layout). A processed set waits up to GT_WAIT_NS of record time
 for its ground truth. `eval-bag` (bag/evaluate.py) and `depth-any-view slam`
-(slam/run.py) both feed bags through it, so both run what the node runs.
+(slam/slam_command.py) both feed bags through it, so both run what the node runs.
 """
 
 from __future__ import annotations

@@ -44,7 +44,7 @@ from depth_any_view.geometry.camera import PinholeCamera
 from depth_any_view.geometry.grid import FREE, OCCUPIED, UNKNOWN, VoxelGrid
 from depth_any_view.geometry.transforms import make_transform, quat_to_rotmat, rotmat_to_quat
 
-# ------------------------------------------------------------------ names (docs/DESIGN.md)
+# ------------------------------------------------------------------ names (README "Interface")
 BASE_FRAME = "base_link"
 ODOM_FRAME = "odom"
 TOPIC_ODOM = topics.ODOM

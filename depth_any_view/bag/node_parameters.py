@@ -68,7 +68,7 @@ def load_node_parameters(params_file: Path | str | None = None, *,
 
 @dataclass(frozen=True)
 class NodeTopics:
-    """The node's input and output topic names (defaults: docs/DESIGN.md)."""
+    """The node's input and output topic names (defaults: topics.py, README "Interface")."""
 
     camera_names: tuple[str, ...]
     camera_prefix: str = topics.CAMERA_PREFIX

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 from rosbags.rosbag2 import StoragePlugin, Writer
 
+from depth_any_view.bag.map_layout import MARKER_ALPHA, cube_list, grid_layout
 from depth_any_view.bag.messages import (
     CAMERA_INFO,
     IMAGE,
@@ -38,9 +39,7 @@ from depth_any_view.bag.messages import (
 from depth_any_view.bag.node_parameters import NodeTopics
 from depth_any_view.geometry.rig import Rig
 from depth_any_view.mapping.points import XYZP_DTYPE, to_xyzrgb
-from depth_any_view.pipeline import Pipeline, PipelineResult, height_colors
-
-MARKER_ALPHA = 0.85  # voxel marker opacity, as the node's
+from depth_any_view.pipeline import Pipeline, PipelineResult
 
 
 class OutputBagWriter:
@@ -134,26 +133,26 @@ class OutputBagWriter:
 
     def _markers(self, result: PipelineResult, pipeline: Pipeline) -> Any:
         """visualization_msgs/MarkerArray: one CUBE_LIST of the occupied voxels (DELETE
-        when there are none), coloured by height, as the node publishes it."""
+        when there are none), coloured by height, as the node publishes it (map_layout.py)."""
         ts = self.ts
         T = ts.types
         centres, z_range = pipeline.marker_voxels(result, self.marker_max_voxels)
-        centres = np.asarray(centres, dtype=np.float64).reshape(-1, 3)  # (M, 3)
+        cubes = cube_list(centres, self.voxel_size, z_range)
         marker_t = T["visualization_msgs/msg/Marker"]
         point_t, color_t = T["geometry_msgs/msg/Point"], T["std_msgs/msg/ColorRGBA"]
-        voxel = self.voxel_size
-        empty = centres.shape[0] == 0
-        rgb = height_colors(centres[:, 2], *z_range).tolist()  # (M, 3)
+        r, g, b, a = cubes.color if not cubes.delete else (0.0, 0.0, 0.0, 0.0)
         marker = marker_t(
-            header=header_msg(ts, result.stamp_ns, result.map_frame), ns="occupancy", id=0,
-            type=marker_t.CUBE_LIST, action=marker_t.DELETE if empty else marker_t.ADD,
+            header=header_msg(ts, result.stamp_ns, result.map_frame), ns=cubes.namespace,
+            id=0, type=marker_t.CUBE_LIST,
+            action=marker_t.DELETE if cubes.delete else marker_t.ADD,
             pose=pose_msg(ts, np.eye(4)),
-            scale=T["geometry_msgs/msg/Vector3"](x=voxel[0], y=voxel[1], z=voxel[2]),
-            color=color_t(r=1.0, g=1.0, b=1.0, a=MARKER_ALPHA),
+            scale=T["geometry_msgs/msg/Vector3"](x=cubes.scale[0], y=cubes.scale[1],
+                                                 z=cubes.scale[2]),
+            color=color_t(r=r, g=g, b=b, a=a),
             lifetime=T["builtin_interfaces/msg/Duration"](sec=0, nanosec=0),
             frame_locked=False,
-            points=[point_t(x=x, y=y, z=z) for x, y, z in centres.tolist()],
-            colors=[color_t(r=r, g=g, b=b, a=MARKER_ALPHA) for r, g, b in rgb],
+            points=[point_t(x=x, y=y, z=z) for x, y, z in cubes.points.tolist()],
+            colors=[color_t(r=r, g=g, b=b, a=a) for r, g, b, a in cubes.colors.tolist()],
             texture_resource="",
             texture=T["sensor_msgs/msg/CompressedImage"](
                 header=header_msg(ts, 0, ""), format="", data=np.zeros(0, np.uint8)),
@@ -165,16 +164,15 @@ class OutputBagWriter:
 
     def _grid(self, result: PipelineResult) -> Any:
         """nav_msgs/OccupancyGrid of the 2D band (100 occupied, 0 free, -1 unknown)."""
-        ts, g = self.ts, result.grid2d
-        data = np.ascontiguousarray(g.data, dtype=np.int8)  # (height=ny, width=nx)
+        ts, g = self.ts, grid_layout(result.grid2d)
         origin = np.eye(4)
         origin[:3, 3] = g.origin
         header = header_msg(ts, result.stamp_ns, result.map_frame)
         info = ts.types["nav_msgs/msg/MapMetaData"](
-            map_load_time=header.stamp, resolution=float(g.resolution),
-            width=int(data.shape[1]), height=int(data.shape[0]), origin=pose_msg(ts, origin))
+            map_load_time=header.stamp, resolution=g.resolution, width=g.width,
+            height=g.height, origin=pose_msg(ts, origin))
         return ts.types["nav_msgs/msg/OccupancyGrid"](header=header, info=info,
-                                                      data=data.reshape(-1))
+                                                      data=g.data.reshape(-1))
 
     def close(self) -> None:
         """Finish the bag (safe to call twice)."""

@@ -1,6 +1,6 @@
 """sensor_msgs/Image byte layouts <-> numpy arrays, without ROS.
 
-cv_bridge is not installable here (docs/DESIGN.md, "Environment facts"); this module is its
+cv_bridge is not installable in this project's venv (README "On a robot"); this module is its
 equivalent for the encodings the package meets, written with numpy only so that the bag
 layer (rosbags) and the rclpy node share one implementation:
 

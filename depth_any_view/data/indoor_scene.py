@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from depth_any_view.data.base_trajectory import FilletPath
 from depth_any_view.data.scene_mesh import (
     HeightField,
     MeshBuilder,
@@ -20,7 +21,6 @@ from depth_any_view.data.scene_mesh import (
 )
 from depth_any_view.data.synth_config import SynthConfig
 from depth_any_view.data.textures import MaterialLibrary
-from depth_any_view.data.trajectory import FilletPath
 
 
 class _FloorPlan:

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from depth_any_view.data.base_trajectory import FilletPath
 from depth_any_view.data.scene_mesh import (
     HeightField,
     MeshBuilder,
@@ -21,7 +22,6 @@ from depth_any_view.data.scene_mesh import (
 )
 from depth_any_view.data.synth_config import SynthConfig
 from depth_any_view.data.textures import MaterialLibrary
-from depth_any_view.data.trajectory import FilletPath
 
 
 def _intervals(sizes: np.ndarray, gap: float) -> np.ndarray:

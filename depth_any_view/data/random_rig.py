@@ -84,7 +84,8 @@ class RandomRig:
                                 zip(self.names, self.frame_ids, self.T_base_cam)})
 
     def to_dict(self) -> dict[str, Any]:
-        """The rig YAML schema of docs/DESIGN.md (translation metres, quaternion x y z w)."""
+        """The rig YAML schema of README "Rig calibration" (translation metres,
+        quaternion x y z w)."""
         return self.to_rig().to_dict()
 
     def write_yaml(self, path: str | os.PathLike[str]) -> Path:

@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from depth_any_view.data.base_trajectory import FilletPath
 from depth_any_view.data.textures import MaterialLibrary, MaterialTable, NoiseTile, surface_frames
-from depth_any_view.data.trajectory import FilletPath
 
 _BOX_CORNERS = np.array([[x, y, z] for z in (-0.5, 0.5) for y in (-0.5, 0.5)
                          for x in (-0.5, 0.5)])  # (8, 3) unit box, index = x + 2y + 4z

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from depth_any_view.data.base_trajectory import plan_trajectory
 from depth_any_view.data.dynamic import IDS_PER_SEGMENT, plan_dynamic
 from depth_any_view.data.frame import Frame
 from depth_any_view.data.occupancy import OccupancyLabeler
@@ -32,7 +33,6 @@ from depth_any_view.data.render import Renderer
 from depth_any_view.data.scenes import build_scene
 from depth_any_view.data.shards import ShardWriter
 from depth_any_view.data.synth_config import SynthConfig, load_synth_config
-from depth_any_view.data.trajectory import plan_trajectory
 from depth_any_view.geometry.camera import PinholeCamera
 from depth_any_view.geometry.grid import VoxelGrid
 from depth_any_view.geometry.rig import Rig, load_rig

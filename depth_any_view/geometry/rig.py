@@ -27,7 +27,7 @@ from depth_any_view.geometry.transforms import (
 
 BUILTIN_RIGS = ("surround6", "front_array", "ring8")
 DEFAULT_CAMERA_NAMES = ("front", "front_left", "front_right", "back", "back_left",
-                        "back_right")  # the surround rig, docs/DESIGN.md order
+                        "back_right")  # the surround rig, README "Interface" order
 
 
 @dataclass(frozen=True)

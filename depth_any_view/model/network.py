@@ -31,7 +31,7 @@ from depth_any_view.model.camera_encoding import CameraRayEmbedding
 from depth_any_view.model.config import ModelConfig, load_model_config
 from depth_any_view.model.cost_volume import CostVolumeEncoder, SourceViews
 from depth_any_view.model.efficientnet import EfficientNetLiteEncoder
-from depth_any_view.model.fusion import FusionTransformer
+from depth_any_view.model.fusion_transformer import FusionTransformer
 from depth_any_view.model.ground_plane import GroundPlaneEncoder
 from depth_any_view.model.heads import (
     bounded_log_depth,

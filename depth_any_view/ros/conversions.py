@@ -1,7 +1,8 @@
 """Every ROS message <-> numpy conversion of the node, vectorised, in one place.
 
-cv_bridge and sensor_msgs_py are not installable here (docs/DESIGN.md, "Environment
-facts"); this module holds their equivalents and keeps their byte layouts:
+cv_bridge and sensor_msgs_py are not installable in this project's venv (on a robot they
+come with ROS: README "On a robot"); this module holds their equivalents and keeps their
+byte layouts:
 - images: `image_msg_to_array` / `array_to_image_msg` follow cv_bridge's `imgmsg_to_cv2` /
   `cv2_to_imgmsg` (C-order rows, no padding, `step = width * channels * itemsize`,
   `is_bigendian` from the array's byte order), through `depth_any_view.data.encodings`,
@@ -41,6 +42,13 @@ from sensor_msgs.msg import CameraInfo, Image, PointCloud2, PointField
 from std_msgs.msg import ColorRGBA, Header
 from visualization_msgs.msg import Marker, MarkerArray
 
+from depth_any_view.bag.map_layout import (
+    MARKER_ALPHA,
+    MARKER_NAMESPACE,
+    CubeList,
+    cube_list,
+    grid_layout,
+)
 from depth_any_view.bag.messages import stamp_to_ns  # one definition for rclpy and rosbags
 from depth_any_view.data.encodings import (
     ImageEncodingError,
@@ -289,19 +297,18 @@ def occupancy_grid_msg(grid: OccupancyGrid2D, header: Header) -> OccupancyGrid:
     """nav_msgs/OccupancyGrid of a 2D projection (100 occupied, 0 free, -1 unknown).
 
     `grid.data` is (height=ny, width=nx), row-major with row 0 at the origin's y, as
-    OccupancyGrid.data; the origin is the corner of cell (0, 0), axis-aligned.
+    OccupancyGrid.data; the origin is the corner of cell (0, 0), axis-aligned
+    (`bag/map_layout.py grid_layout`, which the output bag shares).
     """
-    data = np.ascontiguousarray(grid.data, dtype=np.int8)
-    if data.ndim != 2:
-        raise ValueError(f"grid data must be (height, width) int8, got shape {data.shape}")
+    g = grid_layout(grid)
     msg = OccupancyGrid(header=header)
     msg.info.map_load_time = header.stamp
-    msg.info.resolution = float(grid.resolution)
-    msg.info.height, msg.info.width = int(data.shape[0]), int(data.shape[1])
-    o = np.asarray(grid.origin, dtype=np.float64)
+    msg.info.resolution = g.resolution
+    msg.info.height, msg.info.width = g.height, g.width
+    o = g.origin
     msg.info.origin = Pose(position=Point(x=float(o[0]), y=float(o[1]), z=float(o[2])),
                            orientation=Quaternion(x=0.0, y=0.0, z=0.0, w=1.0))
-    msg.data = data.tobytes()  # int8[] takes the raw bytes (array('b'))
+    msg.data = g.data.tobytes()  # int8[] takes the raw bytes (array('b'))
     return msg
 
 
@@ -314,35 +321,27 @@ def occupancy_grid_to_array(msg: Any) -> np.ndarray:
     return data.reshape(h, w)  # (H, W)
 
 
-def _cube_list(header: Header, voxel_size: np.ndarray, namespace: str, alpha: float,
-               empty: bool) -> Marker:
-    """The CUBE_LIST marker of `marker_array_msg` without its points and colours."""
-    size = np.broadcast_to(np.asarray(voxel_size, dtype=np.float64), (3,))
-    m = Marker(header=header, ns=namespace, id=0, type=Marker.CUBE_LIST)
+def _cube_marker(header: Header, cubes: CubeList) -> Marker:
+    """The CUBE_LIST marker of `cubes` without its points and colours."""
+    m = Marker(header=header, ns=cubes.namespace, id=0, type=Marker.CUBE_LIST)
     m.pose.orientation.w = 1.0
-    m.scale.x, m.scale.y, m.scale.z = (float(v) for v in size)
+    m.scale.x, m.scale.y, m.scale.z = cubes.scale
     m.lifetime = Duration(sec=0, nanosec=0)
     m.frame_locked = False
-    if empty:
+    if cubes.delete:
         m.action = Marker.DELETE
     else:
         m.action = Marker.ADD
-        m.color = ColorRGBA(r=1.0, g=1.0, b=1.0, a=float(alpha))
+        r, g, b, a = cubes.color
+        m.color = ColorRGBA(r=r, g=g, b=b, a=a)
     return m
 
 
-def _cube_rgba(centres: np.ndarray, z_range: tuple[float, float], alpha: float) -> np.ndarray:
-    """(N, 4) float32 RGBA of the cubes at centres (N, 3): height colours and `alpha`."""
-    rgba = np.empty((centres.shape[0], 4), dtype=np.float32)
-    rgba[:, :3] = height_colors(centres[:, 2], *z_range)
-    rgba[:, 3] = np.float32(alpha)
-    return rgba
-
-
 def marker_array_msg(centres: np.ndarray, voxel_size: np.ndarray, header: Header, *,
-                     z_range: tuple[float, float], namespace: str = "occupancy",
-                     alpha: float = 0.85) -> MarkerArray:
-    """MarkerArray with one CUBE_LIST of voxel centres (N, 3) metres coloured by height.
+                     z_range: tuple[float, float], namespace: str = MARKER_NAMESPACE,
+                     alpha: float = MARKER_ALPHA) -> MarkerArray:
+    """MarkerArray with one CUBE_LIST of voxel centres (N, 3) metres coloured by height
+    (`bag/map_layout.py cube_list`, which the output bag shares).
 
     An empty input gives a DELETE of the list, so RViz clears the previous voxels.
     Marker.points and .colors are lists of message objects by definition: this builds one
@@ -350,23 +349,19 @@ def marker_array_msg(centres: np.ndarray, voxel_size: np.ndarray, header: Header
     much again when rclpy converts them on publishing). To publish, `marker_array_bytes`
     gives the same message serialized with numpy, without those objects.
     """
-    centres = np.asarray(centres, dtype=np.float64).reshape(-1, 3)
-    m = _cube_list(header, voxel_size, namespace, alpha, centres.shape[0] == 0)
-    if centres.shape[0] == 0:
+    cubes = cube_list(centres, voxel_size, z_range, namespace=namespace, alpha=alpha)
+    m = _cube_marker(header, cubes)
+    if cubes.delete:
         return MarkerArray(markers=[m])
-    rgb = height_colors(centres[:, 2], *z_range).tolist()  # (N, 3)
-    m.points = [Point(x=x, y=y, z=z) for x, y, z in centres.tolist()]
-    a = float(alpha)
-    m.colors = [ColorRGBA(r=r, g=g, b=b, a=a) for r, g, b in rgb]
+    m.points = [Point(x=x, y=y, z=z) for x, y, z in cubes.points.tolist()]
+    m.colors = [ColorRGBA(r=r, g=g, b=b, a=a) for r, g, b, a in cubes.colors.tolist()]
     return MarkerArray(markers=[m])
 
 
 _SENTINEL = (-1.2345678901234567e-300, 9.87654321e+299, -3.14159e-299)  # one marked Point
 
 
-def _marker_bytes_fast(centres: np.ndarray, voxel_size: np.ndarray, header: Header,
-                       z_range: tuple[float, float], namespace: str,
-                       alpha: float) -> bytes | None:
+def _marker_bytes_fast(cubes: CubeList, header: Header) -> bytes | None:
     """CDR of `marker_array_msg(...)` for N >= 1 cubes spliced with numpy, or None when
     rclpy's serialization does not look like little-endian CDR.
 
@@ -377,7 +372,7 @@ def _marker_bytes_fast(centres: np.ndarray, voxel_size: np.ndarray, header: Head
     serializer, so positions are found from the marked point and the lengths, never by
     comparing bytes.
     """
-    m = _cube_list(header, voxel_size, namespace, alpha, empty=False)
+    m = _cube_marker(header, cubes)
     empty = serialize_message(MarkerArray(markers=[m]))  # ~20 us: header, scale, colour
     m.points = [Point(x=_SENTINEL[0], y=_SENTINEL[1], z=_SENTINEL[2])]
     one = serialize_message(MarkerArray(markers=[m]))
@@ -387,11 +382,11 @@ def _marker_bytes_fast(centres: np.ndarray, voxel_size: np.ndarray, header: Head
     if one[:2] != b"\x00\x01" or pad not in (0, 4) or at_mark < 0 or one.rfind(mark) != at_mark:
         return None  # not CDR little endian (then the generic path is used)
     at = at_mark - pad - 4  # offset of the points' count
-    n = centres.shape[0]
+    n = cubes.points.shape[0]
     count = np.array([n], dtype="<u4").tobytes()
     return b"".join((empty[:at], count, bytes(pad),
-                     np.ascontiguousarray(centres, dtype="<f8").tobytes(),  # (N, 3) Point
-                     count, _cube_rgba(centres, z_range, alpha).astype("<f4").tobytes(),
+                     np.ascontiguousarray(cubes.points, dtype="<f8").tobytes(),  # (N, 3) Point
+                     count, cubes.colors.astype("<f4").tobytes(),
                      empty[at + 8:]))  # (N, 4) ColorRGBA, then the fields after `colors`
 
 
@@ -410,15 +405,15 @@ def _fast_markers_ok() -> bool:
             h = make_header(1_234_567_891, frame)
             want = deserialize_message(serialize_message(
                 marker_array_msg(c, size, h, z_range=(-1.0, 2.0))), MarkerArray)
-            got = _marker_bytes_fast(c, size, h, (-1.0, 2.0), "occupancy", 0.85)
+            got = _marker_bytes_fast(cube_list(c, size, (-1.0, 2.0)), h)
             ok = ok and got is not None and deserialize_message(got, MarkerArray) == want
         _FAST_MARKERS = bool(ok)
     return _FAST_MARKERS
 
 
 def marker_array_bytes(centres: np.ndarray, voxel_size: np.ndarray, header: Header, *,
-                       z_range: tuple[float, float], namespace: str = "occupancy",
-                       alpha: float = 0.85) -> bytes:
+                       z_range: tuple[float, float], namespace: str = MARKER_NAMESPACE,
+                       alpha: float = MARKER_ALPHA) -> bytes:
     """`marker_array_msg(...)` serialized (CDR), built with numpy: what the node publishes.
 
     rclpy's `Publisher.publish` takes serialized bytes of the publisher's type; publishing
@@ -432,7 +427,8 @@ def marker_array_bytes(centres: np.ndarray, voxel_size: np.ndarray, header: Head
     """
     centres = np.asarray(centres, dtype=np.float64).reshape(-1, 3)
     if centres.shape[0] and _fast_markers_ok():
-        fast = _marker_bytes_fast(centres, voxel_size, header, z_range, namespace, alpha)
+        fast = _marker_bytes_fast(cube_list(centres, voxel_size, z_range, namespace=namespace,
+                                            alpha=alpha), header)
         if fast is not None:
             return fast
     return serialize_message(marker_array_msg(centres, voxel_size, header, z_range=z_range,

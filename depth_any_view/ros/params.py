@@ -37,9 +37,9 @@ from depth_any_view.pipeline import DEFAULT_CAMERA_NAMES, INPUT_ENCODINGS
 QOS_CHOICES = ("sensor_data", "reliable", "best_effort", "transient_local", "system_default")
 NAME_PATTERN = re.compile(r"[A-Za-z][A-Za-z0-9_]*")  # a camera name is one topic token
 DEVICE_PATTERN = re.compile(r"auto|cpu|cuda(:\d+)?")
-# Most cameras one node takes (docs/DESIGN.md): the network accepts any number of views
-# with the same weights, but cross-view attention grows with the square of the views and
-# the node is tested with 1 to 8. Run a second node for more.
+# Most cameras one node takes (README "Any number of cameras"): the network accepts any
+# number of views with the same weights, but cross-view attention grows with the square of
+# the views and the node is tested with 1 to 8. Run a second node for more.
 MAX_CAMERAS = 8
 
 

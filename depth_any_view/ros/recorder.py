@@ -1,7 +1,7 @@
 """Record the node's outputs from DDS into an MCAP rosbag2, with arrival times and latency.
 
-`ros2 bag record` needs rosbag2_py, which has no wheel here (docs/DESIGN.md, environment
-facts), so this is the small stand-in the demo and tests use: an rclpy node subscribes to
+`ros2 bag record` needs rosbag2_py, which has no wheel (it comes with a ROS install: README
+"On a robot"), so this is the small stand-in the demo and tests use: an rclpy node subscribes to
 the given topics with `raw=True` (the CDR bytes exactly as they came over DDS, as `ros2 bag
 record` stores them; nothing is deserialised on the hot path, so a MarkerArray of 50 000
 cubes costs no Python objects) and rosbags' `Writer` writes those bytes. Each message's
@@ -91,7 +91,7 @@ def header_stamp_ns(raw: bytes, msgtype: str) -> int | None:
 def output_topics(parameters: Mapping[str, Any] | None = None) -> dict[str, str]:
     """topic -> message type of every output of the node with these parameter values.
 
-    Missing parameters take the node's defaults (ros/params.py, docs/DESIGN.md): per-camera
+    Missing parameters take the node's defaults (ros/params.py, README "Interface"): per-camera
     depth image and depth CameraInfo, points, occupancy voxels, markers, grid, diagnostics.
     Relative names are made absolute (a node without namespace).
     """

@@ -2,7 +2,7 @@
 
 Two layers (docs/ARCHITECTURE.md, test/test_import_layers.py): the consumer library
 (`trajectory`, `odometry`, `odometry_estimate`, `mesh`, `slam_config`) imports only the
-core and is run by the pipeline for its cameras-only odometry; the `slam` command (`run`,
+core and is run by the pipeline for its cameras-only odometry; the `slam` command (`slam_command`,
 `consumers`, `slam_report`) feeds bags through the pipeline into it.
 
 - `trajectory`: Umeyama SE(3) alignment, ATE, RPE by travelled distance, tracking jumps,
@@ -13,7 +13,7 @@ core and is run by the pipeline for its cameras-only odometry; the `slam` comman
   its pose (nav_msgs/Odometry).
 - `mesh`: TSDF fusion of depth along a trajectory, Chamfer distance and F-score between
   meshes, a headless picture of a mesh.
-- `run`: `depth-any-view slam` (`run_slam`): a bag through the node's pipeline
+- `slam_command`: `depth-any-view slam` (`run_slam`): a bag through the node's pipeline
   (bag/feeder.py `BagFeeder`) into a consumer, predicted and ground-truth depth side by
   side; `consumers`: what each consumer is given per set and what it gave (`ConsumerRun`);
   `slam_report`: each run scored, report.md, TUM files, plots and meshes.

@@ -1,7 +1,7 @@
 """config/slam.yaml: the settings of the SLAM consumers, their scoring and targets.
 
 `load_slam_config` is the one place config/slam.yaml is read; the node's pipeline reads it
-for its cameras-only odometry (`odometry_source`), `depth-any-view slam` (slam/run.py) and
+for its cameras-only odometry (`odometry_source`), `depth-any-view slam` (slam/slam_command.py) and
 the odometry benchmark for everything. It imports only the settings' own modules, so the
 pipeline can read it without the runner above it.
 """

@@ -4,12 +4,16 @@ A YAML file holds the top-level options plus `loss:` (LossConfig) and `augment:`
 (AugmentConfig) sections; `model` names a preset (`lite`, `paper`) or a model YAML, and
 `model_overrides` changes single ModelConfig fields (e.g. `fusion: false` for an ablation).
 Command-line `--set key=value` pairs override any top-level or dotted key.
+A file with `base: <name>` holds only what it changes from that training config (sections
+merge key by key); the stages of the shipped weights are written so
+(`config/train_lite_*.yaml`, each on the stage before it).
 """
 
 from __future__ import annotations
 
 import os
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -125,13 +129,61 @@ def apply_overrides(data: dict[str, Any], pairs: list[str]) -> dict[str, Any]:
     return out
 
 
-def load_train_config(name_or_path: str | os.PathLike[str],
-                      overrides: list[str] | None = None) -> TrainConfig:
-    """Training config from `config/train_<name>.yaml` (a name without '.yaml', e.g. 'lite',
-    'lite_confidence') or a path, with `key=value` overrides."""
+BASE_KEY = "base"  # a training config names the config it changes (see load_train_yaml)
+
+
+def train_config_path(name_or_path: str | os.PathLike[str]) -> Path:
+    """`config/train_<name>.yaml` for a name without '.yaml' (e.g. 'lite'), else the path.
+    Raises ConfigError saying where it looked when the file is not there."""
     name = str(name_or_path)
     if not name.endswith((".yaml", ".yml")) and os.sep not in name:
         name = f"train_{name}.yaml"
-    path = config_path(name)
-    data = apply_overrides(load_yaml(path), overrides or [])
+    return config_path(name)
+
+
+def merge_sections(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
+    """`base` with `changes` on top: mappings (loss, augment, model_overrides) merge key by
+    key, any other value is replaced."""
+    out = dict(base)
+    for key, value in changes.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge_sections(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def load_train_yaml(name_or_path: str | os.PathLike[str],
+                    _chain: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """The options of a training config file with its `base:` resolved.
+
+    A file with `base: <name or path>` holds only what it changes: its keys go on top of
+    the base's (`merge_sections`), which may have a base of its own. Raises ConfigError
+    naming the file when a base is missing or the chain of bases comes back to a file.
+    """
+    path = train_config_path(name_or_path).resolve()
+    if path in _chain:
+        loop = " -> ".join(p.name for p in (*_chain, path))
+        raise ConfigError(f"training config '{path}': its 'base' chain loops ({loop}); "
+                          "a config cannot be its own base")
+    data = load_yaml(path)
+    if BASE_KEY not in data:
+        return data
+    base = data.pop(BASE_KEY)
+    if not isinstance(base, str) or not base.strip():
+        raise ConfigError(f"training config '{path}': '{BASE_KEY}' must name a training "
+                          f"config (e.g. 'lite' or a path), got {base!r}")
+    try:
+        base_path = train_config_path(base)
+    except ConfigError as exc:
+        raise ConfigError(f"training config '{path}': its base '{base}': {exc}") from None
+    return merge_sections(load_train_yaml(base_path, (*_chain, path)), data)
+
+
+def load_train_config(name_or_path: str | os.PathLike[str],
+                      overrides: list[str] | None = None) -> TrainConfig:
+    """Training config from `config/train_<name>.yaml` (a name without '.yaml', e.g. 'lite',
+    'lite_confidence') or a path, its `base:` resolved, with `key=value` overrides."""
+    path = train_config_path(name_or_path)
+    data = apply_overrides(load_train_yaml(path), overrides or [])
     return TrainConfig.from_dict(data, source=str(path))
