@@ -39,7 +39,7 @@ PACKAGE_DIR = Path(__file__).resolve().parents[1] / PACKAGE
 # The core: the algorithms, usable and testable on their own.
 CORE = ("geometry", "model", "inference", "mapping", "sync", "data", "training")
 # Above the core: what wires it to bags, SLAM consumers, ROS, benchmarks and the command line.
-UPPER = ("slam", "bag", "ros", "bench", "pipeline", "cli", "demo", "demo_picture")
+UPPER = ("slam", "bag", "adapt", "ros", "bench", "pipeline", "cli", "demo", "demo_picture")
 # slam/ in two layers (module names inside slam/; the package itself counts as library).
 SLAM_LIBRARY = ("trajectory", "odometry", "odometry_estimate", "mesh", "slam_config")
 SLAM_COMMAND = ("run", "consumers", "slam_report")  # above the pipeline, beside bag/
