@@ -228,3 +228,20 @@ def test_config_errors_name_the_option(tmp_path: Path) -> None:
         AdaptConfig(synthetic_every=5)
     with pytest.raises(ConfigError, match="cameras_odometry"):
         AdaptConfig(cameras_odometry="gps")
+
+
+def test_synthetic_batches_are_mixed_in(bags, network, params, work) -> None:
+    """With `synthetic_every`, supervised synthetic batches join the self-supervised loss
+    (the anchor against drift), logged as their own term."""
+    from depth_any_view.data.synth import synthesize
+
+    shards = work / "shards"
+    synthesize(shards, frames=2, size=(32, 32), grid_dims=16, seed=3, scene="indoor",
+               progress=False)
+    result = _run(bags["stripped"], work / "mixed", network, params,
+                  config=_cfg(steps=2, synthetic_data=[str(shards)], synthetic_every=1))
+    assert result["loss_first"]["synthetic"] > 0
+    _run(bags["stripped"], work / "plain", network, params, config=_cfg(steps=2))
+    plain = _tensors(work / "plain" / "model.safetensors")
+    mixed = _tensors(work / "mixed" / "model.safetensors")
+    assert any(not torch.equal(plain[k], mixed[k]) for k in plain)
