@@ -218,8 +218,10 @@ def test_cameras_only_odometry_supplies_poses(bags, network, params, work) -> No
 
 def test_config_errors_name_the_option(tmp_path: Path) -> None:
     """Unknown keys and bad values fail with the option's name; the packaged file loads."""
-    cfg = load_adapt_config(None, ["steps=7"])
-    assert cfg.steps == 7 and cfg.holdout_fraction == 0.2
+    cfg = load_adapt_config(None, ["steps=7", "lr=5e-5"])  # YAML reads 5e-5 as a string
+    assert cfg.steps == 7 and cfg.lr == 5e-5 and cfg.holdout_fraction == 0.2
+    with pytest.raises(ConfigError, match="'lr' must be a number"):
+        load_adapt_config(None, ["lr=fast"])
     with pytest.raises(ConfigError, match="unknown adapt option"):
         load_adapt_config(None, ["stepz=7"])
     with pytest.raises(ConfigError, match="holdout_fraction"):

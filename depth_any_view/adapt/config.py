@@ -58,6 +58,15 @@ class AdaptConfig:
 
     def __post_init__(self) -> None:
         """Validate every field; ConfigError names it and the allowed values."""
+        for f in fields(self):  # YAML reads '5e-5' as a string: numbers are converted
+            kind = {"float": float, "int": int}.get(str(f.type))
+            value = getattr(self, f.name)
+            if kind is not None and not isinstance(value, bool):
+                try:
+                    setattr(self, f.name, kind(value))
+                except (TypeError, ValueError):
+                    raise ConfigError(f"adapt option '{f.name}' must be a number, got "
+                                      f"{value!r} (config/{ADAPT_CONFIG})") from None
         if isinstance(self.synthetic_data, str):
             self.synthetic_data = [self.synthetic_data]
         self.temporal_offsets = [int(v) for v in (self.temporal_offsets or [])]
