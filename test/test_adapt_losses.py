@@ -158,3 +158,24 @@ def test_anchor_is_zero_at_the_start_and_grows_with_the_change() -> None:
     with torch.no_grad():
         net.weight.add_(0.5)
     assert float(anchor_loss(net, start).detach()) == pytest.approx(6 * 0.25)
+
+
+def test_masking_a_pixel_never_lowers_the_loss_below_the_still_image(frames) -> None:
+    """Auto-masked pixels count with their unwarped error over the same pixels: the loss
+    with masking is the per-pixel minimum of warped and unwarped errors, never a mean over
+    fewer, easier pixels."""
+    bag = _bag(frames, pairs=False)
+    mid = frames[1]
+    images = torch.from_numpy(mid.images).permute(0, 3, 1, 2)[None].float() / 255.0
+    K = torch.from_numpy(mid.K.astype(np.float32))[None]
+    sources = gather_sources([bag], [(0, 1)], [-1, 1])
+    for scale in (0.5, 1.0, 3.0):
+        depth = torch.from_numpy(np.nan_to_num(mid.depth, nan=20.0))[None] * scale
+        valid = torch.ones(depth.shape, dtype=torch.bool)
+        off, s_off = min_reprojection_loss(depth, images, K, valid, sources, automask=False)
+        on, s_on = min_reprojection_loss(depth, images, K, valid, sources, automask=True)
+        assert float(on) <= float(off) + 1e-7
+        assert s_on["photo_pixels"] + s_on["automasked"] * s_off["photo_pixels"] == \
+            pytest.approx(s_off["photo_pixels"], abs=1e-6)
+    # the wrong scales mask more pixels, yet still cost more than the true depth
+    assert _loss(frames, bag, 1.0, automask=True) < _loss(frames, bag, 3.0, automask=True)

@@ -39,7 +39,8 @@ class AdaptConfig:
     temporal_offsets: list[int] = field(default_factory=lambda: [-1, 1])  # source sets
     neighbour_max_angle_deg: float = 100.0  # overlapping cameras: axes within this, degrees
     cameras_odometry: str = "kiss_icp"  # poses for a bag without odometry (CAMERAS_ODOMETRY)
-    photo_weight: float = 1.0  # per-pixel minimum SSIM + L1 reprojection error
+    spatial_weight: float = 1.0  # per-pixel minimum SSIM + L1 error over overlapping cameras
+    temporal_weight: float = 1.0  # the same over the previous / next sets (auto-masked)
     ssim_alpha: float = 0.85  # error = alpha * (1 - SSIM) / 2 + (1 - alpha) * L1
     automask: bool = True  # leave out pixels the unwarped previous/next image explains
     smooth_weight: float = 1e-3  # edge-aware smoothness of mean-normalised inverse depth
@@ -89,7 +90,8 @@ class AdaptConfig:
              "in [0, 180] degrees"),
             ("cameras_odometry", self.cameras_odometry in CAMERAS_ODOMETRY,
              f"one of {', '.join(CAMERAS_ODOMETRY)}"),
-            ("photo_weight", self.photo_weight >= 0, ">= 0"),
+            ("spatial_weight", self.spatial_weight >= 0, ">= 0"),
+            ("temporal_weight", self.temporal_weight >= 0, ">= 0"),
             ("ssim_alpha", 0 <= self.ssim_alpha <= 1, "in [0, 1]"),
             ("smooth_weight", self.smooth_weight >= 0, ">= 0"),
             ("anchor_weight", self.anchor_weight >= 0, ">= 0"),
@@ -107,9 +109,10 @@ class AdaptConfig:
             raise ConfigError("adapt option 'synthetic_every' is set but 'synthetic_data' is "
                               "empty; give shard directories (`depth-any-view synth --format "
                               "shards`) or set 'synthetic_every: 0'")
-        if self.photo_weight == 0 and self.synthetic_every == 0:
-            raise ConfigError("adapt option 'photo_weight' is 0 and no synthetic batches are "
-                              "mixed in: nothing would teach the network; set photo_weight > 0")
+        if self.spatial_weight == 0 and self.temporal_weight == 0 and not self.synthetic_every:
+            raise ConfigError("adapt options 'spatial_weight' and 'temporal_weight' are 0 and "
+                              "no synthetic batches are mixed in: nothing would teach the "
+                              "network; set one of them > 0")
         LossConfig.from_dict(self.synthetic_loss)  # a bad field fails here, named
 
     def loss_config(self) -> LossConfig:

@@ -13,7 +13,14 @@ Per-pixel minimum (monodepth2): each target pixel keeps the smallest error over 
 sources, so a pixel occluded in one source or outside it is explained by another; pixels no
 source sees are left out. Auto-masking: a pixel whose error against an *unwarped* temporal
 source (same camera, previous / next set) is already lower than the best warped error
-does not count: the robot stood still, or the thing moves with the robot.
+counts with that unwarped error, without gradient (monodepth2's minimum over warped and
+unwarped errors): the robot stood still, or the thing moves with the robot. The mean runs
+over every pixel some source sees, so masking a pixel never pays.
+
+Spatial and temporal sources are two terms (trainer.py calls this once per group): in one
+joint minimum the same camera a frame earlier nearly always wins (same exposure, little
+motion), and the overlapping cameras, which carry the metric scale through the calibrated
+baselines, would have little say.
 """
 
 from __future__ import annotations
@@ -39,6 +46,12 @@ class SourceBatch:
     valid: torch.Tensor  # (P, H, W) bool: source pixels that see the raw image
     T_src_tgt: torch.Tensor  # (P, 4, 4) float32: target camera -> source camera, metres
     temporal: torch.Tensor  # (P,) bool: same camera at another time (auto-masking)
+
+    def select(self, rows: torch.Tensor) -> SourceBatch:
+        """The rows where `rows` (P,) bool is true (slot numbers kept)."""
+        return SourceBatch(self.target[rows], self.slot[rows], self.images[rows],
+                           self.K[rows], self.valid[rows], self.T_src_tgt[rows],
+                           self.temporal[rows])
 
     @property
     def slots(self) -> int:
@@ -69,7 +82,8 @@ def min_reprojection_loss(depth: torch.Tensor, images: torch.Tensor, K: torch.Te
         min_depth: metres; depths below are not warped.
 
     Returns:
-        (mean minimum error over counted pixels (0 with a graph when none count),
+        (mean over the pixels some source sees of the minimum error, auto-masked pixels
+        counting with their unwarped error (no gradient); 0 with a graph when none is seen,
         {'photo_pixels': fraction of target pixels counted, 'automasked': fraction of
         pixels with a source that auto-masking left out}).
     """
@@ -98,8 +112,9 @@ def min_reprojection_loss(depth: torch.Tensor, images: torch.Tensor, K: torch.Te
     table = torch.full((n, slots, h, w), NO_SOURCE, dtype=err.dtype, device=err.device)
     table = table.index_put((tgt, sources.slot), err)  # (B*V, S, H, W)
     best = table.min(dim=1).values  # (B*V, H, W)
-    counted = (best < NO_SOURCE) & valid.reshape(n, h, w)
-    seen = counted.clone()
+    seen = (best < NO_SOURCE) & valid.reshape(n, h, w)  # pixels some source sees
+    counted = seen
+    value = best
     if automask and bool(sources.temporal.any()):
         with torch.no_grad():
             sel = sources.temporal.nonzero().flatten()
@@ -110,9 +125,11 @@ def min_reprojection_loss(depth: torch.Tensor, images: torch.Tensor, K: torch.Te
                                   device=err.device)
             id_table[tgt[sel], sources.slot[sel]] = ident
             identity_best = id_table.min(dim=1).values  # (B*V, H, W)
-            counted = counted & (best < identity_best)
-    denom = counted.sum().clamp_min(1)
-    loss = torch.where(counted, best, torch.zeros_like(best)).sum() / denom
+            counted = seen & (best < identity_best)
+        # a masked pixel counts with its (constant) unwarped error, as in monodepth2: making
+        # a pixel masked never lowers the loss below what the still image explains
+        value = torch.where(counted, best, identity_best)
+    loss = torch.where(seen, value, torch.zeros_like(value)).sum() / seen.sum().clamp_min(1)
     stats = {"photo_pixels": float(counted.float().mean()),
              "automasked": float((seen & ~counted).sum() / seen.sum().clamp_min(1))}
     return loss, stats

@@ -15,7 +15,8 @@ import numpy as np
 
 from depth_any_view.bag.report import to_jsonable
 
-LOSS_CURVES = ("total", "photo", "smooth", "anchor", "synthetic")  # plotted terms
+LOSS_CURVES = ("total", "photo_spatial", "photo_temporal", "smooth", "anchor",
+               "synthetic")  # plotted terms
 SMOOTH_STEPS = 10  # running-mean window of the plotted curves, steps
 
 

@@ -231,16 +231,19 @@ class Adapter:
         depth = out.depth.float()  # (B, V, H, W) metres
         terms: dict[str, torch.Tensor] = {}
         total = depth.sum() * 0.0
-        if cfg.photo_weight > 0:
+        if cfg.spatial_weight > 0 or cfg.temporal_weight > 0:
             sources = gather_sources(self.bags, picks, self.cfg.temporal_offsets,
                                      self.device)
-            photo, stats = min_reprojection_loss(depth, images, K, valid, sources,
-                                                 ssim_alpha=cfg.ssim_alpha,
-                                                 automask=cfg.automask,
-                                                 min_depth=self.model_cfg.min_depth)
-            terms["photo"] = photo
-            total = total + cfg.photo_weight * photo
-            terms.update({k: torch.tensor(v) for k, v in stats.items()})
+            for name, weight, rows in (("spatial", cfg.spatial_weight, ~sources.temporal),
+                                       ("temporal", cfg.temporal_weight, sources.temporal)):
+                if weight <= 0:
+                    continue
+                photo, stats = min_reprojection_loss(
+                    depth, images, K, valid, sources.select(rows), ssim_alpha=cfg.ssim_alpha,
+                    automask=cfg.automask, min_depth=self.model_cfg.min_depth)
+                terms[f"photo_{name}"] = photo
+                total = total + weight * photo
+                terms.update({f"{k}_{name}": torch.tensor(v) for k, v in stats.items()})
         if cfg.smooth_weight > 0:
             terms["smooth"] = smoothness_loss(depth, images, self.model_cfg.min_depth)
             total = total + cfg.smooth_weight * terms["smooth"]
@@ -338,7 +341,8 @@ class Adapter:
                 self.history.append(values)
                 bar.update(1)
                 if self.step % self.cfg.log_every == 0 or self.step == 1:
-                    bar.set_postfix({k: f"{values[k]:.4f}" for k in ("total", "photo")
+                    bar.set_postfix({k: f"{values[k]:.4f}" for k in
+                                     ("total", "photo_spatial", "photo_temporal")
                                      if k in values})
                     self.log_metrics({f"adapt/{k}": v for k, v in values.items()
                                       if k not in ("step", "seconds")}, self.step)
