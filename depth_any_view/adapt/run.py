@@ -95,7 +95,8 @@ def adapt_bags(bags: Sequence[Path | str], out_dir: Path | str, *,
         torch.set_num_threads(cfg.threads)
     pipe_cfg, topics, _, params_path = load_pipeline_config(
         params_file, weights=start_path,
-        parameters={"device": str(device), "warmup_iters": 0, "compile": False})
+        parameters={"device": str(device), "warmup_iters": 0, "compile": False,
+                    "backend": "torch"})  # the torch network is the one that trains
     engine = InferenceEngine(pipe_cfg.engine)
     start_file = Path(engine.weights_source)
     state, model_cfg, _ = load_weights(start_file)
