@@ -425,6 +425,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_eval_bag)
 
+    from depth_any_view.adapt.command import add_adapt_parser
+
+    add_adapt_parser(sub)
+
     p = sub.add_parser("slam", help="feed the node's output to KISS-ICP / Open3D RGB-D "
                        "odometry over a bag and score trajectory and mesh")
     p.add_argument("bag", help="rosbag2 directory or .mcap / .db3 file (its /odom is the "
