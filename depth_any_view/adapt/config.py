@@ -11,7 +11,7 @@ import os
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-from depth_any_view.config import ConfigError, config_path, load_yaml
+from depth_any_view.config import ConfigError, config_path, dataclass_from_mapping, load_yaml
 from depth_any_view.training.config import apply_overrides
 from depth_any_view.training.losses import LossConfig
 
@@ -125,13 +125,8 @@ class AdaptConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = "adapt config") -> AdaptConfig:
-        """Config from a mapping; unknown keys are an error naming them."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ConfigError(f"'{source}': unknown adapt option(s) {unknown}; "
-                              f"valid: {sorted(known)}")
-        return cls(**data)
+        """Config from a mapping; unknown keys are an error naming them (and the valid ones)."""
+        return dataclass_from_mapping(cls, data, "adapt option(s)", where=f"'{source}': ")
 
 
 def load_adapt_config(path: str | os.PathLike[str] | None = None,
