@@ -88,6 +88,14 @@ Z_TAPS_TOLERANCE_VOXELS = 0.02  # the tilted separable path shifts each map colu
 #   1 - cos(tilt): 0.013 voxel over 64 at 0.02 rad. Larger spreads take a per-voxel gather
 
 
+def _z_major(dims: tuple[int, int, int], dtype: torch.dtype, device: torch.device
+             ) -> torch.Tensor:
+    """An uninitialised (X, Y, Z) tensor stored z-major: a view of a contiguous (Z, X, Y)
+    one, so `.permute(2, 0, 1)` is contiguous (the map's layout)."""
+    X, Y, Z = dims
+    return torch.empty((Z, X, Y), dtype=dtype, device=device).permute(1, 2, 0)
+
+
 def logit(p: float) -> float:
     """Log-odds of a probability in (0, 1)."""
     return math.log(p / (1.0 - p))
@@ -377,8 +385,11 @@ class OccupancyFusion:
         self.device = torch.device(device)
         self.dims = self.config.dims
         self.voxel_size = np.asarray(self.config.voxel_size, dtype=np.float64)
-        self._log_odds = torch.zeros(self.dims, dtype=torch.float32, device=self.device)
-        self._known = torch.zeros(self.dims, dtype=torch.bool, device=self.device)
+        # (X, Y, Z) views of z-major storage (see _z_major): the update's volumes come out
+        # of the resampling (C, Z, X, Y), and adding them to an x-major map went through
+        # memory with a 4096-element stride (20x slower than the contiguous add).
+        self._log_odds = _z_major(self.dims, torch.float32, self.device).zero_()
+        self._known = _z_major(self.dims, torch.bool, self.device).zero_()
         self._l_min = logit(self.config.clamp_min)
         self._l_max = logit(self.config.clamp_max)
         # Normalised output coordinates of map voxel centres along each axis, (n,) each.
@@ -403,7 +414,7 @@ class OccupancyFusion:
         self._sep_grid = torch.empty((1, *self.dims[:2], 2), dtype=torch.float32,
                                      device=self.device)
         self.separable_updates = 0  # updates that took the separable fast path (tests)
-        self._carve_buf = torch.empty(self.dims, dtype=torch.bool, device=self.device)
+        self._carve_buf = _z_major(self.dims, torch.bool, self.device)  # the map's layout
 
     # ------------------------------------------------------------------ state
     @property
@@ -557,7 +568,7 @@ class OccupancyFusion:
         L = self._log_odds
         decayed = torch.where(L > 0, (L - occ).clamp_min(0.0), (L + free).clamp_max(0.0))
         gone = self._known & (L != 0) & (decayed == 0)
-        self._log_odds = decayed
+        L.copy_(decayed)  # in place: the map keeps its z-major storage
         self._known &= ~gone  # fully decayed voxels are unknown again
 
     @_map_threads
@@ -689,17 +700,17 @@ class OccupancyFusion:
         # the unobserved ones (a multiply is ~20x cheaper than masked_fill_ on the CPU)
         torch.nan_to_num(prob, nan=0.5, out=inc)
         inc.clamp_(self.config.p_min, self.config.p_max).logit_().mul_(weight_src)
-        if affine is not None:  # sampled (2, Z, X, Y): the map is viewed (Z, X, Y) to match
+        if affine is not None:
             self.separable_updates += 1
-            sampled = self._sample_separable(affine, nearest)
-            log_odds, known = self._log_odds.permute(2, 0, 1), self._known.permute(2, 0, 1)
-        else:
+            sampled = self._sample_separable(affine, nearest)  # (2, Z, X, Y)
+        else:  # the grid read (Z, X, Y, 3) through strides: the output comes out z-major
             g = self._sampling_grid(T_base_frame, src_lower, src_extent,
                                     self._origin, np.asarray(self.dims) * self.voxel_size,
-                                    self._axes, out=self._grid_buf)
+                                    self._axes, out=self._grid_buf).permute(0, 3, 1, 2, 4)
             sampled = F.grid_sample(src, g, mode="nearest" if nearest else "bilinear",
-                                    padding_mode="zeros", align_corners=False)[0]  # (2, X, Y, Z)
-            log_odds, known = self._log_odds, self._known
+                                    padding_mode="zeros", align_corners=False)[0]  # (2, Z, X, Y)
+        # the map's storage is (Z, X, Y): contiguous like `sampled`
+        log_odds, known = self._log_odds.permute(2, 0, 1), self._known.permute(2, 0, 1)
         if nearest:
             seen = sampled[1] > 0.5
             step = sampled[0]  # already 0 where unobserved
@@ -831,25 +842,27 @@ class OccupancyFusion:
     def probability_grid(self) -> ProbabilityGrid:
         """The full map: probabilities (NaN where unknown), known mask, origin, size."""
         p = torch.where(self._known, self._probability(), torch.nan)
-        known = self._known.cpu().numpy().copy()  # a snapshot: the map changes in place
-        return ProbabilityGrid(p.cpu().numpy().astype(np.float32), known,
+        known = self._known.cpu().numpy().copy(order="C")  # a snapshot: the map changes
+        return ProbabilityGrid(np.ascontiguousarray(p.cpu().numpy(), dtype=np.float32), known,
                                self._origin.copy(), self.voxel_size.copy(), self.frame,
                                self._last_stamp_ns)
 
     @_map_threads
     def occupied_voxels(self, threshold: float | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Centres (M, 3) float32 metres in `frame` and probabilities (M,) float32 of the
-        known voxels with p >= threshold (default: config.occupied_threshold)."""
+        known voxels with p >= threshold (default: config.occupied_threshold), ordered by
+        z, then x, then y index (the map's storage order)."""
         thr = self.config.occupied_threshold if threshold is None else float(threshold)
-        mask = self._known & (self._log_odds >= logit(thr))
+        L = self._log_odds.permute(2, 0, 1)  # (Z, X, Y): the storage order, contiguous
+        mask = self._known.permute(2, 0, 1) & (L >= logit(thr))
         # numpy's flatnonzero is ~3x faster than torch.nonzero on the CPU; the mask is on
         # the host for the output anyway (one copy of X*Y*Z bools from a GPU).
-        flat = np.flatnonzero(mask.cpu().numpy())  # (M,) C order
+        flat = np.flatnonzero(mask.cpu().numpy())  # (M,) in storage order: z, then x, y
         flat_t = torch.from_numpy(flat).to(self.device)
-        probs = torch.sigmoid(self._log_odds.view(-1)[flat_t]).cpu().numpy()  # (M,) float32
-        _, ny, nz = self.dims
-        rest, k = np.divmod(flat, nz)
-        i, j = np.divmod(rest, ny)
+        probs = torch.sigmoid(L.reshape(-1)[flat_t]).cpu().numpy()  # (M,) float32
+        nx, ny, _ = self.dims
+        rest, j = np.divmod(flat, ny)
+        k, i = np.divmod(rest, nx)
         centres = np.empty((flat.size, 3), dtype=np.float32)
         for a, index in enumerate((i, j, k)):  # voxel centres per axis, then a gather
             axis = self._origin[a] + (np.arange(self.dims[a]) + 0.5) * self.voxel_size[a]
