@@ -13,11 +13,14 @@ Threads:
   message and queue it in the pipeline, the odometry callback hands the pose to the
   pipeline's buffer, a steady timer polls for timed-out (partial) sets, another publishes
   /diagnostics. None of them waits for the network.
-- one inference worker thread takes synchronized sets from a latest-wins slot of one: when
-  the network is slower than the cameras, a set still waiting is replaced by the newer one
-  (counted as `superseded` in /diagnostics) instead of queueing without bound. The worker
-  applies changed runtime parameters (`Pipeline.reconfigure`), processes the set and
-  publishes depth, points and occupancy, all stamped with the set.
+- two worker threads (`overlap.TwoStageRunner`): the first takes synchronized sets from a
+  latest-wins slot of one (when the network is slower than the cameras, a set still
+  waiting is replaced by the newer one, counted as `superseded` in /diagnostics, instead
+  of queueing without bound), applies changed runtime parameters (`Pipeline.reconfigure`,
+  once the second is idle) and runs the network (`Pipeline.infer`); the second takes its
+  sets in order through a hand-over slot of one, fuses them (`Pipeline.finish`) and
+  publishes depth, points and occupancy, all stamped with the set. So the network of set
+  N + 1 runs while set N is fused and published, and outputs keep the sets' order.
 
 Publishing: large messages (depth images, clouds, markers: over `LARGE_MESSAGE_BYTES`) go
 out at least `publish_spacing` seconds apart. Published back to back, a set's 2.5-4 MB of
@@ -70,9 +73,11 @@ from depth_any_view.config import ConfigError
 from depth_any_view.data.encodings import ImageEncodingError
 from depth_any_view.geometry.rig import Rig
 from depth_any_view.model.weights import WeightsError
+from depth_any_view.overlap import TwoStageRunner
 from depth_any_view.pipeline import (
     DROP_INFERENCE,
     QUATERNION_TOLERANCE,
+    InferredSet,
     Pipeline,
     PipelineConfig,
     PipelineResult,
@@ -130,38 +135,6 @@ def _payload_bytes(msg: Any) -> int:
 
 class StartupError(RuntimeError):
     """The node cannot start; the message is the one line printed before exiting."""
-
-
-class LatestSlot:
-    """A hand-over slot of one item between threads: a newer `put` replaces a waiting one."""
-
-    def __init__(self) -> None:
-        """Empty, open slot."""
-        self._cond = threading.Condition()
-        self._item: Any = None
-        self._closed = False
-
-    def put(self, item: Any) -> bool:
-        """Offer `item`; True when it replaced an item nobody had taken yet."""
-        with self._cond:
-            replaced = self._item is not None
-            self._item = item
-            self._cond.notify()
-            return replaced
-
-    def take(self, timeout: float) -> Any:
-        """The waiting item (emptying the slot), or None after `timeout` seconds / close."""
-        with self._cond:
-            if self._item is None and not self._closed:
-                self._cond.wait(timeout)
-            item, self._item = self._item, None
-            return item
-
-    def close(self) -> None:
-        """Wake the taker; later takes return at once."""
-        with self._cond:
-            self._closed = True
-            self._cond.notify_all()
 
 
 class _RosLogHandler(logging.Handler):
@@ -336,11 +309,9 @@ class DepthAnyViewNode(Node):
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self.add_post_set_parameters_callback(self._after_set_parameters)
 
-        self._slot = LatestSlot()
         self._stop = threading.Event()
-        self._worker = threading.Thread(target=self._work, name="depth_any_view_inference",
-                                        daemon=True)
-        self._worker.start()
+        self._worker = TwoStageRunner(self._infer, self._finish, self._stage_failed,
+                                      name="depth_any_view")
         e = self._engine_info
         self.get_logger().info(
             f"ready: {len(s.camera_names)} cameras ({', '.join(s.camera_names)}) on "
@@ -508,7 +479,7 @@ class DepthAnyViewNode(Node):
             self.get_logger().info(f"synchronizer reset: {reset.reason}")
             self.diag.event("synchronizer", f"synchronizer reset: {reset.reason}")
         for synced in sets:
-            if self._slot.put(synced):
+            if self._worker.put(synced):
                 self.diag.set_dropped("superseded")
 
     def _on_diagnostics(self) -> None:
@@ -572,6 +543,7 @@ class DepthAnyViewNode(Node):
         """The current settings, pushed into the pipeline first if they changed (worker)."""
         s, rig = self.settings, self.rig
         if s is not self._applied:
+            self._worker.wait_idle()  # the map and publishing read these settings
             self._applied = s
             cfg = pipeline_config(s)  # validated by _on_set_parameters
             self.pipeline.reconfigure(points=cfg.points, fusion=cfg.fusion,
@@ -581,25 +553,29 @@ class DepthAnyViewNode(Node):
         return s
 
     # ------------------------------------------------------------------ inference worker
-    def _work(self) -> None:
-        """Worker loop: take the latest set, process it; never let one set stop the loop."""
-        while not self._stop.is_set():
-            synced = self._slot.take(timeout=0.1)
-            if synced is None:
-                continue
-            try:
-                self._handle(synced)
-            except Exception as exc:  # noqa: BLE001 - keep serving; the error is reported
-                if self._stop.is_set() or not self.context.ok():
-                    return  # shutting down: publishers are gone, nothing to report
-                self.diag.set_dropped("error", f"{type(exc).__name__}: {exc}")
-                self._warn(("worker", type(exc).__name__), f"set at {synced.stamp_ns} ns "
-                           f"failed and was dropped: {type(exc).__name__}: {exc}", error=True)
-
     def _handle(self, synced: SyncedSet) -> None:
-        """One set: apply changed parameters, run the pipeline, publish its result."""
+        """One set through both workers' steps on the calling thread (tests drive the
+        node with it)."""
+        self._finish(self._infer(synced))
+
+    def _infer(self, synced: SyncedSet) -> tuple[Settings, SyncedSet, InferredSet]:
+        """Worker one: apply changed parameters, run the network on the set."""
         s = self._apply_settings()
-        self._publish(self.pipeline.process(synced), s)
+        return s, synced, self.pipeline.infer(synced)
+
+    def _finish(self, item: tuple[Settings, SyncedSet, InferredSet]) -> None:
+        """Worker two: fuse the set and publish its result."""
+        s, _, inferred = item
+        self._publish(self.pipeline.finish(inferred), s)
+
+    def _stage_failed(self, stage: str, item: Any, exc: BaseException) -> None:
+        """A worker's exception: the set is dropped and reported; the workers go on."""
+        if self._stop.is_set() or not self.context.ok():
+            return  # shutting down: publishers are gone, nothing to report
+        synced = item if stage == "first" else item[1]
+        self.diag.set_dropped("error", f"{type(exc).__name__}: {exc}")
+        self._warn(("worker", type(exc).__name__), f"set at {synced.stamp_ns} ns "
+                   f"failed and was dropped: {type(exc).__name__}: {exc}", error=True)
 
     def _publish(self, result: PipelineResult, s: Settings) -> None:
         """Report the set's bad views, then publish its outputs and record diagnostics."""
@@ -702,8 +678,7 @@ class DepthAnyViewNode(Node):
         """Stop the worker, then destroy the rclpy node."""
         if hasattr(self, "_worker"):
             self._stop.set()
-            self._slot.close()
-            self._worker.join(timeout=10.0)
+            self._worker.close()
         self._detach_core_logging()
         super().destroy_node()
 
