@@ -9,6 +9,8 @@ in bag order with the bag's record time as the clock). Neither holds a copy of t
     add_odometry(stamp_ns, T_odom_base)            pose buffer (nearest / interpolated)
     poll(now_ns) -> sets whose window timed out    (partial sets, >= min_cameras views)
     process(synced_set) -> PipelineResult          inference/, mapping/ points and fusion
+      = finish(infer(synced_set))                  the network / everything after it, so
+                                                   two threads can overlap them (overlap.py)
 
 `process` decodes each view to RGB, runs the inference engine on the usable views, turns
 the network-size depth into a coloured cloud in base_link, fuses the occupancy volume into
@@ -36,9 +38,11 @@ matching state, with one log line; a stamp going backwards resets the map (mappi
 
 Times are integer nanoseconds; nothing here reads a clock except `time.perf_counter` for
 the stage timings, so feeding the same calls in the same order gives the same outputs.
-The input methods are thread-safe (the node calls them from the executor thread while a
-worker runs `process`); `process` itself is meant for one thread at a time. Each counter
-in `stats()` is written by one of the two (inputs or `process`), never both.
+The input methods are thread-safe (the node calls them from the executor thread while its
+workers run `infer` and `finish`); `process`, `infer` and `finish` are each meant for one
+thread at a time, `infer` and `finish` may run at the same time on two threads. Each
+counter in `stats()` is written by one of the three (inputs, `infer` or `finish`), never
+two.
 """
 
 from __future__ import annotations
@@ -432,6 +436,19 @@ class _InfoEntry:
     error: str | None
 
 
+@dataclass
+class InferredSet:
+    """A set between `Pipeline.infer` and `Pipeline.finish`: the result so far (with the
+    network's prediction, or `dropped` saying why there is none) and what the second half
+    needs of the inputs."""
+
+    result: PipelineResult  # stamp, cameras missing / skipped, timings, prediction
+    t0: float  # time.perf_counter() at the start of `infer`, seconds
+    rgb: dict[str, np.ndarray] = field(default_factory=dict)  # decoded input images
+    payloads: dict[str, _ImagePayload] = field(default_factory=dict)  # inputs of the views
+    jump: str | None = None  # the stamp jumped forward: reset the map first, for this reason
+
+
 def _info_key(info: Any) -> tuple:
     """Hashable key of a CameraInfo-like object's calibration fields."""
     return (int(info.width), int(info.height), str(info.distortion_model),
@@ -790,13 +807,24 @@ class Pipeline:
         return ViewInput(name, rgb, cam, self.rig[name].T_base_cam), None, None
 
     def process(self, synced: SyncedSet) -> PipelineResult:
-        """Every output of one synchronized set; see the module docstring.
+        """Every output of one synchronized set; see the module docstring. The same as
+        `finish(infer(synced))`.
 
         Args:
             synced: a set from `add_image`, `poll` or `flush` of this pipeline.
 
         Returns:
             A PipelineResult; `dropped` says why when the set produced no outputs.
+        """
+        return self.finish(self.infer(synced))
+
+    def infer(self, synced: SyncedSet) -> InferredSet:
+        """The first half of `process`: decode the views and run the network.
+
+        The node runs it on one thread and `finish` on another, so that the network of the
+        next set overlaps the fusion and publishing of this one (overlap.py). Sets must go
+        through `infer` in stamp order and through `finish` in the order `infer` made them;
+        each half is meant for one thread at a time.
         """
         t0 = time.perf_counter()
         arrivals = [v.payload.arrival_ns for v in synced.views.values()]
@@ -817,15 +845,15 @@ class Pipeline:
         result = PipelineResult(stamp_ns=synced.stamp_ns, cameras={},
                                 missing=list(synced.missing), skipped=skipped,
                                 points_frame=self.rig.base_frame, timings=timings)
+        inferred = InferredSet(result, t0)
         timings["decode"] = time.perf_counter() - t0
         if not views or len(views) < self.cfg.sync.min_cameras:
             result.dropped = (f"{DROP_BAD_INPUT}: {len(views)} usable view(s), min_cameras is "
                               f"{self.cfg.sync.min_cameras}" +
                               (f" ({'; '.join(skipped.values())})" if skipped else ""))
             sets["dropped"][DROP_BAD_INPUT] += 1
-            timings["total"] = time.perf_counter() - t0
-            return result
-        jump = self._stamp_jump(synced.stamp_ns)
+            return inferred
+        inferred.jump = self._stamp_jump(synced.stamp_ns)
         pose_now = None  # the temporal cost volume matches against the previous set
         if (self.engine.temporal and self.cfg.use_odometry
                 and self.cfg.odometry_source == "topic"):
@@ -836,12 +864,26 @@ class Pipeline:
             result.dropped = f"{DROP_INFERENCE}: {exc}"
             sets["dropped"][DROP_INFERENCE] += 1
             self._error("inference", str(exc))
-            timings["total"] = time.perf_counter() - t0
-            return result
+            return inferred
         for stage in ("preprocess", "forward", "postprocess"):
             timings[stage] = float(pred.timings.get(stage, 0.0))
         result.prediction = pred
-        rgb = {v.name: v.rgb for v in views}
+        inferred.rgb = {v.name: v.rgb for v in views}
+        inferred.payloads = payloads
+        return inferred
+
+    def finish(self, inferred: InferredSet) -> PipelineResult:
+        """The second half of `process`: depth outputs, the cloud, cameras-only odometry
+        and the occupancy map of a set from `infer` (a dropped set is returned as it is).
+        `timings['total']` runs from the start of `infer` (a wait between the halves
+        included)."""
+        result = inferred.result
+        timings = result.timings
+        pred = result.prediction
+        if pred is None:  # dropped by `infer` (counted there)
+            timings["total"] = time.perf_counter() - inferred.t0
+            return result
+        sets = self._counts["sets"]
         min_conf = self._min_confidence(pred)
         for i, name in enumerate(pred.camera_names):
             depth, camera = pred.view_depth(i)
@@ -852,10 +894,10 @@ class Pipeline:
                 if min_conf > 0:
                     keep &= conf >= min_conf  # NaN confidence compares False
                 depth = np.where(keep, depth, np.float32(np.nan))
-            p = payloads[name]
+            p = inferred.payloads[name]
             result.cameras[name] = CameraOutput(name, p.stamp_ns, p.frame_id,
                                                 depth.astype(np.float32, copy=False), camera,
-                                                rgb[name], conf)
+                                                inferred.rgb[name], conf)
         confident = None  # (V, h, w) network-size pixels confident enough for cloud and map
         if min_conf > 0:
             with np.errstate(invalid="ignore"):
@@ -870,11 +912,11 @@ class Pipeline:
             result.odometry = self.odometry_tracker.update(pose, result.stamp_ns / 1e9)
         timings["odometry"] = time.perf_counter() - t
         t = time.perf_counter()
-        self._fuse(pred, synced.stamp_ns, result, confident, pose, jump)
+        self._fuse(pred, result.stamp_ns, result, confident, pose, inferred.jump)
         timings["fusion"] = time.perf_counter() - t
         sets["processed"] += 1
         sets["complete" if result.complete else "partial"] += 1
-        timings["total"] = time.perf_counter() - t0
+        timings["total"] = time.perf_counter() - inferred.t0
         return result
 
     def _stamp_jump(self, stamp_ns: int) -> str | None:

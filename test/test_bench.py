@@ -396,6 +396,23 @@ def test_onnxruntime_ratio_measures_both_backends_in_one_run(tmp_path, monkeypat
     assert row["baseline"] == "torch eager" and row["same_output"] is True
     assert row["project_s"]["n"] == row["baseline_s"]["n"] == 2
     assert row["ratio"] > 0 and math.isfinite(row["ratio"])
+    # a network with a temporal cost volume: both backends match against the previous set
+    row = onnxruntime_ratio("lite", make_workload((48, 32), 0, 8), repeats=2, warmup=1,
+                            overrides={**TINY, "cost_volume": True, "cost_temporal": True,
+                                       "cost_hypotheses": 8}, threads=1, label="geometry")
+    assert "preset lite (geometry)" in row["what"] and row["same_output"] is True
+
+
+def test_weights_overrides_give_the_shipped_geometry_network():
+    from depth_any_view.bench.compare import weights_overrides
+    from depth_any_view.model.weights import default_weights_path
+
+    path = default_weights_path("lite").with_name("lite_geometry.safetensors")
+    over = weights_overrides(path, "lite")
+    assert {k: over.get(k) for k in ("cost_volume", "cost_temporal", "cost_photometric",
+                                     "ground_embedding")} == dict.fromkeys(
+        ("cost_volume", "cost_temporal", "cost_photometric", "ground_embedding"), True)
+    assert weights_overrides(default_weights_path("lite"), "lite") == {}
 
 
 def test_cost_volume_ratio_measures_both_networks_in_one_run():

@@ -353,6 +353,23 @@ def test_the_gpu_layout_without_host_reads_carves_the_same_voxels(seed: int) -> 
     assert bucketed and carved(views, T, np.asarray(LOWER), sync_free=True, **kw) == bucketed
 
 
+@pytest.mark.parametrize("order", [(2, 0, 1), (1, 2, 0), (0, 2, 1)])
+def test_an_out_buffer_in_another_layout_gets_the_same_voxels(order) -> None:
+    """The work volume follows `out`'s memory layout (the map stores z-major): any axis
+    order of `out` marks exactly the voxels of the default (x-major) result."""
+    rng = np.random.default_rng(3)
+    views = random_views(rng)
+    T = make_transform(np.eye(3), rng.uniform(-0.5, 0.5, 3))
+    kw = {"stride": 2, "max_range": 100.0, "margin": 1.0}
+    want = carve_mask(views, T, np.asarray(LOWER), np.full(3, VOXEL), GRID.dims, **kw)
+    storage = torch.ones(tuple(GRID.dims[a] for a in order), dtype=torch.bool)
+    out = storage.permute(*(order.index(a) for a in range(3)))  # (nx, ny, nz) view
+    got = carve_mask(views, T, np.asarray(LOWER), np.full(3, VOXEL), GRID.dims, out=out,
+                     **kw)
+    assert got.data_ptr() == storage.data_ptr() and got.stride() == out.stride()
+    assert torch.count_nonzero(want) > 0 and torch.equal(got, want)
+
+
 def test_invalid_and_masked_pixels_carve_nothing() -> None:
     rng = np.random.default_rng(1)
     views = random_views(rng)

@@ -569,3 +569,35 @@ def test_uploads_keep_values_and_return_device_tensors_as_they_are():
     assert mask.dtype == torch.bool and mask.tolist() == [True, False]
     same = torch.ones(3)
     assert to_device(same, "cpu").data_ptr() == same.data_ptr()
+
+
+def test_the_map_stays_z_major_and_its_queries_agree():
+    """The map is stored z-major (the update's resampled volumes are (C, Z, X, Y)), through
+    shifts, decay and resets; the voxel list, labels and probability grid agree with each
+    other, whatever the storage order."""
+    cfg = FusionConfig.matching(GRID, decay_occupied_per_s=0.5, decay_free_per_s=0.5)
+    fusion = OccupancyFusion(cfg)
+    rng = np.random.default_rng(5)
+
+    def z_major() -> bool:
+        return (fusion._log_odds.permute(2, 0, 1).is_contiguous()
+                and fusion._known.permute(2, 0, 1).is_contiguous())
+
+    for k in range(5):
+        T = make_transform(rotz(0.05 * k), [0.45 * k, 0.1 * k, 0.0])  # shifts every set
+        assert fusion.update(*frame_volume(T, rng, flip=0.1, visible=0.8), GRID,
+                             S + k * S // 10, T).accepted
+        assert z_major()
+    grid = fusion.probability_grid()
+    assert grid.probability.flags.c_contiguous and grid.known.flags.c_contiguous
+    centres, probs = fusion.occupied_voxels()
+    want = grid.known & (grid.probability >= cfg.occupied_threshold)
+    assert 0 < len(centres) == int(want.sum())
+    index = np.floor((centres - fusion.origin) / fusion.voxel_size).astype(int)
+    got = np.zeros_like(want)
+    got[tuple(index.T)] = True
+    np.testing.assert_array_equal(got, want)
+    np.testing.assert_allclose(probs, grid.probability[tuple(index.T)], rtol=1e-6)
+    np.testing.assert_array_equal(fusion.labels() == OCCUPIED, want)
+    fusion.reset("test")
+    assert z_major() and not fusion.probability_grid().known.any()

@@ -42,14 +42,15 @@ PACKAGE_DIR = Path(__file__).resolve().parents[1] / PACKAGE
 # The core: the algorithms, usable and testable on their own.
 CORE = ("geometry", "model", "inference", "mapping", "sync", "data", "training")
 # Above the core: what wires it to bags, SLAM consumers, ROS, benchmarks and the command line.
-UPPER = ("slam", "bag", "adapt", "ros", "bench", "pipeline", "cli", "cli_bench", "cli_types",
-         "demo", "demo_picture")
+UPPER = ("slam", "bag", "adapt", "ros", "bench", "pipeline", "overlap", "cli", "cli_bench",
+         "cli_types", "demo", "demo_picture")
 # Below everything: facts every layer may read (config files, default topic names); they
 # import nothing of the package but each other.
 FOUNDATION = ("config", "topics")
 # What must import and run without ROS 2 (no rclpy, no message package), lazily included:
-# the core, the foundation, the pipeline, the bag layer, adapt/ and slam/ (docs/ARCHITECTURE.md).
-ROS_FREE = (*CORE, *FOUNDATION, "pipeline", "bag", "adapt", "slam")
+# the core, the foundation, the pipeline and its two-thread runner, the bag layer, adapt/ and
+# slam/ (docs/ARCHITECTURE.md).
+ROS_FREE = (*CORE, *FOUNDATION, "pipeline", "overlap", "bag", "adapt", "slam")
 ROS_PACKAGES = ("rclpy", "builtin_interfaces", "diagnostic_msgs", "geometry_msgs",
                 "nav_msgs", "rcl_interfaces", "rosgraph_msgs", "sensor_msgs", "std_msgs",
                 "tf2_msgs", "visualization_msgs")

@@ -10,6 +10,7 @@ import random
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -91,7 +92,7 @@ def frames() -> list[Any]:
 
 @pytest.fixture()
 def node(tmp_path: Path) -> Iterator[Any]:
-    """A DepthAnyViewNode on a private domain, worker stopped, publishers recorded."""
+    """A DepthAnyViewNode on a private domain, workers stopped, publishers recorded."""
     import rclpy
     import yaml
     from rclpy.parameter import Parameter
@@ -110,10 +111,10 @@ def node(tmp_path: Path) -> Iterator[Any]:
         try:
             n = DepthAnyViewNode(context=ctx, parameter_overrides=[
                 Parameter(k, value=v) for k, v in params.items()])
-            n._stop.set()
-            n._slot.close()
-            n._worker.join(10.0)
+            n._worker.close()  # the test hands sets over itself (_feed, _handle)
             n._slot = LatestSlot()
+            n._worker = SimpleNamespace(put=n._slot.put, wait_idle=lambda timeout=None: True,
+                                        close=lambda timeout=10.0: None)
             cams = n.settings.camera_names
             n.outputs.depth = {c: Recorder() for c in cams}
             n.outputs.depth_info = {c: Recorder() for c in cams}

@@ -297,11 +297,11 @@ def test_network_error_at_runtime_drops_the_set_and_the_next_one_works(
         assert node.diag.statuses()[2].level == D_OK
         assert all(len(node.outputs.depth[c].msgs) == 1 for c in cams)
 
-        real_process = node.pipeline.process
-        node.pipeline.process = lambda synced: (_ for _ in ()).throw(KeyError("a bug"))
-        feed(2)  # an unexpected exception in processing: the worker survives it too
+        real_finish = node.pipeline.finish  # the second worker's step (overlap.py)
+        node.pipeline.finish = lambda inferred: (_ for _ in ()).throw(KeyError("a bug"))
+        feed(2)  # an unexpected exception in processing: the workers survive it too
         _wait(lambda: settled(3), 30.0, "the third set to be handled")
-        node.pipeline.process = real_process
+        node.pipeline.finish = real_finish
         assert node.diag.dropped() == {DROP_INFERENCE: 1, "error": 1}
         assert "KeyError" in node.diag.statuses()[2].message
         feed(3)

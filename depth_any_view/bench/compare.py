@@ -14,7 +14,9 @@
   (`depth_to_points_torch`) on the same arrays;
 - the network on the CPU: fp32 against bf16 autocast (from the forward table);
 - the network on the CPU: ONNX Runtime (the exported graph, CPU provider) against torch
-  eager, fp32, timed in alternation in one run (`onnxruntime_ratio`).
+  eager, fp32, timed in alternation in one run (`onnxruntime_ratio`), for the preset and,
+  for lite, for the architecture of the shipped `lite_geometry` weights (cost volumes and
+  ground embedding, `weights_overrides`).
 
 Every baseline's output is checked to equal the project's (same bytes / same values /
 the same message once deserialized), so a ratio never compares different work.
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 import math
 import struct
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -255,11 +258,14 @@ def compile_ratios(forward_rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def onnxruntime_ratio(preset: str, w: Workload, *, repeats: int, warmup: int = 1,
                       overrides: dict[str, Any] | None = None,
-                      threads: int = 0) -> dict[str, Any] | None:
+                      threads: int = 0, label: str = "") -> dict[str, Any] | None:
     """Forward of the preset's network: torch eager / ONNX Runtime (CPUExecutionProvider),
     CPU fp32, one set of `w`; the two engines run in alternation (each round times one
     forward of each, so both see the same load); `threads` for both (0 = their defaults).
-    None when onnxruntime is not installed."""
+    The base drives 0.3 m per set, 0.1 s apart, so a network with a temporal cost volume
+    matches against its previous set as in the node. `label` names the configuration in
+    the row (e.g. the weights whose architecture `overrides` give). None when onnxruntime
+    is not installed."""
     try:
         import onnxruntime  # noqa: F401
     except ImportError:
@@ -272,16 +278,34 @@ def onnxruntime_ratio(preset: str, w: Workload, *, repeats: int, warmup: int = 1
     times: dict[str, list[float]] = {b: [] for b in engines}
     preds: dict[str, Any] = {}
     for i in range(warmup + repeats):
+        pose = np.eye(4)
+        pose[0, 3] = 0.3 * i
         for b, engine in engines.items():
-            preds[b] = engine.infer(views)
+            preds[b] = engine.infer(views, T_odom_base=pose, stamp_ns=(i + 1) * 100_000_000)
             if i >= warmup:
                 times[b].append(float(preds[b].timings["forward"]))
     same = bool(np.allclose(preds["onnxruntime"].depth, preds["torch"].depth, rtol=1e-3,
                             equal_nan=True))
-    return _entry(f"network forward, preset {preset}, {len(views)} views, CPU fp32, "
-                  f"{threads or 'default'} thread(s)", summarize(times["onnxruntime"]),
-                  summarize(times["torch"]), "ONNX Runtime (CPUExecutionProvider)",
-                  "torch eager", same)
+    what = f"network forward, preset {preset}{f' ({label})' if label else ''}"
+    return _entry(f"{what}, {len(views)} views, CPU fp32, {threads or 'default'} thread(s)",
+                  summarize(times["onnxruntime"]), summarize(times["torch"]),
+                  "ONNX Runtime (CPUExecutionProvider)", "torch eager", same)
+
+
+def weights_overrides(weights: str | Path, preset: str) -> dict[str, Any]:
+    """The ModelConfig fields in which a weights file's network differs from the preset's
+    (e.g. the cost volumes and ground embedding of lite_geometry.safetensors), so a
+    random-weight engine of the preset with them has that network's architecture."""
+    from dataclasses import fields
+
+    from depth_any_view.model.config import INIT_ONLY_FIELDS, load_model_config
+    from depth_any_view.model.weights import read_weights_config
+
+    theirs, _ = read_weights_config(weights)
+    base = load_model_config(preset)
+    return {f.name: getattr(theirs, f.name) for f in fields(base)
+            if f.name not in INIT_ONLY_FIELDS
+            and getattr(theirs, f.name) != getattr(base, f.name)}
 
 
 def cost_volume_ratio(preset: str, w: Workload, *, repeats: int, warmup: int = 1,

@@ -36,6 +36,7 @@ LOG = logging.getLogger(__name__)
 DEFAULT_INPUT = {"lite": (256, 256), "paper": (512, 512)}  # (width, height) per preset
 NON_NETWORK_TARGET_S = 0.015  # issue 7: everything but the forward pass, lite, CPU
 DDS_TARGET_HZ = 5.0  # issue 7: the node keeps up end to end over DDS (lite, CPU)
+GEOMETRY_WEIGHTS = "lite_geometry.safetensors"  # shipped beside lite: its network is timed too
 GPU_TARGET = {"preset": "paper", "size": (512, 512), "precision": "bf16", "hz": 30.0}
 
 
@@ -184,6 +185,7 @@ def _run_bench(opts: BenchOptions, progress: Callable[[str], None] | None = None
         cost_volume_ratio,
         onnxruntime_ratio,
         precision_ratios,
+        weights_overrides,
     )
     from depth_any_view.bench.scaling import scale_grid, scale_size, scale_views
     from depth_any_view.bench.stages import (
@@ -319,6 +321,16 @@ def _run_bench(opts: BenchOptions, progress: Callable[[str], None] | None = None
                                 threads=opts.threads) if opts.onnx else None
     if ort_row is not None:  # > 1: ONNX Runtime is faster than torch eager
         result["comparisons"]["rows"].append(ort_row)
+        from depth_any_view.model.weights import default_weights_path
+
+        geometry = default_weights_path("lite").with_name(GEOMETRY_WEIGHTS)
+        if sp == "lite" and not opts.model_overrides and geometry.is_file():
+            # the same side by side for the network with cost volumes (issue 20, stage 6)
+            ort_row = onnxruntime_ratio(sp, w, repeats=opts.repeats, warmup=opts.warmup,
+                                        overrides=weights_overrides(geometry, sp),
+                                        threads=opts.threads,
+                                        label=f"architecture of {geometry.name}")
+            result["comparisons"]["rows"].append(ort_row)
 
     # ---- the pinned ISA against the default, alternated in two worker processes
     if opts.isa != "default" and opts.isa_rounds > 0:

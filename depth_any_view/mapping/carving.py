@@ -157,10 +157,17 @@ def carve_mask(views: DepthViews, T_frame_base: np.ndarray, origin: np.ndarray,
     # The samples are marked in a work volume with a one-voxel border: voxel (i, j, k) of
     # the map is (i + 1, j + 1, k + 1) there. Whatever falls outside the map (float
     # round-off at a ray's entry and exit, surfaces outside, padding samples) lands in the
-    # border, which is dropped at the end, so no sample needs a bounds check.
+    # border, which is dropped at the end, so no sample needs a bounds check. Its axes are
+    # laid out in the order of `out`'s strides (the map's storage), so the final copy
+    # into `out` is contiguous.
     padded = tuple(d + 2 for d in dims)
     n_pad = padded[0] * padded[1] * padded[2]
-    strides = [float(padded[1] * padded[2]), float(padded[2]), 1.0]  # flat index
+    order = sorted(range(3), key=lambda a: -out.stride(a))  # axes, outermost first
+    strides = [0.0, 0.0, 0.0]  # flat index of padded voxel (i, j, k) per axis
+    size = 1
+    for a in reversed(order):
+        strides[a] = float(size)
+        size *= padded[a]
     # The flat index is composed in floating point: exact below 2^24 in float32.
     index_dtype = torch.float32 if n_pad < 2 ** 24 else torch.float64
     # Optical frame -> padded voxel coordinates: p_vox = A_v @ p_cam + b_v (per view);
@@ -226,10 +233,11 @@ def carve_mask(views: DepthViews, T_frame_base: np.ndarray, origin: np.ndarray,
     for a in range(3):  # outside the map -> the border: [0, d + 1] padded voxels per axis
         q[:, a].clamp_(0.0, hi[a])
     q = q.to(index_dtype)
-    index = torch.add(q[:, 2], q[:, 1], alpha=strides[1]).add_(q[:, 0], alpha=strides[0])
+    index = _flat_index(q[:, 0], q[:, 1], q[:, 2], strides)
     index.masked_fill_(~ok.reshape(V, -1), 0.0)  # unusable pixels (NaN too): the border
     work.index_fill_(0, index.view(-1).long(), False)
-    return out.copy_(work.view(padded)[1:-1, 1:-1, 1:-1])
+    inner = work.view(tuple(padded[a] for a in order))[1:-1, 1:-1, 1:-1]  # storage order
+    return out.copy_(inner.permute(*(order.index(a) for a in range(3))))  # (nx, ny, nz)
 
 
 def _sample_rays(walk: torch.Tensor, strides: list[float], work: torch.Tensor,
@@ -263,11 +271,19 @@ def _sample_block(g: torch.Tensor, strides: list[float], work: torch.Tensor, ful
     # All three axes in one op: (3, n, m) padded voxel coordinates, then their voxels.
     # (a broadcast addcmul is 3x slower on the CPU than this multiply and add)
     c = (g[3:6, :, None] * k).add_(g[:3, :, None]).floor_().to(index_dtype)
-    index = torch.add(c[2], c[1], alpha=strides[1]).add_(c[0], alpha=strides[0])
+    index = _flat_index(c[0], c[1], c[2], strides)
     if full < m:  # padding only in the columns past the shortest ray of the group
         tail = index[:, full:]
         tail.masked_fill_(k[full:] >= g[6, :, None], 0.0)
     work.index_fill_(0, index.view(-1).long(), True)  # cheaper than work[index] = True
+
+
+def _flat_index(i: torch.Tensor, j: torch.Tensor, k: torch.Tensor, strides: list[float]
+                ) -> torch.Tensor:
+    """Flat index i * strides[0] + j * strides[1] + k * strides[2] (new tensor), the
+    unit-stride axis first (no multiply)."""
+    (u, _), (v, sv), (w, sw) = sorted(zip((i, j, k), strides), key=lambda p: p[1])
+    return torch.add(u, v, alpha=sv).add_(w, alpha=sw)
 
 
 def _norm(xyz: torch.Tensor | tuple[torch.Tensor, ...]) -> torch.Tensor:

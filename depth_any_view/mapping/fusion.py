@@ -58,10 +58,7 @@ the synthetic world's 0.0045 rad tilt).
 from __future__ import annotations
 
 import functools
-import math
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, fields
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 import numpy as np
@@ -70,12 +67,24 @@ import torch.nn.functional as F
 
 from depth_any_view.geometry.grid import FREE, OCCUPIED, UNKNOWN, VoxelGrid
 from depth_any_view.mapping.carving import DepthViews, carve_mask
+from depth_any_view.mapping.fusion_config import (  # noqa: F401 - the map's public names
+    P_CLAMP_MAX,
+    P_CLAMP_MIN,
+    P_MAX_OBSERVATION,
+    P_MIN_OBSERVATION,
+    FusionConfig,
+    logit,
+)
+from depth_any_view.mapping.ghosts import ghost_voxels  # noqa: F401 - re-exported
+from depth_any_view.mapping.map_records import (  # noqa: F401 - re-exported
+    OccupancyGrid2D,
+    ProbabilityGrid,
+    UpdateStatus,
+)
+from depth_any_view.mapping.map_threads import torch_cpu_threads
+from depth_any_view.mapping.pose import pose_to_transform, rotation_angle
 from depth_any_view.mapping.upload import to_device
 
-P_MIN_OBSERVATION = 0.05  # one observation never says "free" more surely than this
-P_MAX_OBSERVATION = 0.95  # ... nor "occupied" more surely than this (nvblox: 1e-3 / 0.999)
-P_CLAMP_MIN = 0.02  # accumulated belief is kept within [P_CLAMP_MIN, P_CLAMP_MAX] so a
-P_CLAMP_MAX = 0.98  # voxel can change its mind after about two contrary observations
 ODOM_FRAME = "odom"
 BASE_FRAME = "base_link"
 
@@ -88,190 +97,12 @@ Z_TAPS_TOLERANCE_VOXELS = 0.02  # the tilted separable path shifts each map colu
 #   1 - cos(tilt): 0.013 voxel over 64 at 0.02 rad. Larger spreads take a per-voxel gather
 
 
-def logit(p: float) -> float:
-    """Log-odds of a probability in (0, 1)."""
-    return math.log(p / (1.0 - p))
-
-
-@dataclass(frozen=True)
-class FusionConfig:
-    """Rolling map geometry, log-odds constants, thresholds, decay and jump limits."""
-
-    voxel_size: tuple[float, float, float] = (0.2, 0.2, 0.2)  # metres per voxel (x, y, z)
-    lower: tuple[float, float, float] = (-12.8, -12.8, -0.8)  # metres, map min corner re base
-    upper: tuple[float, float, float] = (12.8, 12.8, 3.2)  # metres, map max corner re base
-    p_min: float = P_MIN_OBSERVATION  # network probabilities are clamped to [p_min, p_max]
-    p_max: float = P_MAX_OBSERVATION  # ... before the logit
-    clamp_min: float = P_CLAMP_MIN  # accumulated belief lower bound (probability)
-    clamp_max: float = P_CLAMP_MAX  # accumulated belief upper bound (probability)
-    occupied_threshold: float = 0.6  # p >= this is occupied (queries, 2D grid)
-    free_threshold: float = 0.4  # p <= this is free; in between is uncertain
-    decay_occupied_per_s: float = 0.0  # log-odds per second occupied voxels lose; 0 = off
-    decay_free_per_s: float = 0.0  # log-odds per second free voxels lose; 0 = off
-    max_linear_speed: float = 5.0  # m/s; odometry moving faster is a jump (reset)
-    max_angular_speed: float = 3.0  # rad/s; odometry turning faster is a jump (reset)
-    jump_tolerance_m: float = 0.5  # metres allowed on top of max_linear_speed * dt
-    jump_tolerance_rad: float = 0.35  # radians allowed on top of max_angular_speed * dt
-    quaternion_tolerance: float = 1e-3  # reject quaternions with | |q| - 1 | above this
-    interpolation: str = "trilinear"  # network grid -> map: "trilinear" or "nearest"
-    observed_fraction: float = 0.5  # trilinear weight on observed voxels to count as seen
-    grid_z_min: float = 0.1  # metres above base_link: lowest voxel centre in the 2D grid
-    grid_z_max: float = 1.5  # metres above base_link: highest voxel centre in the 2D grid
-    cpu_threads: int = 1  # torch intra-op threads for the map's work on the CPU; 0 = torch's
-    carve_free_space: bool = True  # rays camera -> surface give misses (needs the depth)
-    carve_probability: float = 0.35  # one miss adds logit(this) to a voxel's log-odds
-    carve_stride: int = 4  # every n-th pixel row and column of the network depth casts a ray
-    carve_max_range: float = 10.0  # metres from the camera beyond which nothing is carved
-    carve_margin: float = 1.0  # voxels short of the surface where a ray stops carving
-
-    def __post_init__(self) -> None:
-        """Validate every field; ValueError names the field and the allowed range."""
-        vs = tuple(float(v) for v in self.voxel_size)
-        lo = tuple(float(v) for v in self.lower)
-        up = tuple(float(v) for v in self.upper)
-        if len(vs) != 3 or not all(v > 0 and math.isfinite(v) for v in vs):
-            raise ValueError(f"FusionConfig.voxel_size must be 3 positive metres, got {vs}")
-        if abs(vs[0] - vs[1]) > 1e-9:
-            raise ValueError(f"FusionConfig.voxel_size x and y must be equal (square "
-                             f"OccupancyGrid cells), got {vs}")
-        if len(lo) != 3 or len(up) != 3 or not all(u > v for v, u in zip(lo, up)):
-            raise ValueError(f"FusionConfig.lower/upper must be 3 values each with upper > "
-                             f"lower (metres around base_link), got {lo} / {up}")
-        object.__setattr__(self, "voxel_size", vs)
-        object.__setattr__(self, "lower", lo)
-        object.__setattr__(self, "upper", up)
-        for name in ("p_min", "p_max", "clamp_min", "clamp_max", "occupied_threshold",
-                     "free_threshold", "observed_fraction"):
-            value = getattr(self, name)
-            if not 0.0 < float(value) < 1.0:
-                raise ValueError(f"FusionConfig.{name} must be in (0, 1), got {value}")
-        if not self.p_min < self.p_max:
-            raise ValueError(f"FusionConfig.p_min ({self.p_min}) must be < p_max "
-                             f"({self.p_max})")
-        if not self.clamp_min < 0.5 < self.clamp_max:
-            raise ValueError(f"FusionConfig.clamp_min < 0.5 < clamp_max is required, got "
-                             f"{self.clamp_min}, {self.clamp_max}")
-        if not self.free_threshold <= 0.5 <= self.occupied_threshold:
-            raise ValueError(f"FusionConfig.free_threshold <= 0.5 <= occupied_threshold is "
-                             f"required, got {self.free_threshold}, {self.occupied_threshold}")
-        for name in ("decay_occupied_per_s", "decay_free_per_s", "max_linear_speed",
-                     "max_angular_speed", "jump_tolerance_m", "jump_tolerance_rad",
-                     "quaternion_tolerance"):
-            value = float(getattr(self, name))
-            if not (value >= 0 and math.isfinite(value)):
-                raise ValueError(f"FusionConfig.{name} must be a finite number >= 0, "
-                                 f"got {getattr(self, name)}")
-        if self.interpolation not in ("trilinear", "nearest"):
-            raise ValueError(f"FusionConfig.interpolation must be 'trilinear' or 'nearest', "
-                             f"got {self.interpolation!r}")
-        if not self.grid_z_min <= self.grid_z_max:
-            raise ValueError(f"FusionConfig.grid_z_min ({self.grid_z_min}) must be <= "
-                             f"grid_z_max ({self.grid_z_max})")
-        threads = self.cpu_threads
-        if isinstance(threads, bool) or not isinstance(threads, int) or threads < 0:
-            raise ValueError(f"FusionConfig.cpu_threads must be an integer >= 0 (0 = torch's "
-                             f"setting), got {threads!r}")
-        if not isinstance(self.carve_free_space, (bool, np.bool_)):
-            raise ValueError(f"FusionConfig.carve_free_space must be true or false, got "
-                             f"{self.carve_free_space!r}")
-        object.__setattr__(self, "carve_free_space", bool(self.carve_free_space))
-        if not 0.0 < float(self.carve_probability) < 0.5:
-            raise ValueError(f"FusionConfig.carve_probability must be in (0, 0.5) (a miss "
-                             f"says 'more likely free'), got {self.carve_probability}")
-        stride = self.carve_stride
-        if isinstance(stride, bool) or not isinstance(stride, int) or stride < 1:
-            raise ValueError(f"FusionConfig.carve_stride must be an integer >= 1 pixel, "
-                             f"got {stride!r}")
-        if not (float(self.carve_max_range) > 0 and math.isfinite(self.carve_max_range)):
-            raise ValueError(f"FusionConfig.carve_max_range must be a finite number > 0 "
-                             f"metres, got {self.carve_max_range}")
-        if not (float(self.carve_margin) >= 0 and math.isfinite(self.carve_margin)):
-            raise ValueError(f"FusionConfig.carve_margin must be a finite number >= 0 voxels, "
-                             f"got {self.carve_margin}")
-
-    @property
-    def carve_log_odds(self) -> float:
-        """Log-odds one miss adds (negative): logit(carve_probability)."""
-        return logit(float(self.carve_probability))
-
-    @property
-    def dims(self) -> tuple[int, int, int]:
-        """Map size in voxels (nx, ny, nz): the extent rounded to whole voxels."""
-        return tuple(max(1, round((u - lo) / v))
-                     for lo, u, v in zip(self.lower, self.upper, self.voxel_size))
-
-    @classmethod
-    def matching(cls, grid: VoxelGrid, **overrides: Any) -> FusionConfig:
-        """A config whose map has the network grid's bounds and voxel size."""
-        base = {"voxel_size": tuple(float(v) for v in grid.voxel_size),
-                "lower": grid.lower, "upper": grid.upper}
-        names = {f.name for f in fields(cls)}
-        unknown = set(overrides) - names
-        if unknown:
-            raise ValueError(f"unknown FusionConfig fields {sorted(unknown)}; "
-                             f"known: {sorted(names)}")
-        return cls(**{**base, **overrides})
-
-
-@dataclass(frozen=True)
-class UpdateStatus:
-    """What one `update` did, for the node's log and diagnostics."""
-
-    accepted: bool  # the volume was integrated
-    frame: str  # 'odom' (fusing) or 'base_link' (single-frame fallback, no odometry)
-    reset_reason: str | None = None  # the map was cleared first, and why
-    rejected_reason: str | None = None  # why the update was refused (map untouched)
-    shift_voxels: tuple[int, int, int] = (0, 0, 0)  # how far the map moved this update
-    # The counts stay 0-d tensors on the map's device until read, so that an update on a
-    # GPU does not wait for its kernels to count voxels nobody may look at.
-    observed_count: int | torch.Tensor = 0  # map voxels that received an observation
-    carved_count: int | torch.Tensor = 0  # map voxels that got a free-space miss (carving)
-    held: bool = False  # not integrated on purpose (`hold`): the map stays as it was
-
-    @property
-    def observed_voxels(self) -> int:
-        """Map voxels that received an observation (reads the count: a sync on a GPU)."""
-        return int(self.observed_count)
-
-    @property
-    def carved_voxels(self) -> int:
-        """Map voxels that received a free-space miss (ray carving)."""
-        return int(self.carved_count)
-
-    @property
-    def message(self) -> str:
-        """One line describing the update (for logs)."""
-        if self.held:
-            return f"occupancy map held in {self.frame}, not fused: {self.rejected_reason}"
-        if not self.accepted:
-            return f"occupancy update rejected: {self.rejected_reason}"
-        carved = f", {self.carved_voxels} carved free" if self.carved_voxels else ""
-        text = (f"occupancy fused in {self.frame} ({self.observed_voxels} voxels "
-                f"observed{carved})")
-        return text if self.reset_reason is None else f"{text}; map reset: {self.reset_reason}"
-
-
-@dataclass(frozen=True)
-class ProbabilityGrid:
-    """The whole map as arrays: probabilities with NaN where unknown."""
-
-    probability: np.ndarray  # (nx, ny, nz) float32, NaN = unknown
-    known: np.ndarray  # (nx, ny, nz) bool
-    origin: np.ndarray  # (3,) float64 metres: minimum corner of voxel (0, 0, 0) in `frame`
-    voxel_size: np.ndarray  # (3,) float64 metres
-    frame: str  # 'odom' or 'base_link'
-    stamp_ns: int | None  # stamp of the last integrated volume
-
-
-@dataclass(frozen=True)
-class OccupancyGrid2D:
-    """A nav_msgs/OccupancyGrid-like projection: 100 occupied, 0 free, -1 unknown."""
-
-    data: np.ndarray  # (height=ny, width=nx) int8, row-major as OccupancyGrid.data
-    resolution: float  # metres per cell
-    origin: np.ndarray  # (3,) float64 metres: corner of cell (0, 0) in `frame`, z = band low
-    frame: str  # 'odom' or 'base_link'
-    stamp_ns: int | None  # stamp of the last integrated volume
+def _z_major(dims: tuple[int, int, int], dtype: torch.dtype, device: torch.device
+             ) -> torch.Tensor:
+    """An uninitialised (X, Y, Z) tensor stored z-major: a view of a contiguous (Z, X, Y)
+    one, so `.permute(2, 0, 1)` is contiguous (the map's layout)."""
+    X, Y, Z = dims
+    return torch.empty((Z, X, Y), dtype=dtype, device=device).permute(1, 2, 0)
 
 
 def _normalised_affine(T_src_dst: np.ndarray, src_lower: np.ndarray, src_extent: np.ndarray,
@@ -284,75 +115,6 @@ def _normalised_affine(T_src_dst: np.ndarray, src_lower: np.ndarray, src_extent:
     b = (R @ (dst_origin + dst_extent / 2.0) + T_src_dst[:3, 3] - src_lower) \
         / (src_extent / 2.0) - 1.0
     return A, b
-
-
-def _rotation_angle(R: np.ndarray) -> float:
-    """Angle in radians of a rotation matrix (3, 3)."""
-    return float(np.arccos(np.clip((np.trace(R) - 1.0) / 2.0, -1.0, 1.0)))
-
-
-def pose_to_transform(pose: Any, quaternion_tolerance: float = 1e-3) -> np.ndarray:
-    """T_odom_base (4, 4) from a 4x4 matrix or a (position (3,), quaternion xyzw (4,)) pair.
-
-    Raises ValueError saying what is wrong: NaN/inf values, a quaternion whose norm is
-    off 1 by more than `quaternion_tolerance`, or a matrix that is not rigid.
-    """
-    if isinstance(pose, (tuple, list)) and len(pose) == 2:
-        p = np.asarray(pose[0], dtype=np.float64).reshape(-1)
-        q = np.asarray(pose[1], dtype=np.float64).reshape(-1)
-        if p.shape != (3,) or q.shape != (4,):
-            raise ValueError(f"pose (position, quaternion) needs 3 + 4 values, got "
-                             f"{p.size} + {q.size}")
-        if not (np.all(np.isfinite(p)) and np.all(np.isfinite(q))):
-            raise ValueError(f"pose has NaN or inf: position {p.tolist()}, "
-                             f"quaternion {q.tolist()}")
-        with np.errstate(over="ignore"):  # |q| of 1e300 is inf: refused below
-            n = float(np.linalg.norm(q))
-        if not abs(n - 1.0) <= quaternion_tolerance:
-            raise ValueError(f"pose quaternion {q.tolist()} is not normalised "
-                             f"(norm {n:.6f}, tolerance {quaternion_tolerance})")
-        x, y, z, w = q / n
-        T = np.eye(4)
-        T[:3, :3] = [[1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
-                     [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
-                     [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)]]
-        T[:3, 3] = p
-        return T
-    T = np.asarray(pose, dtype=np.float64)
-    if T.shape != (4, 4):
-        raise ValueError(f"pose must be a (4, 4) T_odom_base or (position, quaternion), "
-                         f"got an array of shape {T.shape}")
-    if not np.all(np.isfinite(T)):
-        raise ValueError("pose T_odom_base has NaN or inf")
-    R = T[:3, :3]
-    tol = max(quaternion_tolerance, 1e-9) * 4
-    if (not np.allclose(R @ R.T, np.eye(3), atol=tol) or abs(np.linalg.det(R) - 1.0) > tol
-            or not np.allclose(T[3], [0.0, 0.0, 0.0, 1.0])):
-        raise ValueError("pose T_odom_base is not a rigid transform (rotation not "
-                         "orthonormal or last row not [0, 0, 0, 1])")
-    return T.copy()
-
-
-@contextmanager
-def torch_cpu_threads(threads: int, device: torch.device) -> Iterator[None]:
-    """Run torch's CPU ops of the block with `threads` intra-op threads, then restore the
-    previous setting (a no-op for `threads` 0 or a CUDA device).
-
-    torch's thread count is process-wide: use it from the one thread that runs torch (the
-    node's worker, the bag evaluation, the benchmark).
-    """
-    if threads <= 0 or device.type != "cpu":
-        yield
-        return
-    before = torch.get_num_threads()
-    if before == threads:
-        yield
-        return
-    torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 _Method = TypeVar("_Method", bound=Callable[..., Any])
@@ -377,8 +139,11 @@ class OccupancyFusion:
         self.device = torch.device(device)
         self.dims = self.config.dims
         self.voxel_size = np.asarray(self.config.voxel_size, dtype=np.float64)
-        self._log_odds = torch.zeros(self.dims, dtype=torch.float32, device=self.device)
-        self._known = torch.zeros(self.dims, dtype=torch.bool, device=self.device)
+        # (X, Y, Z) views of z-major storage (see _z_major): the update's volumes come out
+        # of the resampling (C, Z, X, Y), and adding them to an x-major map went through
+        # memory with a 4096-element stride (20x slower than the contiguous add).
+        self._log_odds = _z_major(self.dims, torch.float32, self.device).zero_()
+        self._known = _z_major(self.dims, torch.bool, self.device).zero_()
         self._l_min = logit(self.config.clamp_min)
         self._l_max = logit(self.config.clamp_max)
         # Normalised output coordinates of map voxel centres along each axis, (n,) each.
@@ -403,7 +168,7 @@ class OccupancyFusion:
         self._sep_grid = torch.empty((1, *self.dims[:2], 2), dtype=torch.float32,
                                      device=self.device)
         self.separable_updates = 0  # updates that took the separable fast path (tests)
-        self._carve_buf = torch.empty(self.dims, dtype=torch.bool, device=self.device)
+        self._carve_buf = _z_major(self.dims, torch.bool, self.device)  # the map's layout
 
     # ------------------------------------------------------------------ state
     @property
@@ -541,7 +306,7 @@ class OccupancyFusion:
         """Why the odometry step from the last pose is a jump, or None if plausible."""
         cfg = self.config
         dist = float(np.linalg.norm(T[:3, 3] - self._last_T[:3, 3]))
-        angle = _rotation_angle(self._last_T[:3, :3].T @ T[:3, :3])
+        angle = rotation_angle(self._last_T[:3, :3].T @ T[:3, :3])
         if dist > cfg.max_linear_speed * dt + cfg.jump_tolerance_m:
             return f"odometry jumped {dist:.2f} m in {dt:.3f} s"
         if angle > cfg.max_angular_speed * dt + cfg.jump_tolerance_rad:
@@ -557,7 +322,7 @@ class OccupancyFusion:
         L = self._log_odds
         decayed = torch.where(L > 0, (L - occ).clamp_min(0.0), (L + free).clamp_max(0.0))
         gone = self._known & (L != 0) & (decayed == 0)
-        self._log_odds = decayed
+        L.copy_(decayed)  # in place: the map keeps its z-major storage
         self._known &= ~gone  # fully decayed voxels are unknown again
 
     @_map_threads
@@ -689,17 +454,17 @@ class OccupancyFusion:
         # the unobserved ones (a multiply is ~20x cheaper than masked_fill_ on the CPU)
         torch.nan_to_num(prob, nan=0.5, out=inc)
         inc.clamp_(self.config.p_min, self.config.p_max).logit_().mul_(weight_src)
-        if affine is not None:  # sampled (2, Z, X, Y): the map is viewed (Z, X, Y) to match
+        if affine is not None:
             self.separable_updates += 1
-            sampled = self._sample_separable(affine, nearest)
-            log_odds, known = self._log_odds.permute(2, 0, 1), self._known.permute(2, 0, 1)
-        else:
+            sampled = self._sample_separable(affine, nearest)  # (2, Z, X, Y)
+        else:  # the grid read (Z, X, Y, 3) through strides: the output comes out z-major
             g = self._sampling_grid(T_base_frame, src_lower, src_extent,
                                     self._origin, np.asarray(self.dims) * self.voxel_size,
-                                    self._axes, out=self._grid_buf)
+                                    self._axes, out=self._grid_buf).permute(0, 3, 1, 2, 4)
             sampled = F.grid_sample(src, g, mode="nearest" if nearest else "bilinear",
-                                    padding_mode="zeros", align_corners=False)[0]  # (2, X, Y, Z)
-            log_odds, known = self._log_odds, self._known
+                                    padding_mode="zeros", align_corners=False)[0]  # (2, Z, X, Y)
+        # the map's storage is (Z, X, Y): contiguous like `sampled`
+        log_odds, known = self._log_odds.permute(2, 0, 1), self._known.permute(2, 0, 1)
         if nearest:
             seen = sampled[1] > 0.5
             step = sampled[0]  # already 0 where unobserved
@@ -831,25 +596,27 @@ class OccupancyFusion:
     def probability_grid(self) -> ProbabilityGrid:
         """The full map: probabilities (NaN where unknown), known mask, origin, size."""
         p = torch.where(self._known, self._probability(), torch.nan)
-        known = self._known.cpu().numpy().copy()  # a snapshot: the map changes in place
-        return ProbabilityGrid(p.cpu().numpy().astype(np.float32), known,
+        known = self._known.cpu().numpy().copy(order="C")  # a snapshot: the map changes
+        return ProbabilityGrid(np.ascontiguousarray(p.cpu().numpy(), dtype=np.float32), known,
                                self._origin.copy(), self.voxel_size.copy(), self.frame,
                                self._last_stamp_ns)
 
     @_map_threads
     def occupied_voxels(self, threshold: float | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Centres (M, 3) float32 metres in `frame` and probabilities (M,) float32 of the
-        known voxels with p >= threshold (default: config.occupied_threshold)."""
+        known voxels with p >= threshold (default: config.occupied_threshold), ordered by
+        z, then x, then y index (the map's storage order)."""
         thr = self.config.occupied_threshold if threshold is None else float(threshold)
-        mask = self._known & (self._log_odds >= logit(thr))
+        L = self._log_odds.permute(2, 0, 1)  # (Z, X, Y): the storage order, contiguous
+        mask = self._known.permute(2, 0, 1) & (L >= logit(thr))
         # numpy's flatnonzero is ~3x faster than torch.nonzero on the CPU; the mask is on
         # the host for the output anyway (one copy of X*Y*Z bools from a GPU).
-        flat = np.flatnonzero(mask.cpu().numpy())  # (M,) C order
+        flat = np.flatnonzero(mask.cpu().numpy())  # (M,) in storage order: z, then x, y
         flat_t = torch.from_numpy(flat).to(self.device)
-        probs = torch.sigmoid(self._log_odds.view(-1)[flat_t]).cpu().numpy()  # (M,) float32
-        _, ny, nz = self.dims
-        rest, k = np.divmod(flat, nz)
-        i, j = np.divmod(rest, ny)
+        probs = torch.sigmoid(L.reshape(-1)[flat_t]).cpu().numpy()  # (M,) float32
+        nx, ny, _ = self.dims
+        rest, j = np.divmod(flat, ny)
+        k, i = np.divmod(rest, nx)
         centres = np.empty((flat.size, 3), dtype=np.float32)
         for a, index in enumerate((i, j, k)):  # voxel centres per axis, then a gather
             axis = self._origin[a] + (np.arange(self.dims[a]) + 0.5) * self.voxel_size[a]
@@ -924,47 +691,3 @@ class OccupancyFusion:
                             align_corners=False)[0]  # (2, nx, ny, nz)
         p = torch.where(out[1] > 0.5, out[0], torch.nan)
         return p.cpu().numpy().astype(np.float32)
-
-
-def ghost_voxels(fused_probability: np.ndarray, gt_labels: np.ndarray,
-                 occupied_threshold: float = 0.6, margin: int = 0) -> int:
-    """Voxels occupied in the fused map but FREE in ground truth (ghosts, e.g. left behind
-    by a moving obstacle).
-
-    Args:
-        fused_probability: (nx, ny, nz) fused probabilities on the ground truth's grid
-            (`OccupancyFusion.sample(gt_grid, pose)`), NaN where the map is unknown.
-        gt_labels: (nx, ny, nz) uint8 ground-truth labels FREE / OCCUPIED / UNKNOWN.
-        occupied_threshold: fused p at or above which a voxel counts as occupied.
-        margin: FREE voxels within this many voxels (Chebyshev distance) of an OCCUPIED
-            one are not counted, so a surface resampled one voxel off (map and ground
-            truth grids differ by a rotation) is not a ghost; 0 counts every FREE voxel.
-
-    Returns:
-        The number of voxels with p >= occupied_threshold whose label is FREE (unknown
-        voxels on either side never count).
-    """
-    p = np.asarray(fused_probability)
-    labels = np.asarray(gt_labels)
-    if p.shape != labels.shape:
-        raise ValueError(f"fused_probability {p.shape} and gt_labels {labels.shape} must be "
-                         f"on the same grid; sample the map onto the ground truth's grid "
-                         f"with OccupancyFusion.sample(grid, pose)")
-    if isinstance(margin, bool) or int(margin) != margin or margin < 0:
-        raise ValueError(f"ghost_voxels margin must be an integer >= 0 voxels, got {margin!r}")
-    with np.errstate(invalid="ignore"):
-        occupied = p >= float(occupied_threshold)  # NaN compares False: unknown
-    free = labels == FREE
-    if margin:
-        near = labels == OCCUPIED
-        for axis in range(near.ndim):  # a box dilation is separable: one axis at a time
-            grown = near.copy()
-            for d in range(1, int(margin) + 1):
-                lo = [slice(None)] * near.ndim
-                hi = [slice(None)] * near.ndim
-                lo[axis], hi[axis] = slice(d, None), slice(None, -d)
-                grown[tuple(lo)] |= near[tuple(hi)]
-                grown[tuple(hi)] |= near[tuple(lo)]
-            near = grown
-        free &= ~near
-    return int(np.count_nonzero(occupied & free))

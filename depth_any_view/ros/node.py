@@ -4,10 +4,12 @@ A thin adapter over `depth_any_view.pipeline.Pipeline`, the object the offline b
 evaluation (bag/feeder.py) runs too. The executor thread runs every callback: images and
 CameraInfo are converted (`ros/conversions.py`) and queued in the pipeline, odometry goes to
 its pose buffer, a steady timer polls for timed-out partial sets, another publishes
-/diagnostics; none waits for the network. One inference worker takes sets from a
-latest-wins slot (`sync/latest_slot.py`; a replaced set counts as `superseded`), applies
-changed runtime parameters (`ros/runtime_params.py`), runs `Pipeline.process` and publishes
-the result (`ros/result_publisher.py`). Bad input, skipped views and dropped sets never
+/diagnostics; none waits for the network. Two workers (`overlap.TwoStageRunner`): the
+first takes sets from a latest-wins slot (a replaced set counts as `superseded`), applies
+changed runtime parameters (`ros/runtime_params.py`, once the second is idle) and runs the
+network (`Pipeline.infer`); the second takes its sets in order, fuses them
+(`Pipeline.finish`) and publishes the result (`ros/result_publisher.py`), so the network of
+set N + 1 runs while set N is fused and published. Bad input, skipped views and dropped sets never
 stop the node: they are counted and logged (`ros/outcomes.py`, `ros/diagnostics.py`).
 Start-up is `ros/startup.py`: a problem there ends the process with one line on stderr
 and exit status 2, before any topic exists. docs/TROUBLESHOOTING.md lists the messages.
@@ -28,7 +30,8 @@ from rclpy.node import Node
 from sensor_msgs.msg import CameraInfo, Image
 
 from depth_any_view.data.encodings import ImageEncodingError
-from depth_any_view.pipeline import QUATERNION_TOLERANCE
+from depth_any_view.overlap import TwoStageRunner
+from depth_any_view.pipeline import QUATERNION_TOLERANCE, InferredSet
 from depth_any_view.ros.conversions import image_msg_to_array, odometry_to_transform, stamp_to_ns
 from depth_any_view.ros.diagnostics import OK, to_diagnostic_array
 from depth_any_view.ros.log_bridge import CoreLogBridge
@@ -50,7 +53,6 @@ from depth_any_view.ros.startup import (
 )
 from depth_any_view.ros.throttled_log import ThrottledLog
 from depth_any_view.sync.approximate_time import SyncedSet
-from depth_any_view.sync.latest_slot import LatestSlot
 
 NODE_NAME = "depth_any_view"
 ENGINE_FIELDS = ("device", "device_name", "precision", "preset", "weights", "image_size",
@@ -116,11 +118,9 @@ class DepthAnyViewNode(Node):
                                              clock=steady)
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self.add_post_set_parameters_callback(self._after_set_parameters)
-        self._slot = LatestSlot()
         self._stop = threading.Event()
-        self._worker = threading.Thread(target=self._work, name="depth_any_view_inference",
-                                        daemon=True)
-        self._worker.start()
+        self._worker = TwoStageRunner(self._infer, self._finish, self._stage_failed,
+                                      name="depth_any_view")
         self.get_logger().info(ready_line(s, self._engine_info))
 
     def _create_topics(self, s: Settings) -> None:
@@ -209,7 +209,7 @@ class DepthAnyViewNode(Node):
             self.get_logger().info(f"synchronizer reset: {reset.reason}")
             self.diag.event("synchronizer", f"synchronizer reset: {reset.reason}")
         for synced in sets:
-            if self._slot.put(synced):
+            if self._worker.put(synced):
                 self.diag.set_dropped("superseded")
 
     def _on_diagnostics(self) -> None:
@@ -253,36 +253,37 @@ class DepthAnyViewNode(Node):
             self._rig_tf.update_and_log(s.publish_rig_tf, self.rig, self._now_ns(), s.rig_file)
 
     # ------------------------------------------------------------------ inference worker
-    def _work(self) -> None:
-        """Worker loop: take the latest set, process it; never let one set stop the loop."""
-        while not self._stop.is_set():
-            synced = self._slot.take(timeout=0.1)
-            if synced is None:
-                continue
-            try:
-                self._handle(synced)
-            except Exception as exc:  # noqa: BLE001 - keep serving; the error is reported
-                if self._stop.is_set() or not self.context.ok():
-                    return  # shutting down: publishers are gone, nothing to report
-                self.diag.set_dropped("error", f"{type(exc).__name__}: {exc}")
-                self._log.warn(("worker", type(exc).__name__), f"set at {synced.stamp_ns} ns "
-                               f"failed and was dropped: {type(exc).__name__}: {exc}",
-                               error=True)
-
     def _handle(self, synced: SyncedSet) -> None:
-        """One set: apply changed parameters, run the pipeline, publish and record it."""
-        s = self._params.apply(self.pipeline)
-        result = self.pipeline.process(synced)
+        """One set through both workers' steps on the calling thread (tests drive it)."""
+        self._finish(self._infer(synced))
+
+    def _infer(self, synced: SyncedSet) -> tuple[Settings, SyncedSet, InferredSet]:
+        """Worker one: apply changed parameters (once worker two is idle), run the network."""
+        s = self._params.apply(self.pipeline, before_change=self._worker.wait_idle)
+        return s, synced, self.pipeline.infer(synced)
+
+    def _finish(self, item: tuple[Settings, SyncedSet, InferredSet]) -> None:
+        """Worker two: fuse the set, publish and record it."""
+        s, _, inferred = item
+        result = self.pipeline.finish(inferred)
         if self._outcomes.set_result(result):
             self.outputs.publish(result, s)
             self._outcomes.set_published(result, s, (self._now_ns() - result.stamp_ns) / 1e9)
+
+    def _stage_failed(self, stage: str, item: Any, exc: BaseException) -> None:
+        """A worker's exception: the set is dropped and reported; the workers go on."""
+        if self._stop.is_set() or not self.context.ok():
+            return  # shutting down: publishers are gone, nothing to report
+        synced = item if stage == "first" else item[1]
+        self.diag.set_dropped("error", f"{type(exc).__name__}: {exc}")
+        self._log.warn(("worker", type(exc).__name__), f"set at {synced.stamp_ns} ns "
+                       f"failed and was dropped: {type(exc).__name__}: {exc}", error=True)
 
     def destroy_node(self) -> None:
         """Stop the worker, then destroy the rclpy node."""
         if hasattr(self, "_worker"):
             self._stop.set()
-            self._slot.close()
-            self._worker.join(timeout=10.0)
+            self._worker.close()
         self._core_log.close()
         super().destroy_node()
 

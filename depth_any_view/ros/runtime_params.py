@@ -12,6 +12,7 @@ pipeline is only reconfigured between sets.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from depth_any_view.config import ConfigError
@@ -65,10 +66,15 @@ class RuntimeParameters:
         self.settings = s
         return error
 
-    def apply(self, pipeline: Pipeline) -> Settings:
-        """The current settings, pushed into `pipeline` first if they changed (worker)."""
+    def apply(self, pipeline: Pipeline,
+              before_change: Callable[[], None] | None = None) -> Settings:
+        """The current settings, pushed into `pipeline` first if they changed (worker);
+        `before_change` runs first then (the node waits for its second worker to be idle,
+        as the map and the publishing read these settings)."""
         s, rig = self.settings, self.rig
         if s is not self._applied:
+            if before_change is not None:
+                before_change()
             self._applied = s
             cfg = pipeline_config(s)  # validated by check
             pipeline.reconfigure(points=cfg.points, fusion=cfg.fusion,
