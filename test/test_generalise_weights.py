@@ -28,10 +28,10 @@ def test_generalise_weights_have_cost_volumes_and_a_confidence_head() -> None:
     assert cfg.image_size == (128, 128)
 
 
-@pytest.mark.parametrize("name", ["lite_generalise", "lite_geometry"])
+@pytest.mark.parametrize("name", ["lite_generalise", "lite_geometry", "lite_effnet_geometry"])
 def test_weights_beside_the_default_stay_metric_on_the_training_world(
         tmp_path: Path, name: str) -> None:
-    """Both issue-20 weights files (this one and test_geometry_weights.py's)."""
+    """Every issue-20 weights file (this one and test_geometry_weights.py's)."""
     synthesize(tmp_path / "seq_9302", frames=2, size=(128, 128), grid_dims=64, seed=9302,
                scene="outdoor", progress=False)  # a seed outside every split
     result = evaluate_split(tmp_path, weights=WEIGHTS_DIR / f"{name}.safetensors",
