@@ -239,7 +239,7 @@ def test_markers_stage_is_the_nodes_path() -> None:
     from depth_any_view.ros import conversions as C
     from depth_any_view.ros import result_publisher
 
-    assert stages.LARGE_MESSAGE_BYTES == result_publisher.LARGE_MESSAGE_BYTES
+    assert stages.LARGE_MESSAGE_BYTES is result_publisher.LARGE_MESSAGE_BYTES  # one constant
     assert stages.MARKERS_PERIOD_S == 1.0
     header = C.make_header(5, "cam")
     big = C.depth_to_image_msg(np.ones((256, 256), np.float32), header)

@@ -242,14 +242,6 @@ def ros_domain_id() -> int:
     return random.SystemRandom().choice(choices)
 
 
-def localhost_dds_env(domain_id: int, base: dict[str, str] | None = None) -> dict[str, str]:
-    """Environment for a process of this run: DDS on localhost only, the run's domain."""
-    env = dict(os.environ if base is None else base)
-    env.update(ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST", ROS_DOMAIN_ID=str(int(domain_id)))
-    env.setdefault("RMW_IMPLEMENTATION", "rmw_fastrtps_cpp")
-    return env
-
-
 def ms(seconds: float | None, digits: int = 2) -> str:
     """Seconds as a millisecond string, '-' for None."""
     if seconds is None or (isinstance(seconds, float) and not math.isfinite(seconds)):

@@ -48,9 +48,11 @@ from typing import Any
 import numpy as np
 import yaml
 
-from depth_any_view.bench.common import localhost_dds_env, peak_rss_mib, summarize
+from depth_any_view import topics
+from depth_any_view.bench.common import peak_rss_mib, summarize
 from depth_any_view.bench.workload import Workload, pose_on_track
-from depth_any_view.ros.process import NodeProcess, node_module_command
+from depth_any_view.ros.process import NodeProcess, localhost_dds_env, node_module_command
+from depth_any_view.topics import camera_topic
 
 LOG = logging.getLogger(__name__)
 
@@ -187,24 +189,26 @@ class _Rig:
         rclpy.init(context=self.context, domain_id=int(domain_id))
         self.node = rclpy.create_node("depth_any_view_bench", context=self.context)
         q_in = qos_profile("reliable", 10)
-        self.pub_image = [self.node.create_publisher(Image, f"/cameras/{n}/image_raw", q_in)
+        self.pub_image = [self.node.create_publisher(Image, camera_topic(n, topics.IMAGE), q_in)
                           for n in w.names]
-        self.pub_info = [self.node.create_publisher(CameraInfo, f"/cameras/{n}/camera_info",
-                                                    q_in) for n in w.names]
-        self.pub_odom = self.node.create_publisher(Odometry, "/odom", q_in)
+        self.pub_info = [self.node.create_publisher(CameraInfo,
+                                                    camera_topic(n, topics.CAMERA_INFO), q_in)
+                         for n in w.names]
+        self.pub_odom = self.node.create_publisher(Odometry, topics.ODOM, q_in)
         self.lock = threading.Lock()
         self.arrivals: dict[str, dict[int, int]] = defaultdict(dict)  # topic -> stamp -> ns
         self.last_arrival = time.monotonic()
         self.diagnostics: dict[str, str] = {}
         self.topics: dict[str, str] = {}  # topic -> output group
         q_out = qos_profile("reliable", 20)
-        subs = [("/depth_any_view/points", PointCloud2, "points", False),
-                ("/depth_any_view/occupancy/voxels", PointCloud2, "voxels", False),
-                ("/depth_any_view/occupancy/markers", MarkerArray, "markers", True),
-                ("/depth_any_view/occupancy/grid", OccupancyGrid, "grid", False)]
+        subs = [(topics.POINTS, PointCloud2, "points", False),
+                (topics.VOXELS, PointCloud2, "voxels", False),
+                (topics.MARKERS, MarkerArray, "markers", True),
+                (topics.GRID, OccupancyGrid, "grid", False)]
         for n in w.names:
-            subs.append((f"/cameras/{n}/depth/image", Image, "depth", False))
-            subs.append((f"/cameras/{n}/depth/camera_info", CameraInfo, "depth_info", False))
+            subs.append((camera_topic(n, topics.DEPTH_IMAGE), Image, "depth", False))
+            subs.append((camera_topic(n, topics.DEPTH_CAMERA_INFO), CameraInfo, "depth_info",
+                         False))
         self.subs = []
         for topic, mtype, group, seq in subs:
             self.topics[topic] = group

@@ -44,6 +44,7 @@ from typing import Any
 
 import numpy as np
 
+from depth_any_view import topics
 from depth_any_view.bench.common import PeakMemory, summarize, time_call
 from depth_any_view.bench.workload import (
     Workload,
@@ -54,7 +55,8 @@ from depth_any_view.bench.workload import (
 from depth_any_view.inference.engine import EngineConfig, InferenceEngine
 from depth_any_view.inference.preprocess import ViewInput
 from depth_any_view.mapping.carving import DepthViews
-from depth_any_view.ros.params import SPECS
+from depth_any_view.ros.params import LARGE_MESSAGE_BYTES, SPECS
+from depth_any_view.topics import camera_topic
 
 LOG = logging.getLogger(__name__)
 
@@ -101,11 +103,9 @@ STAGE_LABELS = {
 POINTS_STRIDE = int(SPECS["points_stride"].default)  # node parameter (default)
 MARKER_MAX_VOXELS = int(SPECS["marker_max_voxels"].default)  # node parameter (default)
 MARKERS_PERIOD_S = float(SPECS["markers_period"].default)  # node parameter (default)
-LARGE_MESSAGE_BYTES = 64 * 1024  # the node's ros/node.py LARGE_MESSAGE_BYTES (paced above)
 PERIOD_NS = 100_000_000  # 10 Hz between the benchmark's sets
-OUTPUT_TOPICS = {  # the node's default output topics (docs/DESIGN.md)
-    "points": "/depth_any_view/points", "voxels": "/depth_any_view/occupancy/voxels",
-    "markers": "/depth_any_view/occupancy/markers", "grid": "/depth_any_view/occupancy/grid"}
+OUTPUT_TOPICS = {"points": topics.POINTS, "voxels": topics.VOXELS,  # the node's defaults
+                 "markers": topics.MARKERS, "grid": topics.GRID}
 
 
 def make_engine(preset: str, device: str = "cpu", precision: str = "fp32", *,
@@ -190,10 +190,10 @@ class LocalPublishers:
         rclpy.init(context=self.context, domain_id=int(domain_id))
         self.node = rclpy.create_node("depth_any_view_bench_publish", context=self.context)
         q = qos_profile("reliable", 5)
-        self.depth = {n: self.node.create_publisher(Image, f"/cameras/{n}/depth/image", q)
+        self.depth = {n: self.node.create_publisher(Image, camera_topic(n, topics.DEPTH_IMAGE), q)
                       for n in names}
         self.info = {n: self.node.create_publisher(
-            CameraInfo, f"/cameras/{n}/depth/camera_info", q) for n in names}
+            CameraInfo, camera_topic(n, topics.DEPTH_CAMERA_INFO), q) for n in names}
         self.points = self.node.create_publisher(PointCloud2, OUTPUT_TOPICS["points"], q)
         self.voxels = self.node.create_publisher(PointCloud2, OUTPUT_TOPICS["voxels"], q)
         self.markers = self.node.create_publisher(MarkerArray, OUTPUT_TOPICS["markers"], q)

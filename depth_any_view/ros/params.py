@@ -41,6 +41,7 @@ DEVICE_PATTERN = re.compile(r"auto|cpu|cuda(:\d+)?")
 # number of views with the same weights, but cross-view attention grows with the square of
 # the views and the node is tested with 1 to 8. Run a second node for more.
 MAX_CAMERAS = 8
+LARGE_MESSAGE_BYTES = 64 * 1024  # an output message above this is paced (publish_spacing)
 
 
 class ParameterError(ValueError):

@@ -37,10 +37,8 @@ from depth_any_view.ros.conversions import (
     voxel_cloud,
     xyzrgb_cloud,
 )
-from depth_any_view.ros.params import Settings
+from depth_any_view.ros.params import LARGE_MESSAGE_BYTES, Settings
 from depth_any_view.ros.qos import qos_profile
-
-LARGE_MESSAGE_BYTES = 64 * 1024  # a message above this is paced (publish_spacing)
 
 
 def payload_bytes(msg: Any) -> int:
