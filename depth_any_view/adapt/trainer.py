@@ -33,6 +33,7 @@ from depth_any_view.model.config import ModelConfig
 from depth_any_view.model.network import DepthAnyViewNet, PreviousSet
 from depth_any_view.model.weights import load_weights, save_weights
 from depth_any_view.training.losses import compute_losses, smoothness_loss
+from depth_any_view.training.tracking import start_mlflow_run
 from depth_any_view.training.trainer import collate_samples, cosine_with_warmup, resize_views
 
 LOG = logging.getLogger(__name__)
@@ -290,26 +291,16 @@ class Adapter:
 
     # ------------------------------------------------------------------ tracking
     def _start_tracking(self) -> None:
-        """Open an MLflow run (a local SQLite store in the output directory by default)."""
+        """Open an MLflow run (training/tracking.py: a local SQLite store in the output
+        directory by default)."""
         if not self.cfg.mlflow:
             return
-        import mlflow
-
-        self.out_dir.mkdir(parents=True, exist_ok=True)
-        uri = self.cfg.mlflow_uri or f"sqlite:///{(self.out_dir / 'mlflow.db').resolve()}"
-        mlflow.set_tracking_uri(uri)
-        if mlflow.get_experiment_by_name(self.cfg.experiment) is None:
-            mlflow.create_experiment(
-                self.cfg.experiment,
-                artifact_location=(self.out_dir / "mlartifacts").resolve().as_uri())
-        mlflow.set_experiment(self.cfg.experiment)
-        mlflow.start_run(run_name=self.out_dir.name)
         flat = {f"adapt.{k}": v for k, v in self.cfg.to_dict().items()}
         flat.update({f"model.{k}": v for k, v in asdict(self.model_cfg).items()})
         flat["bags"] = [str(b.path) for b in self.bags]
         flat["resumed_at_step"] = self.step
-        mlflow.log_params({k: str(v)[:500] for k, v in flat.items()})
-        self._mlflow = mlflow
+        self._mlflow = start_mlflow_run(self.out_dir, self.cfg.experiment, self.cfg.mlflow_uri,
+                                        flat)
 
     def log_metrics(self, metrics: dict[str, float], step: int) -> None:
         """Log finite scalars to MLflow (when tracking)."""

@@ -241,8 +241,26 @@ def build_raycaster(vertices: np.ndarray, faces: np.ndarray) -> Any:
     return rc
 
 
+class RaycastMesh:
+    """What a scene dataclass with `vertices` (N, 3), `faces` (F, 3) and a `_raycaster`
+    field (None until built) offers the renderers: its triangle count and its Open3D
+    `RaycastingScene`, built once. Shared by `Scene` and the shifted world's
+    `ShiftedScene`."""
+
+    @property
+    def num_triangles(self) -> int:
+        """Number of triangles."""
+        return int(self.faces.shape[0])
+
+    def raycasting_scene(self) -> Any:
+        """The Open3D `RaycastingScene` of the mesh (built once)."""
+        if self._raycaster is None:
+            self._raycaster = build_raycaster(self.vertices, self.faces)
+        return self._raycaster
+
+
 @dataclass
-class Scene:
+class Scene(RaycastMesh):
     """A textured triangle scene in odom with its route, ground and lighting."""
 
     kind: str  # 'indoor' | 'outdoor'
@@ -265,17 +283,6 @@ class Scene:
     stop_spacing: float  # mean distance between stops, metres
     _raycaster: Any = field(default=None, repr=False)
     _occ_cache: dict = field(default_factory=dict, repr=False)
-
-    @property
-    def num_triangles(self) -> int:
-        """Number of triangles."""
-        return int(self.faces.shape[0])
-
-    def raycasting_scene(self) -> Any:
-        """The Open3D `RaycastingScene` of the mesh (built once)."""
-        if self._raycaster is None:
-            self._raycaster = build_raycaster(self.vertices, self.faces)
-        return self._raycaster
 
     def occupancy_triangles(self, max_edge: float, z_range: tuple[float, float]
                             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

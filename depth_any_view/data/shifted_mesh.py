@@ -14,7 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from depth_any_view.data.scenes import build_raycaster, tessellate
+from depth_any_view.data.scene_mesh import RaycastMesh
+from depth_any_view.data.scenes import tessellate
 from depth_any_view.data.shifted_render import (
     Lighting,
     MaterialSet,
@@ -174,7 +175,7 @@ class GroundPlane:
 
 
 @dataclass
-class ShiftedScene:
+class ShiftedScene(RaycastMesh):
     """A textured triangle scene in odom with its ground, lighting and materials; it offers
     what OccupancyLabeler needs (`ground.z_range`, `occupancy_triangles`)."""
 
@@ -190,17 +191,6 @@ class ShiftedScene:
     lighting: Lighting
     _raycaster: Any = field(default=None, repr=False)
     _occ_cache: dict = field(default_factory=dict, repr=False)
-
-    @property
-    def num_triangles(self) -> int:
-        """Number of triangles."""
-        return int(self.faces.shape[0])
-
-    def raycasting_scene(self) -> Any:
-        """The Open3D `RaycastingScene` of the mesh (built once)."""
-        if self._raycaster is None:
-            self._raycaster = build_raycaster(self.vertices, self.faces)
-        return self._raycaster
 
     def occupancy_triangles(self, max_edge: float, z_range: tuple[float, float]
                             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

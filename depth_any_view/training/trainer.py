@@ -48,6 +48,7 @@ from depth_any_view.training.distributed import (
 from depth_any_view.training.losses import LossConfig, compute_losses
 from depth_any_view.training.metrics import DepthMetricAccumulator, VoxelMetricAccumulator
 from depth_any_view.training.rig_batching import RigNormalisedDataset, resize_images
+from depth_any_view.training.tracking import start_mlflow_run
 
 LOG = logging.getLogger(__name__)
 
@@ -261,28 +262,15 @@ class Trainer:
 
     # ------------------------------------------------------------------ tracking
     def _start_tracking(self) -> None:
-        """Open an MLflow run (local file store by default) on the main process."""
+        """Open an MLflow run (training/tracking.py) on the main process."""
         if not (self.cfg.mlflow and self.env.is_main):
             return
-        import mlflow
-
-        self.out_dir.mkdir(parents=True, exist_ok=True)
-        # A local store by default: an SQLite file plus an artifact folder in out_dir
-        # (MLflow's plain file store is deprecated).
-        uri = self.cfg.mlflow_uri or f"sqlite:///{(self.out_dir / 'mlflow.db').resolve()}"
-        mlflow.set_tracking_uri(uri)
-        if mlflow.get_experiment_by_name(self.cfg.experiment) is None:
-            mlflow.create_experiment(
-                self.cfg.experiment,
-                artifact_location=(self.out_dir / "mlartifacts").resolve().as_uri())
-        mlflow.set_experiment(self.cfg.experiment)
-        mlflow.start_run(run_name=self.out_dir.name)
         flat = {f"train.{k}": v for k, v in self.cfg.to_dict().items()
                 if k not in ("loss", "augment", "model_overrides")}
         flat.update({f"model.{k}": v for k, v in asdict(self.model_cfg).items()})
         flat.update({f"loss.{k}": v for k, v in asdict(self.loss_cfg).items()})
-        mlflow.log_params({k: str(v)[:500] for k, v in flat.items()})
-        self._mlflow = mlflow
+        self._mlflow = start_mlflow_run(self.out_dir, self.cfg.experiment, self.cfg.mlflow_uri,
+                                        flat)
 
     def _log(self, metrics: dict[str, float], step: int) -> None:
         """Log scalar metrics to MLflow (names sanitised) on the main process."""
