@@ -470,8 +470,12 @@ class Settings(Mapping[str, Any]):
 NODE_SECTION = "/**/depth_any_view"  # the shipped files' top key: the node in any namespace
 
 
-def params_files(args: Sequence[str]) -> list[str]:
-    """The files given with `--params-file` among the ROS arguments of `args`, in order."""
+def params_files(args: Sequence[str], strict: bool = False) -> list[str]:
+    """The files given with `--params-file` among the ROS arguments of `args`, in order.
+
+    Raises:
+        ValueError: `strict` and a `--params-file` ends the arguments without a file name.
+    """
     files: list[str] = []
     in_ros = False
     for i, arg in enumerate(args):
@@ -479,8 +483,11 @@ def params_files(args: Sequence[str]) -> list[str]:
             in_ros = True
         elif arg == "--":
             in_ros = False
-        elif in_ros and arg == "--params-file" and i + 1 < len(args):
-            files.append(args[i + 1])
+        elif in_ros and arg == "--params-file":
+            if i + 1 < len(args):
+                files.append(args[i + 1])
+            elif strict:
+                raise ValueError("--params-file needs a file name")
     return files
 
 

@@ -41,6 +41,7 @@ from depth_any_view.ros.params import (
     ParameterError,
     Settings,
     check_value,
+    params_files,
     to_descriptor,
 )
 from depth_any_view.ros.rig_tf import rig_tf_problem
@@ -137,27 +138,23 @@ def params_file_error(args: list[str]) -> str | None:
     rcl refuses such a file too, but in words about its parser; this names the file, the
     line and column of a YAML error, or says that the file is missing.
     """
-    in_ros = False
-    for i, arg in enumerate(args):
-        if arg == "--ros-args":
-            in_ros = True
-        elif arg == "--":
-            in_ros = False
-        elif in_ros and arg == "--params-file":
-            if i + 1 >= len(args):
-                return "--params-file needs a file name"
-            path = Path(args[i + 1])
-            try:
-                data = yaml.safe_load(path.read_text())
-            except OSError as exc:
-                return f"parameters file '{path}' cannot be read: {exc.strerror or exc}"
-            except yaml.YAMLError as exc:
-                problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-                return (f"parameters file '{path}' is not valid YAML{yaml_error_where(exc)}: "
-                        f"{problem}")
-            if not isinstance(data, dict):
-                return (f"parameters file '{path}' must be a mapping of node names to "
-                        "'ros__parameters' (see config/depth_any_view.yaml)")
+    try:
+        files = params_files(args, strict=True)
+    except ValueError as exc:
+        return str(exc)
+    for name in files:
+        path = Path(name)
+        try:
+            data = yaml.safe_load(path.read_text())
+        except OSError as exc:
+            return f"parameters file '{path}' cannot be read: {exc.strerror or exc}"
+        except yaml.YAMLError as exc:
+            problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+            return (f"parameters file '{path}' is not valid YAML{yaml_error_where(exc)}: "
+                    f"{problem}")
+        if not isinstance(data, dict):
+            return (f"parameters file '{path}' must be a mapping of node names to "
+                    "'ros__parameters' (see config/depth_any_view.yaml)")
     return None
 
 
