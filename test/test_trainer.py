@@ -72,6 +72,10 @@ def test_train_config_validation_and_overrides(tmp_path):
         TrainConfig(amp="fp8")
     data = apply_overrides({"loss": {"cos_weight": 0.5}}, ["loss.cos_weight=0", "epochs=3"])
     assert data == {"loss": {"cos_weight": 0}, "epochs": 3}
+    # YAML 1.1 reads 5e-5 as a string; an override means the number (TrainConfig takes it)
+    data = apply_overrides({}, ["lr=5e-5", "min_lr_ratio=1E-2", "experiment=1e5run"])
+    assert data == {"lr": 5e-5, "min_lr_ratio": 0.01, "experiment": "1e5run"}
+    assert TrainConfig.from_dict({"lr": data["lr"]}).lr == pytest.approx(5e-5)
     cfg = load_train_config("lite", ["max_steps=5"])
     assert cfg.max_steps == 5 and cfg.model == "lite"
     assert load_train_config("paper").lr == pytest.approx(1e-4)

@@ -12,6 +12,7 @@ merge key by key); the stages of the shipped weights are written so
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -111,6 +112,9 @@ class TrainConfig:
         return dataclass_from_mapping(cls, data, "training option(s)", where=f"'{source}': ")
 
 
+_EXPONENT_NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
+
+
 def apply_overrides(data: dict[str, Any], pairs: list[str]) -> dict[str, Any]:
     """Apply `key=value` strings (dotted keys for sections, YAML values) to a mapping."""
     out = {k: (dict(v) if isinstance(v, dict) else v) for k, v in data.items()}
@@ -119,6 +123,8 @@ def apply_overrides(data: dict[str, Any], pairs: list[str]) -> dict[str, Any]:
             raise ConfigError(f"override '{pair}' must look like key=value (e.g. epochs=2)")
         key, raw = pair.split("=", 1)
         value = yaml.safe_load(raw)
+        if isinstance(value, str) and _EXPONENT_NUMBER.fullmatch(value.strip()):
+            value = float(value)  # YAML 1.1 reads 5e-5 (no dot) as a string
         parts = key.strip().split(".")
         node = out
         for part in parts[:-1]:
