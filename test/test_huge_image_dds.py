@@ -30,6 +30,7 @@ import os
 import re
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -58,30 +59,15 @@ HUGE_BYTES = HUGE[0] * HUGE[1] * 3
 RSS_AFTER_GROWTH_MB = 10.0  # most RSS growth while healthy sets flow after the huge ones
 
 
-def _publish_huge(robot: SoakRobot, k: int, stamp: int, image: np.ndarray) -> None:
-    """Set k with HUGE_CAMERA's image (and CameraInfo) at HUGE size, the others normal."""
-    from nav_msgs.msg import Odometry
-
+def _huge_calibration(robot: SoakRobot) -> Any:
+    """HUGE_CAMERA's PinholeCamera scaled to HUGE pixels (a CameraInfo matching the image)."""
     from depth_any_view.geometry.camera import PinholeCamera
 
-    C, frame = robot.C, robot.frames[k % len(robot.frames)]
-    for cam in robot.cameras:
-        v = robot.index[cam]
-        header = C.make_header(stamp, frame.frame_ids[v])
-        if cam == HUGE_CAMERA:
-            small = robot.calib[cam]
-            K = small.K.copy()
-            K[0] *= HUGE[0] / small.width
-            K[1] *= HUGE[1] / small.height
-            calib = PinholeCamera(HUGE[0], HUGE[1], K)
-            robot.pub_info[cam].publish(C.camera_to_camera_info(calib, header))
-            robot.pub_image[cam].publish(C.array_to_image_msg(image, "rgb8", header))
-        else:
-            robot.pub_info[cam].publish(C.camera_to_camera_info(robot.calib[cam], header))
-            robot.pub_image[cam].publish(C.array_to_image_msg(frame.images[v], "rgb8", header))
-    msg = Odometry(header=C.make_header(stamp, "odom"), child_frame_id="base_link")
-    msg.pose.pose = C.matrix_to_pose(frame.T_odom_base)
-    robot.pub_odom.publish(msg)
+    small = robot.calib[HUGE_CAMERA]
+    K = small.K.copy()
+    K[0] *= HUGE[0] / small.width
+    K[1] *= HUGE[1] / small.height
+    return PinholeCamera(HUGE[0], HUGE[1], K)
 
 
 def test_an_8000x8000_image_is_reported_and_memory_stays_bounded(
@@ -100,6 +86,7 @@ def test_an_8000x8000_image_is_reported_and_memory_stays_bounded(
                       watched=SURROUND6)
     outputs = ["/depth_any_view/points"] + [depth_topics(c)[0] for c in SURROUND6]
     huge = np.random.default_rng(0).integers(0, 255, (HUGE[1], HUGE[0], 3), dtype=np.uint8)
+    huge_calib = _huge_calibration(robot)
     rss: list[tuple[str, int, int]] = []  # (phase, set index, bytes)
     checked: list[int] = []
     index: dict[int, int] = {}  # stamp (ns) -> set index
@@ -113,7 +100,8 @@ def test_an_8000x8000_image_is_reported_and_memory_stays_bounded(
             stamp = time.time_ns()
             index[stamp] = k
             if phase == "huge":
-                _publish_huge(robot, k, stamp, huge)
+                robot.publish_at(k, stamp, SURROUND6, odom=True,
+                                 replace={HUGE_CAMERA: (huge, huge_calib)})
                 last_huge = time.monotonic()
             else:
                 robot.publish_at(k, stamp, SURROUND6, odom=True)

@@ -28,6 +28,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from helpers import dds_env, start_node, stop_node, tail
 from test_node_cameras import (
@@ -82,16 +83,19 @@ class SoakRobot(Robot):
             with self.lock:
                 self.stamps[topic].add(stamp_to_ns(header.stamp))
 
-    def publish_at(self, k: int, stamp: int, cameras: list[str], odom: bool) -> None:
-        """Frame k (cycled) of `cameras`, stamped `stamp` ns, and /odom if `odom`."""
+    def publish_at(self, k: int, stamp: int, cameras: list[str], odom: bool,
+                   replace: dict[str, tuple[np.ndarray, Any]] | None = None) -> None:
+        """Frame k (cycled) of `cameras`, stamped `stamp` ns, and /odom if `odom`; a camera
+        in `replace` sends that (rgb8 image, PinholeCamera) instead of its own."""
         from nav_msgs.msg import Odometry
 
         C, frame = self.C, self.frames[k % len(self.frames)]
         for cam in cameras:
             v = self.index[cam]
             header = C.make_header(stamp, frame.frame_ids[v])
-            self.pub_info[cam].publish(C.camera_to_camera_info(self.calib[cam], header))
-            self.pub_image[cam].publish(C.array_to_image_msg(frame.images[v], "rgb8", header))
+            image, calib = (replace or {}).get(cam, (frame.images[v], self.calib[cam]))
+            self.pub_info[cam].publish(C.camera_to_camera_info(calib, header))
+            self.pub_image[cam].publish(C.array_to_image_msg(image, "rgb8", header))
         if odom:
             msg = Odometry(header=C.make_header(stamp, "odom"), child_frame_id="base_link")
             msg.pose.pose = C.matrix_to_pose(frame.T_odom_base)

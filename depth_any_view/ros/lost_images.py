@@ -1,4 +1,4 @@
-"""Camera images that DDS lost before the node saw them: count them and say so, once.
+"""Camera images that DDS lost before the node saw them: count them and say so.
 
 An image larger than a best-effort transport can deliver (an 8000x8000 rgb8 frame is 192 MB,
 some 3000 UDP fragments: one lost fragment loses it) never reaches the image callback, so
